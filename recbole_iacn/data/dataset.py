@@ -1,0 +1,229 @@
+"""``CTRDataset``: RecBole's ``Dataset`` for prepared CTR samples with behaviour sequences.
+
+Differences from RecBole's ``Dataset`` (everything else, e.g. remapping, joins, dataloaders, is
+RecBole's own):
+
+* atomic files are read with pandas' C parser and validated: a malformed header, a row with the wrong
+  number of columns, a non-numeric float or a label other than 0/1 is a :class:`DataFormatError`
+  naming the file and line;
+* behaviour sequences (``HISTORY_ITEM_FIELD`` / ``HISTORY_CATEGORY_FIELD``) keep their *most recent*
+  ``MAX_ITEM_LIST_LENGTH`` entries, so the behaviour length is a per-run setting (RecBole's ``seq_len``
+  keeps the first entries);
+* ``share_vocab`` puts further fields in one id space, as ``alias_of_item_id`` does for items
+  (e.g. ``{cate_id: [cate_id_list]}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pandas as pd
+from recbole.data.dataset import Dataset
+from recbole.utils import FeatureSource, FeatureType, set_color
+
+from recbole_iacn.errors import DataFormatError
+
+_TYPE_NAMES = ", ".join(t.value for t in FeatureType)
+HEADER_LINE = 1  # line number of the typed header in an atomic file
+
+
+class CTRDataset(Dataset):
+    """A RecBole dataset of labeled CTR samples whose rows carry the user's behaviour sequence."""
+
+    def _get_field_from_config(self):
+        super()._get_field_from_config()
+        self.history_item_field = self.config["HISTORY_ITEM_FIELD"]
+        self.history_category_field = self.config["HISTORY_CATEGORY_FIELD"]
+        self.item_category_field = self.config["ITEM_CATEGORY_FIELD"]
+        self.max_history = self.config["MAX_ITEM_LIST_LENGTH"]
+        if not isinstance(self.max_history, int) or self.max_history < 1:
+            raise DataFormatError(
+                f"MAX_ITEM_LIST_LENGTH must be a positive integer, got {self.max_history!r}."
+            )
+
+    @property
+    def history_fields(self) -> list[str]:
+        return [f for f in (self.history_item_field, self.history_category_field) if f]
+
+    # ------------------------------------------------------------------ loading
+    def _load_feat(self, filepath, source):
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        if load_col == set():
+            return None
+        separator = self.config["field_separator"]
+        encoding = self.config["encoding"]
+        columns = self._read_header(filepath, source, separator, encoding, load_col, unload_col)
+        if not columns:
+            self.logger.warning(f"No columns have been loaded from [{filepath}]")
+            return None
+        df = self._read_body(filepath, separator, encoding, columns)
+        for position, field, ftype in columns:
+            df[field] = self._convert_column(filepath, field, ftype, df[field])
+        self._check_label(filepath, df)
+        return df
+
+    def _read_header(self, filepath, source, separator, encoding, load_col, unload_col):
+        try:
+            with open(filepath, "r", encoding=encoding, newline="") as f:
+                header = f.readline().rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"{filepath}: not readable as {encoding} text ({exc}).") from None
+        columns = []
+        for position, spec in enumerate(header.split(separator)):
+            field, colon, type_name = spec.partition(":")
+            if not colon or not field:
+                raise DataFormatError(
+                    f"{filepath}, line {HEADER_LINE}: column {position + 1} is headed {spec!r}, not "
+                    f"'name:type'. An atomic file starts with a typed header such as "
+                    f"'user_id:token{separator!r}item_id:token'; types are {_TYPE_NAMES}."
+                )
+            try:
+                ftype = FeatureType(type_name)
+            except ValueError:
+                raise DataFormatError(
+                    f"{filepath}, line {HEADER_LINE}: column {field!r} has unknown type {type_name!r}; "
+                    f"use one of {_TYPE_NAMES}."
+                ) from None
+            if load_col is not None and field not in load_col:
+                continue
+            if unload_col is not None and field in unload_col:
+                continue
+            if isinstance(source, FeatureSource) or source != "link":
+                self.field2source[field] = source
+                self.field2type[field] = ftype
+                if not ftype.value.endswith("seq"):
+                    self.field2seqlen[field] = 1
+                if "float" in ftype.value:
+                    self.field2bucketnum[field] = 2
+            columns.append((position, field, ftype))
+        return columns
+
+    def _read_body(self, filepath, separator, encoding, columns):
+        positions = [p for p, _, _ in columns]
+        names = [f for _, f, _ in columns]
+        try:
+            df = pd.read_csv(
+                filepath,
+                sep=separator,
+                header=None,
+                skiprows=1,
+                usecols=positions,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                quoting=csv.QUOTE_NONE,
+                encoding=encoding,
+                engine="c",
+            )
+        except pd.errors.EmptyDataError:
+            df = pd.DataFrame({p: pd.Series(dtype=str) for p in positions})
+        except pd.errors.ParserError as exc:
+            raise DataFormatError(
+                f"{filepath}: {exc}. Every row must have as many {separator!r}-separated values as "
+                "the header has columns (line numbers count the header as line 1)."
+            ) from None
+        except ValueError as exc:  # usecols beyond the data
+            raise DataFormatError(f"{filepath}: {exc}.") from None
+        df = df[positions]
+        df.columns = names
+        short = df.isna().any(axis=1).to_numpy()
+        if short.any():
+            row = int(np.flatnonzero(short)[0])
+            raise DataFormatError(
+                f"{filepath}, line {row + HEADER_LINE + 1}: the row has fewer values than the header "
+                f"has columns ({len(names)} expected)."
+            )
+        return df
+
+    def _convert_column(self, filepath, field, ftype, column):
+        values = column.to_numpy(dtype=object)
+        if ftype == FeatureType.TOKEN:
+            return column.where(column != "", np.nan)
+        if ftype == FeatureType.FLOAT:
+            numbers = pd.to_numeric(column, errors="coerce")
+            bad = numbers.isna().to_numpy() & (column.str.strip() != "").to_numpy()
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataFormatError(
+                    f"{filepath}, line {row + HEADER_LINE + 1}: {field} is a float field, but the "
+                    f"value is {values[row]!r}."
+                )
+            return numbers.astype(np.float64)
+        separator = self.config["seq_separator"]
+        if ftype == FeatureType.TOKEN_SEQ:
+            seqs = [np.array([t for t in s.split(separator) if t]) for s in values]
+        else:
+            try:
+                seqs = [np.array([float(t) for t in s.split(separator) if t]) for s in values]
+            except ValueError as exc:
+                raise DataFormatError(f"{filepath}: {field} is a float_seq field: {exc}.") from None
+        seqs = self._limit_length(field, seqs)
+        self.field2seqlen[field] = max(self.field2seqlen.get(field, 1), max(map(len, seqs), default=1), 1)
+        return pd.Series(seqs, index=column.index, dtype=object)
+
+    def _limit_length(self, field, seqs):
+        if field in self.history_fields:
+            limit = self.max_history
+            return [s[-limit:] if len(s) > limit else s for s in seqs]
+        seq_len = self.config["seq_len"]
+        if seq_len and field in seq_len:
+            limit = seq_len[field]
+            seqs = [s[:limit] if len(s) > limit else s for s in seqs]
+        return seqs
+
+    def _check_label(self, filepath, df):
+        if self.label_field not in df:
+            return
+        labels = df[self.label_field].to_numpy()
+        bad = ~np.isin(labels, (0.0, 1.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"{filepath}, line {row + HEADER_LINE + 1}: {self.label_field} must be 0 or 1 for "
+                f"click-through-rate training, got {labels[row]!r}."
+            )
+
+    def _load_data(self, token, dataset_path):
+        super()._load_data(token, dataset_path)
+        self._check_required_fields()
+
+    def _check_required_fields(self):
+        required = [self.uid_field, self.iid_field, self.label_field, *self.history_fields]
+        missing = [f for f in required if f and f not in self.field2type]
+        if self.item_category_field and self.item_category_field not in self.field2type:
+            missing.append(self.item_category_field)
+        if missing:
+            raise DataFormatError(
+                f"Dataset {self.dataset_name!r} in {self.dataset_path} lacks the field(s) "
+                f"{', '.join(missing)}. CTR models read '<name>.train/valid/test.inter' with "
+                "'label:float user_id:token item_id:token item_id_list:token_seq "
+                "cate_id_list:token_seq' and '<name>.item' with 'item_id:token cate_id:token'; "
+                "build them with `python -m recbole_iacn.data ...` (see dataset/README.md), or name "
+                "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
+                "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
+            )
+        lengths = np.fromiter((len(s) for s in self.inter_feat[self.history_item_field]), dtype=np.int64)
+        empty = int((lengths == 0).sum())
+        if empty:
+            self.logger.warning(
+                set_color(f"{empty} of {len(lengths)} samples have an empty behaviour sequence", "yellow")
+                + "; they train the host model only (IaCN skips them)."
+            )
+
+    # ------------------------------------------------------------------ shared vocabularies
+    def _init_alias(self):
+        super()._init_alias()
+        for key, fields in (self.config["share_vocab"] or {}).items():
+            group = [f for f in [key, *(fields or [])] if f in self.field2type]
+            if len(group) < 2:
+                continue
+            for name, alias in self.alias.items():
+                clash = np.intersect1d(alias, group)
+                if len(clash):
+                    raise DataFormatError(
+                        f"share_vocab[{key!r}] and alias_of_{name} both contain {list(clash)}."
+                    )
+            self.alias[key] = np.array(group)
+            self._rest_fields = np.setdiff1d(self._rest_fields, group, assume_unique=True)

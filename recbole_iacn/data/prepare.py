@@ -1,0 +1,132 @@
+"""Find, or build and cache, the CTR dataset a run asks for.
+
+For ``--dataset=NAME`` with ``data_path`` ROOT, plugin models look, in order, for
+
+1. ``ROOT/NAME/NAME.train.inter`` (and ``.valid.inter``, ``.test.inter``): a prepared CTR dataset,
+   e.g. from ``python -m recbole_iacn.data amazon ... --name NAME``;
+2. ``ROOT/NAME/ctr/NAME.train.inter``: the cached CTR view of a raw RecBole dataset, rebuilt when the
+   ``ctr_*`` settings it was built with differ from the run's;
+3. a raw RecBole dataset with user, item and timestamp: ``ROOT/NAME/NAME.inter``, or, for
+   ``ml-100k``, the copy bundled with RecBole. Its CTR view is built into ``ROOT/NAME/ctr/`` by
+   :func:`recbole_iacn.data.builder.build_from_atomic` on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from recbole_iacn.errors import DatasetNotFoundError
+
+SPLITS = ("train", "valid", "test")
+VIEW_FOLDER = "ctr"
+BUNDLED = "ml-100k"
+#: ctr_* config key -> build parameter recorded in <name>.build.json
+BUILD_SETTINGS = {
+    "ctr_protocol": "protocol",
+    "ctr_seed": "seed",
+    "ctr_max_history": "max_history",
+    "ctr_neg_sampling": "neg_sampling",
+}
+
+
+def split_files(folder, name) -> list[Path]:
+    return [Path(folder) / f"{name}.{split}.inter" for split in SPLITS]
+
+
+def has_ctr_files(folder, name) -> bool:
+    return all(p.is_file() for p in split_files(folder, name))
+
+
+def raw_source(folder, name):
+    """``(source_dir, source_name)`` of a raw RecBole dataset NAME, or None."""
+    if (Path(folder) / f"{name}.inter").is_file():
+        return str(folder), name
+    if name == BUNDLED:
+        from recbole_iacn.data.builder import default_ml100k_source
+
+        return default_ml100k_source()
+    return None
+
+
+def wanted_build(config) -> dict:
+    return {param: config[key] for key, param in BUILD_SETTINGS.items()}
+
+
+def view_is_current(view, name, wanted: dict) -> bool:
+    info_path = Path(view) / f"{name}.build.json"
+    if not has_ctr_files(view, name) or not info_path.is_file():
+        return False
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    recorded = info.get("parameters", info)
+    return all(recorded.get(param) == value for param, value in wanted.items())
+
+
+def build_view(source, view, name, wanted: dict, logger=None) -> dict:
+    """Build the CTR view into a temporary folder beside ``view``, then move it in place."""
+    from recbole_iacn.data.builder import build_from_atomic
+
+    view = Path(view)
+    view.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{VIEW_FOLDER}-", dir=view.parent))
+    try:
+        summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
+        if view.exists():
+            shutil.rmtree(view)
+        os.replace(staging, view)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if logger is not None:
+        logger.info(
+            f"Built the CTR view of {name} ({wanted['protocol']} protocol) in {view}: "
+            f"checksum {summary.get('checksum', '?')}"
+        )
+    return summary
+
+
+def resolve_ctr_dataset(config, logger=None) -> str:
+    """Point ``config['data_path']`` at the folder holding the CTR files; build them if needed."""
+    logger = logger or logging.getLogger()
+    name = config["dataset"]
+    folder = config["data_path"]  # ROOT/NAME (set by IaCNConfig)
+    if has_ctr_files(folder, name):
+        return folder
+    view = os.path.join(folder, VIEW_FOLDER)
+    wanted = wanted_build(config)
+    if view_is_current(view, name, wanted):
+        config["data_path"] = view
+        return view
+    source = raw_source(folder, name)
+    if source is None:
+        root = os.path.dirname(os.path.normpath(folder)) or "."
+        looked = ", ".join(str(p) for p in split_files(folder, name))
+        raise DatasetNotFoundError(
+            f"Dataset {name!r} not found: looked for the CTR files {looked}, and for a raw RecBole "
+            f"dataset {os.path.join(folder, name + '.inter')} to build them from. Create them with "
+            f"`python -m recbole_iacn.data ... --name {name} --out {root}` (amazon, dien, recbole, "
+            "movielens or synthetic; see dataset/README.md), put a RecBole atomic dataset with user, "
+            f"item and timestamp in {folder}, or set --data_path to the folder that holds '{name}/'."
+        )
+    logger.info(f"Building the CTR view of {name} from {source[0]} (first use; cached afterwards).")
+    build_view(source, view, name, wanted, logger)
+    config["data_path"] = view
+    return view
+
+
+def check_history_length(config, logger=None) -> None:
+    """Warn when the run asks for more behaviours than the files store."""
+    logger = logger or logging.getLogger()
+    stored = config["ctr_max_history"]
+    if stored is not None and config["MAX_ITEM_LIST_LENGTH"] > stored:
+        logger.warning(
+            f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']} exceeds the {stored} behaviours "
+            "stored per sample (ctr_max_history); sequences are no longer than that."
+        )

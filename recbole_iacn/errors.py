@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+Every error a user can cause by what they type or by the files they give us derives from
+:class:`UserError`. The command line prints its message as one paragraph and exits with a non-zero
+status, without a traceback; the Python API lets it propagate like any exception.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, explained in plain words (what, where, how to fix)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(UserError, KeyError):
+    """The model name is neither a plugin model nor a RecBole model."""
+
+    def __str__(self):  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """The dataset's atomic files are missing."""
+
+
+class DataFormatError(UserError, ValueError):
+    """An atomic or upstream data file is malformed."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value, file or command-line override is invalid."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file cannot be read as a recbole-iacn checkpoint."""

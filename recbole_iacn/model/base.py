@@ -1,0 +1,116 @@
+"""``CTRModel``: the base of every host model (pointwise, BCE on the label, AUC/LogLoss)."""
+
+from __future__ import annotations
+
+import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType, ModelType
+from torch import nn
+
+from recbole_iacn.errors import ConfigError
+from recbole_iacn.model.embedding import FeatureEmbedder, ItemEmbedding
+from recbole_iacn.model.layers import ACTIVATIONS
+from recbole_iacn.model.schema import FeatureSchema
+
+
+class CTRModel(AbstractRecommender):
+    """A click-through-rate model over :class:`~recbole_iacn.model.embedding.CTRFeatures`.
+
+    Subclasses implement :meth:`forward` (logits ``[B]``). The item-id lookup comes from
+    :meth:`build_item_embedding`, the hook through which an auxiliary component (IaCN) widens the
+    item embedding without the host knowing about it.
+    """
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+
+    #: config keys that must be positive integers / lists of positive integers / probabilities
+    positive_int_keys = ("embedding_size",)
+    size_list_keys = ("mlp_hidden_size",)
+    probability_keys = ("dropout_prob",)
+    activation_keys = ("dnn_activation",)
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.schema = dataset if isinstance(dataset, FeatureSchema) else FeatureSchema.from_dataset(dataset)
+        self.device = config["device"]
+        self.embedding_size = config["embedding_size"]
+        self.label_field = self.schema.label_field
+        self.embedder = FeatureEmbedder(self.schema, self.embedding_size, self.build_item_embedding(config))
+        self.loss_fct = nn.BCEWithLogitsLoss()
+
+    # ------------------------------------------------------------------ hooks
+    def build_item_embedding(self, config) -> nn.Module:
+        """The module that maps item ids to vectors; must expose ``output_dim``."""
+        return ItemEmbedding(self.schema.num_items, self.embedding_size)
+
+    def forward(self, interaction) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ RecBole API
+    def calculate_loss(self, interaction):
+        return self.loss_fct(self.forward(interaction), interaction[self.label_field])
+
+    def predict(self, interaction):
+        return torch.sigmoid(self.forward(interaction))
+
+    # ------------------------------------------------------------------ shared pieces
+    def deep_interest_input_dim(self, interest_dim: int) -> int:
+        return self.embedder.side_dim + 3 * self.embedder.sequence_dim + interest_dim
+
+    def deep_interest_input(self, features, interest: torch.Tensor) -> torch.Tensor:
+        """The DNN input of DIN and DIEN (as in the DIEN authors' code): user, candidate, mean
+        behaviour, candidate ⊙ mean behaviour, the attention/evolution interest, other fields."""
+        history_mean = features.history_mean()
+        return torch.cat(
+            [
+                features.user,
+                features.target,
+                features.item_extra,
+                features.context,
+                history_mean,
+                features.target * history_mean,
+                interest,
+            ],
+            dim=-1,
+        )
+
+    def reset_parameters(self):
+        """Xavier-normal weights for linear layers and embeddings; zero biases and padding rows."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.xavier_normal_(module.weight)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+
+    # ------------------------------------------------------------------ validation
+    @classmethod
+    def validate_config(cls, config) -> None:
+        """Reject invalid hyperparameters before any data is loaded."""
+        for key in cls.positive_int_keys:
+            check_positive_int(config, key)
+        for key in cls.size_list_keys:
+            value = config[key]
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+            ):
+                raise ConfigError(f"{key} must be a list of positive integers such as [200, 80], got {value!r}.")
+        for key in cls.probability_keys:
+            value = config[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+                raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}.")
+        for key in cls.activation_keys:
+            if str(config[key]).lower() not in ACTIVATIONS:
+                raise ConfigError(f"{key} must be one of {', '.join(ACTIVATIONS)}, got {config[key]!r}.")
+
+
+def check_positive_int(config, key: str) -> int:
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+    return value

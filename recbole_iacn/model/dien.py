@@ -1,0 +1,161 @@
+"""DIEN: Deep Interest Evolution Network (Zhou et al., AAAI 2019)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from recbole_iacn.errors import ConfigError
+from recbole_iacn.model.base import CTRModel
+from recbole_iacn.model.layers import MLP, LocalActivationUnit
+
+GRU_TYPES = ("AUGRU", "AGRU", "AIGRU", "GRU")
+
+
+def last_state_gru(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor, return_outputs: bool = False):
+    """Run ``gru`` over the first ``lengths`` steps of ``inputs [B, L, D]`` (packed: padded steps never
+    touch the state). Returns the final state ``[B, H]`` (zero for empty rows) and, optionally, all
+    outputs ``[B, L, H]`` (zero on padded steps)."""
+    batch, steps, _ = inputs.shape
+    packed = pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+    outputs, last = gru(packed)
+    nonempty = (lengths > 0).unsqueeze(-1).to(inputs.dtype)
+    last = last[-1] * nonempty  # [B, H]
+    if not return_outputs:
+        return last
+    outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=steps)
+    return last, outputs * nonempty.unsqueeze(1)
+
+
+class AttentionalGRU(nn.Module):
+    """AUGRU / AGRU: a GRU whose update is scaled by an attention weight ``a_t`` per step.
+
+    AUGRU: ``u'_t = a_t·u_t``, ``h_t = (1 − u'_t)·h_{t−1} + u'_t·h̃_t``; AGRU: ``u'_t = a_t``.
+    The input projections of all steps are computed in one matrix product; the loop then does only
+    the recurrent product, up to the longest sequence in the batch. A step with ``a_t = 0`` (padding)
+    leaves the state unchanged.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, attentional_update: bool = True):
+        super().__init__()
+        self.input_projection = nn.Linear(input_size, 3 * hidden_size)
+        self.hidden_projection = nn.Linear(hidden_size, 3 * hidden_size)
+        self.hidden_size = hidden_size
+        self.attentional_update = attentional_update
+
+    def forward(self, inputs: torch.Tensor, attention: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, steps, _ = inputs.shape
+        h = inputs.new_zeros(batch, self.hidden_size)
+        max_steps = int(lengths.max()) if batch else 0
+        projected = self.input_projection(inputs[:, :max_steps])  # [B, T, 3H]
+        for t in range(max_steps):
+            x_r, x_u, x_n = projected[:, t].chunk(3, dim=-1)
+            h_r, h_u, h_n = self.hidden_projection(h).chunk(3, dim=-1)
+            reset = torch.sigmoid(x_r + h_r)
+            candidate = torch.tanh(x_n + reset * h_n)
+            a = attention[:, t].unsqueeze(-1)  # [B, 1]
+            update = a * torch.sigmoid(x_u + h_u) if self.attentional_update else a
+            h = h + update * (candidate - h)
+        return h
+
+
+class DIEN(CTRModel):
+    """Interest extractor GRU with the auxiliary next-behaviour loss, attention of the candidate over
+    the extracted interests, and an interest-evolving layer (AUGRU by default; AGRU, AIGRU or GRU)."""
+
+    size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes", "aux_mlp_sizes")
+    activation_keys = CTRModel.activation_keys + ("attention_activation",)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d = self.embedder.sequence_dim
+        hidden = config["gru_hidden_size"] or d
+        self.gru_type = str(config["gru_type"]).upper()
+        self.aux_loss_weight = config["aux_loss_weight"]
+        self.interest_extractor = nn.GRU(d, hidden, batch_first=True)
+        self.aux_net = MLP(hidden + d, config["aux_mlp_sizes"], "sigmoid")
+        self.aux_output = nn.Linear(self.aux_net.out_dim, 1)
+        self.attention = LocalActivationUnit(
+            d, hidden, config["attention_mlp_sizes"], config["attention_activation"], softmax=True
+        )
+        if self.gru_type in ("AUGRU", "AGRU"):
+            self.interest_evolution = AttentionalGRU(hidden, hidden, attentional_update=self.gru_type == "AUGRU")
+        else:
+            self.interest_evolution = nn.GRU(hidden, hidden, batch_first=True)
+        self.dnn = MLP(
+            self.deep_interest_input_dim(hidden),
+            config["mlp_hidden_size"],
+            config["dnn_activation"],
+            config["dropout_prob"],
+            config["dnn_batch_norm"],
+        )
+        self.output_layer = nn.Linear(self.dnn.out_dim, 1)
+        categories = torch.tensor(self.schema.item_categories or [0] * self.schema.num_items, dtype=torch.long)
+        self.register_buffer("item_categories", categories, persistent=False)
+        self.bce = nn.BCEWithLogitsLoss(reduction="none")
+        self.reset_parameters()
+
+    @classmethod
+    def validate_config(cls, config):
+        super().validate_config(config)
+        if str(config["gru_type"]).upper() not in GRU_TYPES:
+            raise ConfigError(f"gru_type must be one of {', '.join(GRU_TYPES)}, got {config['gru_type']!r}.")
+        weight = config["aux_loss_weight"]
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+            raise ConfigError(f"aux_loss_weight must be a number >= 0, got {weight!r}.")
+        size = config["gru_hidden_size"]
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ConfigError(f"gru_hidden_size must be a positive integer or null, got {size!r}.")
+
+    # ------------------------------------------------------------------ layers
+    def _evolve(self, states, attention, lengths):
+        if self.gru_type in ("AUGRU", "AGRU"):
+            return self.interest_evolution(states, attention, lengths)
+        if self.gru_type == "AIGRU":
+            states = states * attention.unsqueeze(-1)
+        return last_state_gru(self.interest_evolution, states, lengths)
+
+    def _sample_negative_behaviours(self, history_items):
+        """Uniform random items (not [PAD], not the clicked one) per behaviour step, with categories."""
+        num_items = self.schema.num_items
+        negatives = torch.randint(1, num_items, history_items.shape, device=history_items.device)
+        clash = negatives == history_items
+        negatives = torch.where(clash, negatives % (num_items - 1) + 1, negatives)  # a different item
+        return negatives, self.item_categories[negatives]
+
+    def auxiliary_loss(self, states, features, interaction):
+        """DIEN's auxiliary loss: state ``h_t`` must tell the next clicked behaviour ``e_{t+1}`` from a
+        sampled one; averaged over the valid steps ``t < n − 1``."""
+        mask = features.history_mask[:, 1:]  # [B, L-1]
+        if not bool(mask.any()):
+            return states.sum() * 0.0
+        history_items = interaction[self.schema.history_item_field]
+        negatives, negative_categories = self._sample_negative_behaviours(history_items[:, 1:])
+        has_categories = self.embedder.category_embedding is not None
+        negative_vectors = self.embedder.embed_items(negatives, negative_categories if has_categories else None)
+        current = states[:, :-1]  # [B, L-1, H]
+        click = self.aux_output(self.aux_net(torch.cat([current, features.history[:, 1:]], -1))).squeeze(-1)
+        noclick = self.aux_output(self.aux_net(torch.cat([current, negative_vectors], -1))).squeeze(-1)
+        losses = self.bce(click, torch.ones_like(click)) + self.bce(noclick, torch.zeros_like(noclick))
+        return (losses * mask).sum() / mask.sum()
+
+    def _forward(self, interaction, with_aux: bool):
+        features = self.embedder(interaction)
+        lengths = features.history_mask.sum(1)  # [B]
+        _, states = last_state_gru(self.interest_extractor, features.history, lengths, return_outputs=True)
+        attention = self.attention.scores(features.target, states, features.history_mask)  # [B, L]
+        interest = self._evolve(states, attention, lengths)  # [B, H]
+        logits = self.output_layer(self.dnn(self.deep_interest_input(features, interest))).squeeze(-1)
+        aux = self.auxiliary_loss(states, features, interaction) if with_aux else None
+        return logits, aux
+
+    def forward(self, interaction):
+        return self._forward(interaction, with_aux=False)[0]
+
+    def calculate_loss(self, interaction):
+        logits, aux = self._forward(interaction, with_aux=self.aux_loss_weight > 0)
+        main = self.loss_fct(logits, interaction[self.label_field])
+        if aux is None:
+            return main
+        return main, self.aux_loss_weight * aux

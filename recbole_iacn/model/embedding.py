@@ -1,0 +1,142 @@
+"""Feature embedding shared by every host model.
+
+The item-id lookup is a separate module, :class:`ItemEmbedding`, handed to :class:`FeatureEmbedder`
+by the host's ``build_item_embedding`` hook. It is the one narrow interface an auxiliary component
+such as IaCN attaches to: it may return a wider vector (``E_orig ⊕ E_aux``) and the host's layers size
+themselves from ``output_dim``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from recbole_iacn.model.schema import FLOAT, FLOAT_SEQ, TOKEN, TOKEN_SEQ, FeatureSchema
+
+
+class ItemEmbedding(nn.Module):
+    """The host's own item-id embedding table ``E_orig``: ids ``[...]`` → vectors ``[..., dim]``."""
+
+    def __init__(self, num_items: int, dim: int):
+        super().__init__()
+        self.table = nn.Embedding(num_items, dim, padding_idx=0)
+        self.output_dim = dim
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table(ids)
+
+
+@dataclass
+class CTRFeatures:
+    """Embedded features of a batch (B samples, L behaviour steps, D = item ⊕ category size)."""
+
+    target: torch.Tensor  # [B, D]      candidate item ⊕ its category
+    history: Optional[torch.Tensor]  # [B, L, D]  behaviours, oldest first
+    history_mask: Optional[torch.Tensor]  # [B, L] True on real behaviours
+    user: torch.Tensor  # [B, Du]     user id and profile fields
+    item_extra: torch.Tensor  # [B, Di] other item fields
+    context: torch.Tensor  # [B, Dc]    other interaction fields
+
+    def history_mean(self) -> torch.Tensor:
+        from recbole_iacn.model.layers import masked_mean
+
+        return masked_mean(self.history, self.history_mask)
+
+
+class FieldEmbedding(nn.Module):
+    """Embeds the token, token-sequence (mean-pooled) and float fields of one group, concatenated."""
+
+    def __init__(self, schema: FeatureSchema, names, dim: int):
+        super().__init__()
+        self.tokens = nn.ModuleDict()
+        self.floats = nn.ParameterDict()
+        self.names = list(names)
+        for name in self.names:
+            info = schema.fields[name]
+            if info.type in (TOKEN, TOKEN_SEQ):
+                self.tokens[name] = nn.Embedding(info.vocab_size, dim, padding_idx=0)
+            elif info.type in (FLOAT, FLOAT_SEQ):
+                self.floats[name] = nn.Parameter(torch.randn(dim) * 0.01)
+        self.types = {n: schema.fields[n].type for n in self.names}
+        self.output_dim = dim * len(self.names)
+
+    def forward(self, interaction, batch_size: int, device) -> torch.Tensor:
+        parts = []
+        for name in self.names:
+            value = interaction[name]
+            kind = self.types[name]
+            if kind == TOKEN:
+                parts.append(self.tokens[name](value))
+            elif kind == TOKEN_SEQ:
+                mask = (value > 0).unsqueeze(-1).to(self.tokens[name].weight.dtype)
+                parts.append((self.tokens[name](value) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+            elif kind == FLOAT:
+                parts.append(value.float().unsqueeze(-1) * self.floats[name])
+            else:  # FLOAT_SEQ: mean of the values
+                parts.append(value.float().mean(-1, keepdim=True) * self.floats[name])
+        if not parts:
+            return torch.zeros(batch_size, 0, device=device)
+        return torch.cat(parts, dim=-1)
+
+
+class FeatureEmbedder(nn.Module):
+    """Turns an interaction batch into :class:`CTRFeatures`."""
+
+    def __init__(self, schema: FeatureSchema, dim: int, item_embedding: nn.Module):
+        super().__init__()
+        self.schema = schema
+        self.item_embedding = item_embedding
+        # categories are used when both the candidate's and the behaviours' are present
+        self.category_embedding = (
+            nn.Embedding(schema.num(schema.item_category_field), dim, padding_idx=0)
+            if schema.item_category_field and schema.history_category_field
+            else None
+        )
+        self.user_fields = FieldEmbedding(schema, schema.feature_fields("user"), dim)
+        self.item_fields = FieldEmbedding(schema, schema.feature_fields("item"), dim)
+        self.context_fields = FieldEmbedding(schema, schema.feature_fields("inter"), dim)
+        self.sequence_dim = item_embedding.output_dim + (dim if self.category_embedding is not None else 0)
+
+    def embed_items(self, items: torch.Tensor, categories: Optional[torch.Tensor]) -> torch.Tensor:
+        """Item ⊕ category vectors for ids of any shape ``[...]`` → ``[..., D]``."""
+        vectors = self.item_embedding(items)
+        if self.category_embedding is None:
+            return vectors
+        return torch.cat([vectors, self.category_embedding(categories)], dim=-1)
+
+    def forward(self, interaction, with_history: bool = True) -> CTRFeatures:
+        s = self.schema
+        items = interaction[s.item_field]  # [B]
+        batch_size, device = items.shape[0], items.device
+        categories = interaction[s.item_category_field] if self.category_embedding is not None else None
+        history = mask = None
+        if with_history:
+            history_items = interaction[s.history_item_field]  # [B, L]
+            mask = history_items > 0
+            # one lookup for candidate and behaviours together
+            all_items = torch.cat([items.unsqueeze(1), history_items], dim=1)  # [B, 1 + L]
+            all_categories = None
+            if categories is not None:
+                all_categories = torch.cat(
+                    [categories.unsqueeze(1), interaction[s.history_category_field]], dim=1
+                )
+            vectors = self.embed_items(all_items, all_categories)  # [B, 1 + L, D]
+            target, history = vectors[:, 0], vectors[:, 1:]
+        else:
+            target = self.embed_items(items, categories)
+        return CTRFeatures(
+            target=target,
+            history=history,
+            history_mask=mask,
+            user=self.user_fields(interaction, batch_size, device),
+            item_extra=self.item_fields(interaction, batch_size, device),
+            context=self.context_fields(interaction, batch_size, device),
+        )
+
+    @property
+    def side_dim(self) -> int:
+        """Size of user ⊕ item extras ⊕ context."""
+        return self.user_fields.output_dim + self.item_fields.output_dim + self.context_fields.output_dim

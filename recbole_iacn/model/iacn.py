@@ -1,0 +1,249 @@
+"""IaCN: the Interest-aware Capsule Network, an auxiliary task that attaches to any host model.
+
+See ``IACN_SPEC.md`` sections 1-5. The component owns the auxiliary item table ``E_aux``. The host
+reads it through :meth:`IaCN.host_view` (gradient scaled by δ), the capsule network through
+:meth:`IaCN.capsule_view` (gradient scaled by 1 − δ), so that
+
+    g(E_aux) = (1 − δ)·∂(λ·L_IaCN)/∂E_aux + δ·∂L_main/∂E_aux,
+
+while every other capsule-network parameter receives ∂(λ·L_IaCN) unscaled and the host's own table
+``E_orig`` receives ∂L_main only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from recbole_iacn.errors import ConfigError
+from recbole_iacn.model.layers import MLP, masked_softmax
+
+NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+
+
+# ---------------------------------------------------------------------------- gradient mixing
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by ``scale`` backward."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return x if scale == 1.0 else _ScaleGradient.apply(x, scale)
+
+
+# ---------------------------------------------------------------------------- capsule maths
+def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-9) -> torch.Tensor:
+    """``‖s‖² / (1 + ‖s‖²) · s / ‖s‖`` (zero stays zero)."""
+    norm_sq = (s * s).sum(dim, keepdim=True)
+    return s * (norm_sq / (1.0 + norm_sq) / torch.sqrt(norm_sq + eps))
+
+
+def interest_counts(lengths: torch.Tensor, max_interests: int) -> torch.Tensor:
+    """``K_u = max(1, min(K_max, ceil(log2 n)))`` for ``n ≥ 1``; 0 for an empty history."""
+    n = lengths.to(torch.float64).clamp(min=1.0)
+    k = torch.ceil(torch.log2(n)).clamp(min=1, max=max_interests).to(torch.long)
+    return torch.where(lengths > 0, k, torch.zeros_like(k))
+
+
+class BehaviourToInterestRouting(nn.Module):
+    """MIND's B2I dynamic routing with a shared bilinear map ``M`` and fixed random initial logits."""
+
+    def __init__(self, dim: int, max_interests: int, iterations: int, max_length: int, seed: int):
+        super().__init__()
+        self.bilinear = nn.Linear(dim, dim, bias=False)  # M, shared by all behaviours and interests
+        generator = torch.Generator().manual_seed(seed)
+        # Not learned: with a shared M, identical initial logits would make all capsules identical.
+        self.register_buffer("initial_logits", torch.randn(max_length, max_interests, generator=generator))
+        self.iterations = iterations
+        self.max_interests = max_interests
+
+    def forward(self, behaviours, behaviour_mask, num_interests):
+        """behaviours ``[B, L, h]``, mask ``[B, L]``, ``K_u [B]`` → capsules ``[B, K, h]``,
+        interest mask ``[B, K]`` and the final routing weights ``[B, L, K]``."""
+        batch, length, _ = behaviours.shape
+        if length > self.initial_logits.shape[0]:
+            raise ValueError(
+                f"behaviour sequences of length {length} exceed the {self.initial_logits.shape[0]} the "
+                "routing was built for; rebuild the model for the longer MAX_ITEM_LIST_LENGTH."
+            )
+        k = self.max_interests
+        x_hat = self.bilinear(behaviours)  # [B, L, h]
+        interest_mask = torch.arange(k, device=behaviours.device) < num_interests.unsqueeze(-1)  # [B, K]
+        route_mask = behaviour_mask.unsqueeze(-1) & interest_mask.unsqueeze(1)  # [B, L, K]
+        logits = self.initial_logits[:length].unsqueeze(0).expand(batch, length, k)
+        for iteration in range(self.iterations):
+            weights = masked_softmax(logits, route_mask, dim=-1)  # softmax over each user's K_u interests
+            capsules = squash(torch.einsum("blk,blh->bkh", weights, x_hat))  # [B, K, h]
+            if iteration + 1 < self.iterations:
+                logits = logits + torch.einsum("bkh,blh->blk", capsules, x_hat)
+        return capsules * interest_mask.unsqueeze(-1), interest_mask, weights
+
+
+class LabelAwareAttention(nn.Module):
+    """``i_u = I_u · softmax(pow(I_uᵀ c_t, p))`` over the user's valid interests."""
+
+    def __init__(self, power: int):
+        super().__init__()
+        self.power = power
+
+    def forward(self, interests, interest_mask, target):
+        scores = torch.einsum("bkh,bh->bk", interests, target).pow(self.power)  # [B, K]
+        weights = masked_softmax(scores, interest_mask)
+        return torch.einsum("bk,bkh->bh", weights, interests)  # [B, h]
+
+
+# ---------------------------------------------------------------------------- the component
+class IaCN(nn.Module):
+    """Capsule network + label-aware attention + sampled-softmax loss over its own item table."""
+
+    def __init__(self, config, schema):
+        super().__init__()
+        self.validate_config(config)
+        self.schema = schema
+        self.delta = float(config["iacn_delta"])
+        self.weight = float(config["iacn_lambda"])
+        self.dim = config["iacn_embedding_size"]
+        self.num_negatives = config["iacn_num_negatives"]
+        self.negative_sampler = config["iacn_negative_sampler"]
+        self.max_interests = config["iacn_max_interests"]
+        self.aux_item_embedding = nn.Embedding(schema.num_items, self.dim, padding_idx=0)  # E_aux
+        self.routing = BehaviourToInterestRouting(
+            self.dim,
+            self.max_interests,
+            config["iacn_routing_iterations"],
+            max(schema.history_length, 1),
+            config["seed"],
+        )
+        self.profile_fields = schema.profile_fields()
+        self.profile_embeddings = nn.ModuleDict(
+            {f: nn.Embedding(schema.num(f), config["iacn_profile_embedding_size"], padding_idx=0) for f in self.profile_fields}
+        )
+        profile_dim = config["iacn_profile_embedding_size"] * len(self.profile_fields)
+        self.interest_mlp = MLP(self.dim + profile_dim, [*config["iacn_mlp_hidden_size"], self.dim], "relu")
+        self.attention = LabelAwareAttention(config["iacn_attention_power"])
+        nn.init.xavier_normal_(self.aux_item_embedding.weight)
+        with torch.no_grad():
+            self.aux_item_embedding.weight[0].zero_()
+
+    @property
+    def output_dim(self) -> int:
+        return self.dim
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def validate_config(config) -> None:
+        def number(key):
+            value = config[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                raise ConfigError(f"{key} must be a number, got {value!r}.")
+            return value
+
+        def integer(key, minimum):
+            value = config[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}.")
+
+        if not 0.0 <= number("iacn_delta") <= 1.0:
+            raise ConfigError(
+                f"iacn_delta (δ, gradient mixing) must lie in [0, 1], got {config['iacn_delta']!r}: "
+                "0 lets only the auxiliary loss move E_aux, 1 only the main loss."
+            )
+        if number("iacn_lambda") < 0:
+            raise ConfigError(f"iacn_lambda (λ, auxiliary loss weight) must be >= 0, got {config['iacn_lambda']!r}.")
+        integer("iacn_max_interests", 1)
+        integer("iacn_routing_iterations", 1)
+        integer("iacn_embedding_size", 1)
+        integer("iacn_profile_embedding_size", 1)
+        integer("iacn_num_negatives", 1)
+        integer("iacn_attention_power", 0)
+        hidden = config["iacn_mlp_hidden_size"]
+        if not isinstance(hidden, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in hidden):
+            raise ConfigError(f"iacn_mlp_hidden_size must be a list of positive integers (may be empty), got {hidden!r}.")
+        if config["iacn_negative_sampler"] not in NEGATIVE_SAMPLERS:
+            raise ConfigError(
+                f"iacn_negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {config['iacn_negative_sampler']!r}."
+            )
+
+    # ------------------------------------------------------------------ views of E_aux
+    def host_view(self, ids: torch.Tensor) -> torch.Tensor:
+        """``E_aux[ids]`` as the host sees it: its gradient reaches E_aux scaled by δ."""
+        return scale_gradient(self.aux_item_embedding(ids), self.delta)
+
+    def capsule_view(self, ids: torch.Tensor) -> torch.Tensor:
+        """``E_aux[ids]`` as the capsule network sees it: gradient scaled by 1 − δ."""
+        return scale_gradient(self.aux_item_embedding(ids), 1.0 - self.delta)
+
+    # ------------------------------------------------------------------ interests
+    def interests(self, interaction):
+        """Interest matrix ``I_u [B, K, h]`` and its mask ``[B, K]`` (False for unused capsules)."""
+        history = interaction[self.schema.history_item_field]  # [B, L]
+        mask = history > 0
+        counts = interest_counts(mask.sum(1), self.max_interests)
+        capsules, interest_mask, _ = self.routing(self.capsule_view(history), mask, counts)
+        if self.profile_fields:
+            profile = torch.cat([self.profile_embeddings[f](interaction[f]) for f in self.profile_fields], -1)
+            capsules = torch.cat([capsules, profile.unsqueeze(1).expand(-1, capsules.shape[1], -1)], -1)
+        interests = self.interest_mlp(capsules) * interest_mask.unsqueeze(-1)
+        return interests, interest_mask
+
+    def relationship_score(self, interaction, items=None) -> torch.Tensor:
+        """``R_score = max_k c_tᵀ i_u^k`` over the valid interests (``-inf`` for an empty history)."""
+        items = interaction[self.schema.item_field] if items is None else items
+        interests, interest_mask = self.interests(interaction)
+        scores = torch.einsum("bkh,bh->bk", interests, self.aux_item_embedding(items))
+        return scores.masked_fill(~interest_mask, float("-inf")).max(-1).values
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, interaction) -> torch.Tensor:
+        """``L_IaCN``: sampled-softmax negative log-likelihood of the candidate given ``i_u``, over
+        samples with label 1 and a non-empty history (0, still in the graph, when there are none)."""
+        s = self.schema
+        label = interaction[s.label_field]
+        history = interaction[s.history_item_field]
+        keep = (label > 0.5) & (history > 0).any(1)
+        if not bool(keep.any()):
+            return self.aux_item_embedding.weight.sum() * 0.0
+        rows = _select_rows(interaction, keep, [s.item_field, s.history_item_field, *self.profile_fields])
+        interests, interest_mask = self.interests(rows)
+        targets = rows[s.item_field]  # [B']
+        target_vectors = self.capsule_view(targets)  # [B', h]
+        user_vectors = self.attention(interests, interest_mask, target_vectors)  # [B', h]
+        if self.negative_sampler == "in_batch":
+            logits = user_vectors @ target_vectors.t()  # [B', B'], the diagonal is the positive
+            same_item = targets.unsqueeze(0) == targets.unsqueeze(1)
+            eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+            logits = logits.masked_fill(same_item & ~eye, float("-inf"))
+            return nn.functional.cross_entropy(logits, torch.arange(len(targets), device=targets.device))
+        negatives = torch.randint(1, s.num_items, (len(targets), self.num_negatives), device=targets.device)
+        positive = (user_vectors * target_vectors).sum(-1, keepdim=True)  # [B', 1]
+        negative = torch.einsum("bh,bnh->bn", user_vectors, self.capsule_view(negatives))  # [B', N]
+        negative = negative.masked_fill(negatives == targets.unsqueeze(-1), float("-inf"))  # accidental hits
+        logits = torch.cat([positive, negative], dim=-1)
+        return -torch.log_softmax(logits, dim=-1)[:, 0].mean()
+
+
+def _select_rows(interaction, keep, fields):
+    return {f: interaction[f][keep] for f in fields}
+
+
+class ConcatItemEmbedding(nn.Module):
+    """The host's item lookup with IaCN attached: ``E_orig[i] ⊕ E_aux[i]`` (E_aux read via δ)."""
+
+    def __init__(self, original: nn.Module, iacn: IaCN):
+        super().__init__()
+        self.original = original
+        self.iacn = iacn
+        self.output_dim = original.output_dim + iacn.output_dim
+
+    def forward(self, ids):
+        return torch.cat([self.original(ids), self.iacn.host_view(ids)], dim=-1)

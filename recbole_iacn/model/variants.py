@@ -1,0 +1,44 @@
+"""``X_IaCN``: a host model with the IaCN component attached through its item-embedding hook.
+
+Adding IaCN to another host that derives from :class:`~recbole_iacn.model.base.CTRModel` is one
+line, e.g. ``MyModel_IaCN = with_iacn(MyModel)``, plus a registry entry.
+"""
+
+from __future__ import annotations
+
+from recbole_iacn.model.dain import DAIN
+from recbole_iacn.model.dien import DIEN
+from recbole_iacn.model.din import DIN
+from recbole_iacn.model.iacn import IaCN, ConcatItemEmbedding
+from recbole_iacn.model.widedeep import WideDeep
+
+
+def with_iacn(host):
+    """Return ``host`` + IaCN: item ids embed as ``E_orig ⊕ E_aux``; loss ``L_main + λ·L_IaCN``."""
+
+    class WithIaCN(host):
+        def build_item_embedding(self, config):
+            self.iacn = IaCN(config, self.schema)
+            return ConcatItemEmbedding(super().build_item_embedding(config), self.iacn)
+
+        def calculate_loss(self, interaction):
+            main = super().calculate_loss(interaction)
+            auxiliary = self.iacn.weight * self.iacn.loss(interaction)
+            return (*main, auxiliary) if isinstance(main, tuple) else (main, auxiliary)
+
+        @classmethod
+        def validate_config(cls, config):
+            super().validate_config(config)
+            IaCN.validate_config(config)
+
+    name = f"{host.__name__}_IaCN"
+    WithIaCN.__name__ = WithIaCN.__qualname__ = name
+    WithIaCN.__module__ = __name__
+    WithIaCN.__doc__ = f"{host.__name__} with the Interest-aware Capsule Network auxiliary task."
+    return WithIaCN
+
+
+DIN_IaCN = with_iacn(DIN)
+DIEN_IaCN = with_iacn(DIEN)
+WideDeep_IaCN = with_iacn(WideDeep)
+DAIN_IaCN = with_iacn(DAIN)
