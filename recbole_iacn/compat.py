@@ -86,11 +86,14 @@ def install_numpy_aliases() -> list[str]:
 
     Existing attributes are never overwritten. Returns the names that were added.
     """
+    import warnings
+
     added = []
     for name, value in NUMPY_ALIASES.items():
-        try:
-            getattr(np, name)
-        except AttributeError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns when probing some removed aliases
+            present = hasattr(np, name)
+        if not present:
             setattr(np, name, value)
             added.append(name)
     return added

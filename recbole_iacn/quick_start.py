@@ -148,7 +148,8 @@ class LoadedModel:
     def encode(self, records):
         """Raw records (dicts or a DataFrame with token strings; behaviour lists as space-separated
         strings or lists, oldest first) → a RecBole ``Interaction`` of ids. Unknown tokens map to
-        [PAD] (0); the candidate's category is looked up from the item when absent."""
+        [PAD] (0) and are left out of behaviour lists; the candidate's category is looked up from the
+        item when absent."""
         import pandas as pd
         import torch
         from recbole.data.interaction import Interaction
@@ -157,7 +158,7 @@ class LoadedModel:
         s = self.schema
         data = {}
         for name, info in s.fields.items():
-            if name == s.label_field:
+            if name in (s.label_field, s.history_length_field):
                 continue
             vocab = s.vocab.get(name) or s.vocab.get(_vocab_owner(s, name), [])
             index = {token: i for i, token in enumerate(vocab)}
@@ -169,11 +170,13 @@ class LoadedModel:
                 rows = torch.zeros(len(frame), info.seq_len, dtype=torch.long)
                 for r, value in enumerate(frame[name]):
                     tokens = value.split() if isinstance(value, str) else list(value)
-                    ids = [index.get(str(t), 0) for t in tokens][-info.seq_len:]
+                    ids = [index[str(t)] for t in tokens if str(t) in index][-info.seq_len:]
                     rows[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
                 data[name] = rows
             elif info.type == "float" and name in frame:
                 data[name] = torch.tensor(frame[name].astype(float).to_numpy(), dtype=torch.float)
+        if s.history_item_field in data:
+            data[s.history_length_field] = (data[s.history_item_field] > 0).sum(1)
         if s.item_category_field and s.item_category_field not in data and s.item_categories:
             table = torch.tensor(s.item_categories, dtype=torch.long)
             data[s.item_category_field] = table[data[s.item_field]]
@@ -184,7 +187,8 @@ class LoadedModel:
 
     def required_fields(self):
         s = self.schema
-        return [n for n, f in s.fields.items() if n != s.label_field and f.type in ("token", "token_seq", "float")]
+        skip = (s.label_field, s.history_length_field)
+        return [n for n, f in s.fields.items() if n not in skip and f.type in ("token", "token_seq", "float")]
 
     def predict(self, records):
         """Click probabilities ``[N]`` for raw records (see :meth:`encode`)."""

@@ -212,6 +212,19 @@ class CTRDataset(Dataset):
                 + "; they train the host model only (IaCN skips them)."
             )
 
+    # ------------------------------------------------------------------ behaviour length
+    def _remap_ID_all(self):
+        super()._remap_ID_all()
+        self._add_history_length()
+
+    def _add_history_length(self):
+        """Store each sample's number of real behaviours in ``ITEM_LIST_LENGTH_FIELD`` (as RecBole's
+        sequential datasets do), so models mask by length, never by the ids found in padding."""
+        field = self.config["ITEM_LIST_LENGTH_FIELD"]
+        lengths = np.fromiter((len(s) for s in self.inter_feat[self.history_item_field]), dtype=np.int64)
+        self.inter_feat[field] = lengths
+        self.set_field_property(field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
+
     # ------------------------------------------------------------------ shared vocabularies
     def _init_alias(self):
         super()._init_alias()

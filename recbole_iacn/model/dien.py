@@ -142,7 +142,7 @@ class DIEN(CTRModel):
 
     def _forward(self, interaction, with_aux: bool):
         features = self.embedder(interaction)
-        lengths = features.history_mask.sum(1)  # [B]
+        lengths = interaction[self.schema.history_length_field]  # [B]
         _, states = last_state_gru(self.interest_extractor, features.history, lengths, return_outputs=True)
         attention = self.attention.scores(features.target, states, features.history_mask)  # [B, L]
         interest = self._evolve(states, attention, lengths)  # [B, H]

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from recbole_iacn.model.layers import length_mask
 from recbole_iacn.model.schema import FLOAT, FLOAT_SEQ, TOKEN, TOKEN_SEQ, FeatureSchema
 
 
@@ -115,7 +116,7 @@ class FeatureEmbedder(nn.Module):
         history = mask = None
         if with_history:
             history_items = interaction[s.history_item_field]  # [B, L]
-            mask = history_items > 0
+            mask = length_mask(interaction[s.history_length_field], history_items.shape[1])
             # one lookup for candidate and behaviours together
             all_items = torch.cat([items.unsqueeze(1), history_items], dim=1)  # [B, 1 + L]
             all_categories = None

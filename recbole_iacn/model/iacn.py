@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.model.layers import MLP, masked_softmax
+from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
 
@@ -187,8 +187,9 @@ class IaCN(nn.Module):
     def interests(self, interaction):
         """Interest matrix ``I_u [B, K, h]`` and its mask ``[B, K]`` (False for unused capsules)."""
         history = interaction[self.schema.history_item_field]  # [B, L]
-        mask = history > 0
-        counts = interest_counts(mask.sum(1), self.max_interests)
+        lengths = interaction[self.schema.history_length_field]  # [B]
+        mask = length_mask(lengths, history.shape[1])
+        counts = interest_counts(lengths, self.max_interests)
         capsules, interest_mask, _ = self.routing(self.capsule_view(history), mask, counts)
         if self.profile_fields:
             profile = torch.cat([self.profile_embeddings[f](interaction[f]) for f in self.profile_fields], -1)
@@ -209,11 +210,11 @@ class IaCN(nn.Module):
         samples with label 1 and a non-empty history (0, still in the graph, when there are none)."""
         s = self.schema
         label = interaction[s.label_field]
-        history = interaction[s.history_item_field]
-        keep = (label > 0.5) & (history > 0).any(1)
+        keep = (label > 0.5) & (interaction[s.history_length_field] > 0)  # label 1, non-empty history
         if not bool(keep.any()):
             return self.aux_item_embedding.weight.sum() * 0.0
-        rows = _select_rows(interaction, keep, [s.item_field, s.history_item_field, *self.profile_fields])
+        fields = [s.item_field, s.history_item_field, s.history_length_field, *self.profile_fields]
+        rows = _select_rows(interaction, keep, fields)
         interests, interest_mask = self.interests(rows)
         targets = rows[s.item_field]  # [B']
         target_vectors = self.capsule_view(targets)  # [B', h]

@@ -79,6 +79,12 @@ class _LastDimBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
 
 
+def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[B, steps]`` mask of the first ``lengths[b]`` steps: whatever a padded position holds, it
+    never reaches a model."""
+    return torch.arange(steps, device=lengths.device) < lengths.unsqueeze(-1)
+
+
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax over the ``True`` entries of ``mask``; masked entries, and rows with none, get 0."""
     filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)

@@ -28,6 +28,7 @@ class FeatureSchema:
     item_field: str
     label_field: str
     history_item_field: str
+    history_length_field: str  # number of real behaviours per sample (added by CTRDataset)
     history_category_field: Optional[str]
     item_category_field: Optional[str]
     fields: Dict[str, FieldInfo] = field(default_factory=dict)
@@ -44,6 +45,7 @@ class FeatureSchema:
             value = src.value if isinstance(src, FeatureSource) else str(src)
             return {"user_id": "user", "item_id": "item"}.get(value, value)
 
+        length_field = dataset.config["ITEM_LIST_LENGTH_FIELD"]
         fields = {}
         for name, ftype in dataset.field2type.items():
             is_token = ftype.value.startswith("token")
@@ -51,7 +53,7 @@ class FeatureSchema:
                 name=name,
                 type=ftype.value,
                 source=source_of(name),
-                vocab_size=int(dataset.num(name)) if is_token else 0,
+                vocab_size=int(dataset.num(name)) if is_token and name != length_field else 0,
                 seq_len=int(dataset.field2seqlen.get(name, 1)),
             )
         category = dataset.config["ITEM_CATEGORY_FIELD"]
@@ -62,13 +64,14 @@ class FeatureSchema:
         vocab = {
             name: [str(t) for t in dataset.field2id_token[name].tolist()]
             for name, info in fields.items()
-            if info.type == TOKEN and name in dataset.field2id_token
+            if info.type == TOKEN and name in dataset.field2id_token and name != length_field
         }
         return cls(
             user_field=dataset.uid_field,
             item_field=dataset.iid_field,
             label_field=dataset.label_field,
             history_item_field=dataset.config["HISTORY_ITEM_FIELD"],
+            history_length_field=length_field,
             history_category_field=history_category if history_category in fields else None,
             item_category_field=category if category in fields else None,
             fields=fields,
@@ -102,6 +105,7 @@ class FeatureSchema:
             self.item_field,
             self.label_field,
             self.history_item_field,
+            self.history_length_field,
             self.history_category_field,
             self.item_category_field,
         }

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from recbole_iacn.model.base import CTRModel
-from recbole_iacn.model.layers import MLP, masked_mean
+from recbole_iacn.model.layers import MLP, length_mask, masked_mean
 from recbole_iacn.model.schema import FLOAT, TOKEN, TOKEN_SEQ
 
 
@@ -23,7 +23,7 @@ class WideLinear(nn.Module):
         self.schema = schema
         self.token_fields = [
             name for name, f in schema.fields.items()
-            if f.type == TOKEN and name != schema.label_field
+            if f.type == TOKEN and name not in (schema.label_field, schema.history_length_field)
         ]
         self.sequence_fields = [
             name for name, f in schema.fields.items() if f.type == TOKEN_SEQ
@@ -41,9 +41,16 @@ class WideLinear(nn.Module):
         total = self.bias
         for name in self.token_fields:
             total = total + self.weights[name](interaction[name]).squeeze(-1)  # [B]
+        history_mask = None
         for name in self.sequence_fields:
             ids = interaction[name]  # [B, L]
-            total = total + masked_mean(self.weights[name](ids), ids > 0).squeeze(-1)
+            if name in (self.schema.history_item_field, self.schema.history_category_field):
+                if history_mask is None:
+                    history_mask = length_mask(interaction[self.schema.history_length_field], ids.shape[1])
+                mask = history_mask
+            else:
+                mask = ids > 0
+            total = total + masked_mean(self.weights[name](ids), mask).squeeze(-1)
         for i, name in enumerate(self.float_fields):
             total = total + self.float_weights[i] * interaction[name].float()
         return total

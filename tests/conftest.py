@@ -1,0 +1,70 @@
+"""Shared fixtures: the embedded ml-100k as a CTR dataset, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ML1M_SAMPLE = SHARED_DATA / "ml-1m-sample"
+
+#: Small settings so that every test trains in seconds on 2 CPU cores.
+FAST = {
+    "state": "WARNING",
+    "show_progress": False,
+    "epochs": 1,
+    "embedding_size": 8,
+    "iacn_embedding_size": 8,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "train_batch_size": 2048,
+    "reproducibility": True,
+}
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> str:
+    """A data_path holding the dense CTR view of RecBole's bundled ml-100k (as the run path builds it)."""
+    from recbole_iacn.data import build_from_atomic, default_ml100k_source
+
+    root = tmp_path_factory.mktemp("data")
+    source_dir, source_name = default_ml100k_source()
+    build_from_atomic(source_dir, source_name, root / "ml-100k", "ml-100k", protocol="dense")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def ml100k(data_root, tmp_path_factory):
+    """The loaded ml-100k CTR dataset and its dataloaders (shared by the model tests)."""
+    from recbole_iacn.quick_start import prepare
+
+    checkpoints = tmp_path_factory.mktemp("saved")
+    return prepare("DIN", "ml-100k", config_dict={**FAST, "data_path": data_root, "checkpoint_dir": str(checkpoints)})
+
+
+def model_config(model: str, data_root: str, **overrides):
+    """A full config for ``model`` on the ml-100k fixture."""
+    from recbole_iacn.quick_start import make_config
+
+    config, _, model_class = make_config(model, "ml-100k", config_dict={**FAST, "data_path": data_root, **overrides})
+    return config, model_class
+
+
+def sample_batch(prepared, size: int = 256, offset: int = 0):
+    """``size`` real training samples (RecBole Interaction, joined with user/item features)."""
+    import torch
+
+    dataset = prepared.train_data._dataset
+    return dataset[torch.arange(offset, offset + size)]
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path, monkeypatch):
+    """RecBole writes log/ and log_tensorboard/ into the working directory: keep them out of the repo."""
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+def pytest_configure(config):
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

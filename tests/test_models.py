@@ -1,0 +1,205 @@
+"""Every model: shapes, learning, probabilities, masks, determinism, save → load, bad settings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recbole_iacn.errors import ConfigError
+from recbole_iacn.registry import model_names
+from tests.conftest import model_config, sample_batch
+
+MODELS = model_names()
+
+
+def build(name, ml100k, data_root, **overrides):
+    config, model_class = model_config(name, data_root, **overrides)
+    torch.manual_seed(0)
+    return model_class(config, ml100k.train_data._dataset), config
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def trained(request, ml100k, data_root):
+    """A model after a few optimizer steps on 512 real ml-100k samples, with its loss curve."""
+    model, config = build(request.param, ml100k, data_root)
+    batch = sample_batch(ml100k, 512)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    model.train()
+    for _ in range(15):
+        torch.manual_seed(1)  # the same sampled negatives at every step, so losses are comparable
+        loss = model.calculate_loss(batch)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return request.param, model, config, losses
+
+
+def test_training_lowers_the_loss(trained):
+    name, _, _, losses = trained
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0] * 0.9, f"{name}: {losses}"
+
+
+def test_predictions_are_probabilities_of_the_right_shape(trained, ml100k):
+    name, model, _, _ = trained
+    batch = sample_batch(ml100k, 100, offset=2000)
+    with torch.no_grad():
+        logits = model.forward(batch)
+        probabilities = model.predict(batch)
+    assert logits.shape == (100,) and probabilities.shape == (100,)
+    assert torch.all((probabilities >= 0) & (probabilities <= 1))
+    assert torch.allclose(probabilities, torch.sigmoid(logits))
+
+
+def test_eval_mode_is_deterministic(trained, ml100k):
+    _, model, _, _ = trained
+    batch = sample_batch(ml100k, 64, offset=4000)
+    with torch.no_grad():
+        assert torch.equal(model.predict(batch), model.predict(batch))
+
+
+def test_padded_positions_do_not_change_the_output(trained, ml100k):
+    name, model, _, _ = trained
+    batch = sample_batch(ml100k, 256, offset=100)
+    history = batch["item_id_list"]
+    lengths = batch["item_length"]
+    rows = torch.nonzero(lengths < history.shape[1]).squeeze(-1)
+    assert len(rows) > 0, "the sample needs rows with padding"
+    with torch.no_grad():
+        before = model.predict(batch)
+        changed = sample_batch(ml100k, 256, offset=100)
+        for r in rows.tolist():
+            pad = slice(int(lengths[r]), history.shape[1])
+            changed["item_id_list"][r, pad] = torch.randint(1, ml100k.dataset.item_num, (history.shape[1] - int(lengths[r]),))
+            changed["cate_id_list"][r, pad] = torch.randint(1, ml100k.dataset.num("cate_id"), (history.shape[1] - int(lengths[r]),))
+        after = model.predict(changed)
+    assert torch.allclose(before, after, rtol=0, atol=1e-6), (name, (before - after).abs().max())
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(trained, ml100k, tmp_path):
+    from recbole_iacn.quick_start import load_model
+    from recbole_iacn.trainer import trainer_class
+
+    name, model, config, _ = trained
+    trainer = trainer_class(config, plugin=True)(config, model)
+    path = tmp_path / f"{name}.pth"
+    trainer._save_checkpoint(0, verbose=False, saved_model_file=str(path))
+    restored = load_model(path)
+    batch = sample_batch(ml100k, 128, offset=3000)
+    with torch.no_grad():
+        assert torch.equal(restored.model.predict(batch), model.predict(batch))
+    assert type(restored.model).__name__ == name
+    # loading never unpickles objects
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "recbole-iacn/1" and isinstance(raw["config"], dict)
+
+
+def test_restored_model_predicts_from_raw_tokens(trained, ml100k, tmp_path):
+    from recbole_iacn.quick_start import load_model
+    from recbole_iacn.trainer import trainer_class
+
+    name, model, config, _ = trained
+    trainer = trainer_class(config, plugin=True)(config, model)
+    path = tmp_path / "m.pth"
+    trainer._save_checkpoint(0, verbose=False, saved_model_file=str(path))
+    restored = load_model(path)
+    dataset = ml100k.dataset
+    batch = sample_batch(ml100k, 8, offset=50)
+    records = []
+    for i in range(8):
+        record = {}
+        for field in ("user_id", "item_id", "age", "gender", "occupation", "zip_code"):
+            record[field] = dataset.id2token(field, batch[field][i].item())
+        history = batch["item_id_list"][i]
+        record["item_id_list"] = " ".join(dataset.id2token("item_id", history[history > 0]).tolist())
+        categories = batch["cate_id_list"][i]
+        record["cate_id_list"] = " ".join(dataset.id2token("cate_id", categories[categories > 0]).tolist())
+        records.append(record)
+    with torch.no_grad():
+        assert torch.allclose(restored.predict(records), model.predict(batch), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, key, value, message",
+    [
+        ("DIN_IaCN", "iacn_delta", 1.5, "iacn_delta"),
+        ("DIN_IaCN", "iacn_delta", -0.1, "[0, 1]"),
+        ("DIEN_IaCN", "iacn_lambda", -1.0, "iacn_lambda"),
+        ("WideDeep_IaCN", "iacn_max_interests", 0, "iacn_max_interests"),
+        ("DAIN_IaCN", "iacn_routing_iterations", 0, "iacn_routing_iterations"),
+        ("DIN_IaCN", "iacn_attention_power", 1.5, "iacn_attention_power"),
+        ("DIN_IaCN", "iacn_negative_sampler", "popular", "iacn_negative_sampler"),
+        ("DIN", "embedding_size", 0, "embedding_size"),
+        ("DIN", "mlp_hidden_size", [200, -1], "mlp_hidden_size"),
+        ("DIN", "dropout_prob", 1.0, "dropout_prob"),
+        ("DIN", "dnn_activation", "swish", "dnn_activation"),
+        ("DIEN", "gru_type", "LSTM", "gru_type"),
+        ("DAIN", "loss_type", "hinge", "loss_type"),
+    ],
+)
+def test_invalid_hyperparameters_are_rejected_clearly(name, key, value, message, data_root):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        model_config(name, data_root, **{key: value})
+
+
+@pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU", "AIGRU", "GRU"])
+def test_dien_gru_types_train(gru_type, ml100k, data_root):
+    model, _ = build("DIEN", ml100k, data_root, gru_type=gru_type)
+    batch = sample_batch(ml100k, 64)
+    main, aux = model.calculate_loss(batch)
+    (main + aux).backward()
+    assert torch.isfinite(main) and torch.isfinite(aux)
+
+
+def test_attentional_gru_padding_never_updates_state():
+    from recbole_iacn.model.dien import AttentionalGRU
+
+    torch.manual_seed(0)
+    gru = AttentionalGRU(4, 5)
+    inputs = torch.randn(3, 6, 4)
+    attention = torch.rand(3, 6)
+    lengths = torch.tensor([6, 3, 1])
+    attention[torch.arange(6) >= lengths.unsqueeze(-1)] = 0  # masked attention is zero on padding
+    full = gru(inputs, attention, lengths)
+    # the same rows alone, truncated to their length, give the same final state
+    for row, n in enumerate(lengths.tolist()):
+        alone = gru(inputs[row : row + 1, :n], attention[row : row + 1, :n], lengths[row : row + 1])
+        assert torch.allclose(full[row], alone[0], atol=1e-6)
+
+
+def test_attentional_gru_matches_step_by_step_definition():
+    """AUGRU: h_t = (1 − a_t·u_t)·h_{t−1} + a_t·u_t·h̃_t with GRU gates, written out naively."""
+    from recbole_iacn.model.dien import AttentionalGRU
+
+    torch.manual_seed(0)
+    gru = AttentionalGRU(3, 4)
+    x, a = torch.randn(2, 5, 3), torch.rand(2, 5)
+    w_ih, b_ih = gru.input_projection.weight, gru.input_projection.bias
+    w_hh, b_hh = gru.hidden_projection.weight, gru.hidden_projection.bias
+    h = torch.zeros(2, 4)
+    for t in range(5):
+        gi, gh = x[:, t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+        r = torch.sigmoid(gi[:, :4] + gh[:, :4])
+        u = torch.sigmoid(gi[:, 4:8] + gh[:, 4:8])
+        candidate = torch.tanh(gi[:, 8:] + r * gh[:, 8:])
+        u = a[:, t : t + 1] * u
+        h = (1 - u) * h + u * candidate
+    assert torch.allclose(gru(x, a, torch.tensor([5, 5])), h, atol=1e-6)
+
+
+def test_local_activation_unit_equals_concatenation_form():
+    from recbole_iacn.model.layers import LocalActivationUnit
+
+    torch.manual_seed(0)
+    unit = LocalActivationUnit(6, 6, (8, 4), "sigmoid", softmax=True)
+    q, k = torch.randn(3, 6), torch.randn(3, 5, 6)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    qe = q.unsqueeze(1).expand_as(k)
+    hidden = torch.sigmoid(unit.first(torch.cat([qe, k, qe - k, qe * k], -1)))
+    raw = unit.score(unit.rest(hidden)).squeeze(-1).masked_fill(~mask, -1e30)
+    expected = torch.softmax(raw, -1) * mask
+    assert torch.allclose(unit.scores(q, k, mask), expected, atol=1e-6)
