@@ -137,11 +137,18 @@ def _fill_nan_copy_on_write_safe(self) -> None:
                 )
 
 
+#: RecBole's own ``Dataset._fill_nan``, kept for reference (and for the test that shows the bug).
+recbole_fill_nan = None
+
+
 def patch_fill_nan() -> None:
     """Install :func:`_fill_nan_copy_on_write_safe` as ``recbole.data.dataset.Dataset._fill_nan``."""
+    global recbole_fill_nan
     from recbole.data.dataset import Dataset
 
-    Dataset._fill_nan = _fill_nan_copy_on_write_safe
+    if Dataset._fill_nan is not _fill_nan_copy_on_write_safe:
+        recbole_fill_nan = Dataset._fill_nan
+        Dataset._fill_nan = _fill_nan_copy_on_write_safe
 
 
 def check_recbole_runtime() -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Tuple
 from recbole_iacn.errors import UnknownModelError
 
 RECBOLE_PREFIX = "recbole."
+RECBOLE_OPTIONAL_MODELS = ("lightgbm", "xgboost")  # RecBole models that need packages we do not install
 
 
 @dataclass(frozen=True)
@@ -95,4 +96,9 @@ def resolve(name: str):
     try:
         return None, get_model(recbole_name)
     except ValueError:
+        raise UnknownModelError(_unknown_message(name)) from None
+    except ImportError as exc:
+        # RecBole imports its LightGBM/XGBoost wrappers last, only for names it found nowhere else
+        if recbole_name.lower() in RECBOLE_OPTIONAL_MODELS:
+            raise UnknownModelError(f"RecBole's {recbole_name} needs an extra package: {exc}. Install it with pip.") from None
         raise UnknownModelError(_unknown_message(name)) from None

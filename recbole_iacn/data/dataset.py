@@ -16,17 +16,89 @@ RecBole's own):
 from __future__ import annotations
 
 import csv
-import os
+from itertools import chain
 
 import numpy as np
 import pandas as pd
+import torch
 from recbole.data.dataset import Dataset
+from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_iacn.errors import DataFormatError
 
 _TYPE_NAMES = ", ".join(t.value for t in FeatureType)
 HEADER_LINE = 1  # line number of the typed header in an atomic file
+_CHUNK_BYTES = 1 << 26  # row-width check reads the file in 64 MiB blocks
+
+
+def find_bad_row(filepath, separator: str, columns: int):
+    """First data row whose number of ``separator``-separated values differs from ``columns``.
+
+    Returns ``(line_number, values_found)`` or None. Blank lines are ignored (pandas skips them).
+    Vectorised over 64 MiB blocks, so checking a large file costs about one extra read.
+    """
+    sep = ord(separator)
+    line_number = 0  # lines completed before the current block
+    pending = 0  # separators seen on the unfinished line carried over from the previous block
+    pending_length = 0
+    with open(filepath, "rb") as f:
+        while True:
+            block = f.read(_CHUNK_BYTES)
+            data = np.frombuffer(block, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10)
+            if not block:
+                ends = np.array([], dtype=np.int64)
+            seps = np.flatnonzero(data == sep)
+            counts = np.diff(np.concatenate([[0], np.searchsorted(seps, ends)]))
+            starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.array([], dtype=np.int64)
+            lengths = ends - starts
+            lengths = lengths - (data[np.maximum(ends - 1, 0)] == 13) if len(ends) else lengths  # CRLF
+            if len(ends):
+                counts[0] += pending
+                lengths[0] += pending_length
+            for index in np.flatnonzero((counts != columns - 1) & (lengths > 0)):
+                number = line_number + int(index) + 1
+                if number > HEADER_LINE:
+                    return number, int(counts[index]) + 1
+            line_number += len(ends)
+            tail = data[ends[-1] + 1 :] if len(ends) else data
+            pending = (pending if not len(ends) else 0) + int((tail == sep).sum())
+            pending_length = (pending_length if not len(ends) else 0) + len(tail)
+            if not block:
+                break
+    if pending_length > 0 and pending != columns - 1:
+        return line_number + 1, pending + 1
+    return None
+
+
+def split_token_sequences(values, separator: str) -> list:
+    """Separator-joined strings → one (view of a) string array per row, empty tokens dropped."""
+    if separator == " ":
+        rows = [s.split() for s in values]
+    else:
+        rows = [[t for t in s.split(separator) if t] for s in values]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    flat = np.array(list(chain.from_iterable(rows)), dtype=str)
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(rows) else []
+
+
+def sequence_lengths(values) -> np.ndarray:
+    return np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+
+
+def concat_sequences(values) -> np.ndarray:
+    return np.concatenate(list(values)) if len(values) else np.array([], dtype=str)
+
+
+def pad_sequences(values, width: int) -> torch.Tensor:
+    """Rows of ids (each at most ``width`` long after truncation) → ``[N, width]`` right-padded with 0."""
+    values = [v[:width] for v in values]
+    lengths = sequence_lengths(values)
+    out = np.zeros((len(values), width), dtype=np.int64)
+    if len(values):
+        out[np.arange(width) < lengths[:, None]] = np.concatenate(values).astype(np.int64)
+    return torch.from_numpy(out)
 
 
 class CTRDataset(Dataset):
@@ -54,7 +126,13 @@ class CTRDataset(Dataset):
             return None
         separator = self.config["field_separator"]
         encoding = self.config["encoding"]
-        columns = self._read_header(filepath, source, separator, encoding, load_col, unload_col)
+        columns, width = self._read_header(filepath, source, separator, encoding, load_col, unload_col)
+        bad = find_bad_row(filepath, separator, width)
+        if bad is not None:
+            raise DataFormatError(
+                f"{filepath}, line {bad[0]}: {bad[1]} {separator!r}-separated values, but the header "
+                f"has {width} columns. Every row needs one value per column (an empty value is allowed)."
+            )
         if not columns:
             self.logger.warning(f"No columns have been loaded from [{filepath}]")
             return None
@@ -98,7 +176,7 @@ class CTRDataset(Dataset):
                 if "float" in ftype.value:
                     self.field2bucketnum[field] = 2
             columns.append((position, field, ftype))
-        return columns
+        return columns, len(header.split(separator))
 
     def _read_body(self, filepath, separator, encoding, columns):
         positions = [p for p, _, _ in columns]
@@ -128,13 +206,6 @@ class CTRDataset(Dataset):
             raise DataFormatError(f"{filepath}: {exc}.") from None
         df = df[positions]
         df.columns = names
-        short = df.isna().any(axis=1).to_numpy()
-        if short.any():
-            row = int(np.flatnonzero(short)[0])
-            raise DataFormatError(
-                f"{filepath}, line {row + HEADER_LINE + 1}: the row has fewer values than the header "
-                f"has columns ({len(names)} expected)."
-            )
         return df
 
     def _convert_column(self, filepath, field, ftype, column):
@@ -153,7 +224,7 @@ class CTRDataset(Dataset):
             return numbers.astype(np.float64)
         separator = self.config["seq_separator"]
         if ftype == FeatureType.TOKEN_SEQ:
-            seqs = [np.array([t for t in s.split(separator) if t]) for s in values]
+            seqs = split_token_sequences(values, separator)
         else:
             try:
                 seqs = [np.array([float(t) for t in s.split(separator) if t]) for s in values]
@@ -211,6 +282,41 @@ class CTRDataset(Dataset):
                 set_color(f"{empty} of {len(lengths)} samples have an empty behaviour sequence", "yellow")
                 + "; they train the host model only (IaCN skips them)."
             )
+
+    # ------------------------------------------------------------------ faster sequence handling
+    # RecBole keeps token sequences as one numpy array per row and processes them row by row with
+    # pandas' apply; these overrides do the same work on flat arrays (about 3x faster on ml-100k).
+    def _concat_remaped_tokens(self, remap_list):
+        tokens = []
+        for feat, field, ftype in remap_list:
+            values = feat[field].values
+            tokens.append(values if ftype == FeatureType.TOKEN else concat_sequences(values))
+        split_point = np.cumsum([len(t) for t in tokens])[:-1]
+        return np.concatenate(tokens), split_point
+
+    def _remap(self, remap_list):
+        if len(remap_list) == 0:
+            return
+        tokens, split_point = self._concat_remaped_tokens(remap_list)
+        new_ids_list, uniques = pd.factorize(tokens)
+        new_ids_list = np.split(new_ids_list + 1, split_point)
+        id_token = np.array(["[PAD]"] + list(uniques))
+        token_id = {t: i for i, t in enumerate(id_token)}
+        for (feat, field, ftype), new_ids in zip(remap_list, new_ids_list):
+            if field not in self.field2id_token:
+                self.field2id_token[field] = id_token
+                self.field2token_id[field] = token_id
+            if ftype == FeatureType.TOKEN:
+                feat[field] = new_ids
+            else:
+                lengths = sequence_lengths(feat[field].values)
+                feat[field] = pd.Series(np.split(new_ids, np.cumsum(lengths)[:-1]), index=feat.index, dtype=object)
+
+    def _dataframe_to_interaction(self, data):
+        sequences = [k for k in data if self.field2type[k] == FeatureType.TOKEN_SEQ]
+        interaction = super()._dataframe_to_interaction(data.drop(columns=sequences))
+        padded = {k: pad_sequences(data[k].values, self.field2seqlen[k]) for k in sequences}
+        return Interaction({**interaction.interaction, **padded})
 
     # ------------------------------------------------------------------ behaviour length
     def _remap_ID_all(self):

@@ -1,0 +1,95 @@
+"""``run_recbole_iacn.py --tune=SPACE.yaml``: study options from the command line, and the summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from recbole_iacn.errors import ConfigError
+from recbole_iacn.tune.driver import StudyOptions, StudyResult, run_study
+from recbole_iacn.tune.report import STATUS_FINISHED
+
+#: --flag -> (StudyOptions field, type check, what it takes)
+OPTION_FLAGS = {
+    "tune_cpus_per_trial": ("cpus_per_trial", "number > 0"),
+    "tune_gpus_per_trial": ("gpus_per_trial", "number >= 0"),
+    "tune_max_concurrent": ("max_concurrent", "whole number >= 1"),
+    "tune_num_samples": ("num_samples", "whole number >= 1"),
+    "tune_storage": ("storage_path", "folder"),
+    "tune_name": ("name", "name"),
+    "tune_verbose": ("verbose", "0, 1 or 2"),
+    "tune_max_failures": ("max_failures", "whole number >= 0"),
+    "address": ("address", "Ray address (auto or ray://host:10001)"),
+}
+EXIT_OK = 0
+EXIT_NO_RESULT = 1
+
+
+def _valid(kind: str, value) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return {
+        "number > 0": number and value > 0,
+        "number >= 0": number and value >= 0,
+        "whole number >= 1": whole and value >= 1,
+        "whole number >= 0": whole and value >= 0,
+        "0, 1 or 2": value in (0, 1, 2) and whole,
+    }.get(kind, isinstance(value, str) and bool(value))
+
+
+def pop_study_options(overrides: dict) -> StudyOptions:
+    """Remove the ``--tune_*`` and ``--address`` flags from ``overrides`` into :class:`StudyOptions`."""
+    options = StudyOptions()
+    for flag, (attr, kind) in OPTION_FLAGS.items():
+        if flag not in overrides:
+            continue
+        value = overrides.pop(flag)
+        if not _valid(kind, value):
+            raise ConfigError(f"--{flag}={value!r} is not valid: it takes a {kind}.")
+        setattr(options, attr, value)
+    unknown = [k for k in overrides if k.startswith("tune_")]
+    if unknown:
+        raise ConfigError(f"--{unknown[0]} is not a study option; use one of "
+                          + ", ".join(f"--{f}" for f in OPTION_FLAGS) + ".")
+    return options
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("recbole_iacn.tune")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[recbole-iacn tune] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def summary(result: StudyResult) -> str:
+    """What the command prints when the study ends."""
+    rows = result.report.rows
+    done = sum(r["status"] == STATUS_FINISHED for r in rows)
+    lines = [
+        f"study: {result.study_dir} ({'resumed, ' if result.resumed else ''}{done}/{len(rows)} trials finished; "
+        f"metric {result.metric}, mode {result.mode})",
+        "",
+        open(result.files["markdown"], encoding="utf-8").read().rstrip(),
+        "",
+    ]
+    lines += [f"{kind}: {path}" for kind, path in result.files.items()]
+    if done < len(rows):
+        lines.append("Some trials did not finish: run the same command again to resume the study.")
+    return "\n".join(lines)
+
+
+def run_study_from_cli(model: str, dataset: str, config_files, overrides: dict, tune_space: str) -> int:
+    """Entry point of ``--tune=FILE`` (see :mod:`recbole_iacn.cli`); returns the exit status."""
+    _setup_logging()
+    overrides = dict(overrides)
+    options = pop_study_options(overrides)
+    result = run_study(model, dataset, tune_space, config_files, overrides, options)
+    print(summary(result))
+    if result.best is None:
+        print("error: no trial reported a validation result; see the error column of "
+              f"{result.files['csv']} and the trial logs under {result.study_dir}.", file=sys.stderr)
+        return EXIT_NO_RESULT
+    return EXIT_OK

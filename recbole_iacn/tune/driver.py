@@ -1,0 +1,333 @@
+"""Run a Ray Tune study: prepare once in the driver, start (or resume) the Tuner, write the report.
+
+The driver resolves every relative path (config files, ``data_path``, ``checkpoint_dir``, the storage
+folder) against its own working directory, because Ray runs each trial in a folder of its own, and it
+builds the CTR view of the dataset once, before any trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+import yaml
+
+from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.tune.report import StudyReport, write_report
+from recbole_iacn.tune.space import (
+    Param,
+    StudySpace,
+    check_param_types,
+    check_unknown_keys,
+    load_space,
+    plain,
+)
+from recbole_iacn.tune.trial import VALID_PREFIX, TrialSetup, metric_key, train_trial
+
+logger = logging.getLogger("recbole_iacn.tune")
+
+DEFAULT_STORAGE = "ray_results"
+STUDY_FILE = "study.yaml"
+DEFAULT_VERBOSE = 1
+CHECKPOINTS_TO_KEEP = 1  # only improving epochs report a checkpoint, so the latest is the best
+#: Ray warns when num_to_keep forces experiment snapshots within 5 s; epochs of real runs are longer,
+#: and the warning would repeat for every checkpoint of a tiny run.
+SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
+OPTUNA_INSTALL = "pip install optuna  (or: pip install 'recbole-iacn[optuna]')"
+PATH_KEYS = ("data_path", "checkpoint_dir")
+
+
+class OptionalDependencyError(UserError, ImportError):
+    """An optional extra (Optuna) is needed by the search space but not installed."""
+
+
+@dataclass
+class StudyOptions:
+    """How a study runs (not what it searches): resources, storage, cluster. None = the space file's."""
+
+    storage_path: Optional[str] = None
+    name: Optional[str] = None
+    address: Optional[str] = None
+    cpus_per_trial: Optional[float] = None
+    gpus_per_trial: Optional[float] = None
+    max_concurrent: Optional[int] = None
+    num_samples: Optional[int] = None
+    verbose: int = DEFAULT_VERBOSE
+    max_failures: int = 0
+    stop: Any = None  # an extra Ray Tune stop criterion (Stopper, dict or callable), e.g. for tests
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` returns."""
+
+    study_dir: str
+    metric: str
+    mode: str
+    resumed: bool
+    report: StudyReport
+    files: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> Optional[dict]:
+        return self.report.best
+
+
+# ------------------------------------------------------------------------------ preparing
+def apply_options(space: StudySpace, options: StudyOptions) -> None:
+    """Command-line resource settings override the space file's."""
+    if options.cpus_per_trial is not None:
+        space.resources["cpu"] = options.cpus_per_trial
+    if options.gpus_per_trial is not None:
+        space.resources["gpu"] = options.gpus_per_trial
+    if options.max_concurrent is not None:
+        space.max_concurrent_trials = options.max_concurrent
+    if options.num_samples is not None:
+        space.num_samples = options.num_samples
+
+
+def require_search_backend(space: StudySpace) -> None:
+    """Fail early, with the install command, when Optuna is asked for but missing."""
+    if space.search != "optuna":
+        return
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise OptionalDependencyError(
+            f"Search-space file {space.path!r} uses search: optuna, but Optuna is not installed. "
+            f"Install it with `{OPTUNA_INSTALL}`, or use search: random."
+        ) from None
+
+
+def merge_overrides(space: StudySpace, overrides: dict) -> dict:
+    """Command-line ``--KEY=VALUE`` replace fixed values of the space; they may not set a tuned key."""
+    rest = dict(overrides)
+    for name, param in space.params.items():
+        if name not in rest:
+            continue
+        if param.tuned:
+            raise ConfigError(
+                f"--{name}={rest[name]!r} conflicts with the search space {space.path!r}, which tunes {name} "
+                f"({param.kind}). Remove --{name}, or write a space file that fixes it."
+            )
+        space.params[name] = Param(name, "fixed", rest.pop(name))
+        logger.info(f"{name} fixed to {space.params[name].args!r} from the command line.")
+    return rest
+
+
+def absolute_paths(overrides: dict, config_files: List[str]) -> tuple:
+    """``(overrides, config_files)`` with relative paths resolved against the current directory."""
+    overrides = dict(overrides)
+    for key in PATH_KEYS:
+        if isinstance(overrides.get(key), str):
+            overrides[key] = os.path.abspath(overrides[key])
+    return overrides, [os.path.abspath(f) for f in config_files]
+
+
+@contextmanager
+def _keep_cuda_visible_devices():
+    """RecBole's Config sets CUDA_VISIBLE_DEVICES from gpu_id; the driver must not narrow Ray's view."""
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+def driver_config(model: str, dataset: str, config_files: List[str], overrides: dict):
+    """``(config, plugin)``: the study's configuration without the tuned keys."""
+    from recbole_iacn.quick_start import make_config
+
+    with _keep_cuda_visible_devices():
+        config, spec, _ = make_config(model, dataset, config_files, overrides)
+    return config, spec is not None
+
+
+def prepare_data(config, plugin: bool) -> str:
+    """Build the CTR view once (plugin models) and return the absolute data root for the trials."""
+    root = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
+    if plugin:
+        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
+
+        folder = resolve_ctr_dataset(config, logger)
+        check_history_length(config, logger)
+        logger.info(f"Dataset {config['dataset']}: CTR files in {folder} (shared by all trials).")
+    return root
+
+
+def objective(config) -> tuple:
+    """``(metric, mode)`` from the configuration's ``valid_metric`` and ``valid_metric_bigger``."""
+    metric = metric_key(VALID_PREFIX, str(config["valid_metric"]))
+    return metric, "max" if config["valid_metric_bigger"] else "min"
+
+
+def reports_per_trial(config) -> int:
+    """How many times a full trial reports: once per validation, plus the final (test) report."""
+    eval_step = config["eval_step"] or 1
+    return max(1, int(config["epochs"]) // max(1, int(eval_step))) + 1
+
+
+def study_name(space: StudySpace, model: str, dataset: str, options: StudyOptions) -> str:
+    return options.name or f"{space.name}-{model}-{dataset}"
+
+
+# ------------------------------------------------------------------------------ Ray objects
+def make_scheduler(space: StudySpace, config):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if space.scheduler == "fifo":
+        return FIFOScheduler()
+    max_t = space.asha.get("max_t", reports_per_trial(config))
+    if space.asha["grace_period"] > max_t:
+        raise ConfigError(
+            f"Search-space file {space.path!r}: asha.grace_period ({space.asha['grace_period']}) exceeds the "
+            f"{max_t} reports a trial makes (epochs / eval_step + 1). Lower grace_period or raise --epochs."
+        )
+    return ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=space.asha["grace_period"],
+                         reduction_factor=space.asha["reduction_factor"])
+
+
+def make_search(space: StudySpace):
+    """``(search_alg, max_concurrent_trials for TuneConfig)``: Ray's BasicVariantGenerator limits
+    concurrency itself (TuneConfig's limit applies to Searchers such as Optuna only)."""
+    if space.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=space.seed), space.max_concurrent_trials
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(max_concurrent=space.max_concurrent_trials, random_state=space.seed), None
+
+
+def make_trainable(setup: TrialSetup, space: StudySpace):
+    from ray import tune
+
+    resources = {"cpu": space.resources["cpu"], "gpu": space.resources["gpu"]}
+    return tune.with_resources(tune.with_parameters(train_trial, setup=setup), resources)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def make_tuner(trainable, space, config, metric, mode, study_dir: Path, options: StudyOptions):
+    from ray import tune
+
+    search_alg, max_concurrent = make_search(space)
+    tune_config = tune.TuneConfig(
+        metric=metric, mode=mode, search_alg=search_alg, scheduler=make_scheduler(space, config),
+        num_samples=space.num_samples, max_concurrent_trials=max_concurrent, trial_dirname_creator=_trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=study_dir.name, storage_path=str(study_dir.parent), stop=options.stop, verbose=options.verbose,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+    )
+    return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
+
+
+def restore_tuner(trainable, study_dir: Path):
+    from ray import tune
+
+    return tune.Tuner.restore(str(study_dir), trainable=trainable, resume_unfinished=True, restart_errored=True)
+
+
+# ------------------------------------------------------------------------------ the study record
+def study_definition(model, dataset, space: StudySpace, config_files, overrides) -> dict:
+    """What must match for a stored study to be resumed."""
+    return yaml.safe_load(yaml.safe_dump(plain({
+        "model": model, "dataset": dataset, "space": space.definition(),
+        "config_files": list(config_files), "overrides": overrides,
+    })))
+
+
+def check_resumable(study_dir: Path, definition: dict) -> None:
+    """Refuse to resume a study that was started with different settings."""
+    stored_path = study_dir / STUDY_FILE
+    if not stored_path.is_file():
+        return
+    stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+    changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
+    if changed:
+        raise ConfigError(
+            f"The study in {study_dir} was started with different settings ({', '.join(changed)} differ; see "
+            f"{stored_path}), so it cannot be resumed. Give the new study another name with --tune_name=NAME, "
+            "or delete that folder to start over."
+        )
+
+
+def write_definition(study_dir: Path, definition: dict) -> None:
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / STUDY_FILE).write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ Ray
+def start_ray(address: Optional[str]) -> bool:
+    """Connect to ``address`` (``auto``, ``ray://host:10001``) or start a local Ray; True if started here."""
+    import ray
+
+    os.environ.setdefault(SNAPSHOT_WARNING_ENV, "0")
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(include_dashboard=False)
+    return True
+
+
+# ------------------------------------------------------------------------------ the study
+def run_study(model: str, dataset: str, space, config_files=None, overrides=None,
+              options: Optional[StudyOptions] = None) -> StudyResult:
+    """Run (or resume) the study over ``space`` (a path or a :class:`StudySpace`) and write its report.
+
+    Results go to ``<storage_path>/<name>/``: ``results.csv``, ``results.md``, ``best_config.yaml``,
+    plots, ``study.yaml`` (the study's definition) and Ray Tune's own files (one folder per trial).
+    """
+    space = space if isinstance(space, StudySpace) else load_space(space)
+    options = options or StudyOptions()
+    apply_options(space, options)
+    require_search_backend(space)
+    overrides, config_files = absolute_paths(merge_overrides(space, dict(overrides or {})), list(config_files or []))
+    config, plugin = driver_config(model, dataset, config_files, {**overrides, **space.fixed()})
+    check_unknown_keys(space, config.final_config_dict)
+    check_param_types(space, config.final_config_dict)
+    overrides["data_path"] = prepare_data(config, plugin)
+    metric, mode = objective(config)
+    storage = os.path.abspath(options.storage_path or DEFAULT_STORAGE)
+    study_dir = Path(storage) / study_name(space, model, dataset, options)
+    setup = TrialSetup(model, dataset, config_files, overrides, space.resources["cpu"], space.resources["gpu"])
+    definition = study_definition(model, dataset, space, config_files, overrides)
+    return _fit(setup, space, config, metric, mode, study_dir, definition, options)
+
+
+def _fit(setup, space, config, metric, mode, study_dir: Path, definition, options) -> StudyResult:
+    from ray import tune
+
+    started = start_ray(options.address)
+    try:
+        trainable = make_trainable(setup, space)
+        resumed = tune.Tuner.can_restore(str(study_dir))
+        if resumed:
+            check_resumable(study_dir, definition)
+            logger.info(f"Resuming the study in {study_dir} (finished trials are kept).")
+            tuner = restore_tuner(trainable, study_dir)
+        else:
+            tuner = make_tuner(trainable, space, config, metric, mode, study_dir, options)
+        write_definition(study_dir, definition)
+        results = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    study = {"name": study_dir.name, "model": setup.model, "dataset": setup.dataset}
+    report = write_report(results, list(space.tuned()), space.fixed(), metric, mode, study, study_dir)
+    return StudyResult(str(study_dir), metric, mode, resumed, report, dict(report.files))
