@@ -47,37 +47,60 @@ class CTRFeatures:
         return masked_mean(self.history, self.history_mask)
 
 
+class OffsetEmbedding(nn.Module):
+    """Several id fields in one table (each field's ids shifted by an offset), looked up at once.
+
+    One lookup, and one embedding backward, for all fields instead of one per field (as RecBole's
+    context-aware models do with ``token_embedding_table``). ``forward`` takes one id tensor per field,
+    of any shapes ``[B, ...]``, and returns the vectors ``[B, ..., dim]`` of each.
+    """
+
+    def __init__(self, vocab_sizes, dim: int):
+        super().__init__()
+        offsets = [0]
+        for size in vocab_sizes[:-1]:
+            offsets.append(offsets[-1] + size)
+        self.offsets = offsets
+        self.table = nn.Embedding(max(sum(vocab_sizes), 1), dim)
+
+    def forward(self, columns):
+        batch = columns[0].shape[0]
+        flat = [(ids + offset).reshape(batch, -1) for ids, offset in zip(columns, self.offsets)]
+        vectors = self.table(torch.cat(flat, dim=1))  # [B, total, dim]
+        parts = vectors.split([f.shape[1] for f in flat], dim=1)
+        return [part.reshape(*ids.shape, -1) for part, ids in zip(parts, columns)]
+
+
 class FieldEmbedding(nn.Module):
     """Embeds the token, token-sequence (mean-pooled) and float fields of one group, concatenated."""
 
     def __init__(self, schema: FeatureSchema, names, dim: int):
         super().__init__()
-        self.tokens = nn.ModuleDict()
-        self.floats = nn.ParameterDict()
-        self.names = list(names)
-        for name in self.names:
-            info = schema.fields[name]
-            if info.type in (TOKEN, TOKEN_SEQ):
-                self.tokens[name] = nn.Embedding(info.vocab_size, dim, padding_idx=0)
-            elif info.type in (FLOAT, FLOAT_SEQ):
-                self.floats[name] = nn.Parameter(torch.randn(dim) * 0.01)
-        self.types = {n: schema.fields[n].type for n in self.names}
-        self.output_dim = dim * len(self.names)
+        self.token_names = [n for n in names if schema.fields[n].type == TOKEN]
+        self.sequence_names = [n for n in names if schema.fields[n].type == TOKEN_SEQ]
+        self.float_names = [n for n in names if schema.fields[n].type in (FLOAT, FLOAT_SEQ)]
+        self.types = {n: schema.fields[n].type for n in names}
+        sizes = [schema.num(n) for n in self.token_names + self.sequence_names]
+        self.tokens = OffsetEmbedding(sizes, dim) if sizes else None
+        self.floats = nn.ParameterDict({n: nn.Parameter(torch.randn(dim) * 0.01) for n in self.float_names})
+        self.output_dim = dim * (len(sizes) + len(self.float_names))
 
     def forward(self, interaction, batch_size: int, device) -> torch.Tensor:
         parts = []
-        for name in self.names:
-            value = interaction[name]
-            kind = self.types[name]
-            if kind == TOKEN:
-                parts.append(self.tokens[name](value))
-            elif kind == TOKEN_SEQ:
-                mask = (value > 0).unsqueeze(-1).to(self.tokens[name].weight.dtype)
-                parts.append((self.tokens[name](value) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
-            elif kind == FLOAT:
-                parts.append(value.float().unsqueeze(-1) * self.floats[name])
-            else:  # FLOAT_SEQ: mean of the values
-                parts.append(value.float().mean(-1, keepdim=True) * self.floats[name])
+        if self.tokens is not None:
+            names = self.token_names + self.sequence_names
+            vectors = self.tokens([interaction[n] for n in names])
+            for name, vector in zip(names, vectors):
+                if self.types[name] == TOKEN:
+                    parts.append(vector)  # [B, d]
+                else:  # mean over the non-[PAD] tokens
+                    mask = (interaction[name] > 0).unsqueeze(-1).to(vector.dtype)
+                    parts.append((vector * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        for name in self.float_names:
+            value = interaction[name].float()
+            if self.types[name] == FLOAT_SEQ:  # mean of the values
+                value = value.mean(-1)
+            parts.append(value.unsqueeze(-1) * self.floats[name])
         if not parts:
             return torch.zeros(batch_size, 0, device=device)
         return torch.cat(parts, dim=-1)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from recbole_iacn.errors import ConfigError
+from recbole_iacn.model.embedding import OffsetEmbedding
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
@@ -125,8 +126,10 @@ class IaCN(nn.Module):
             config["seed"],
         )
         self.profile_fields = schema.profile_fields()
-        self.profile_embeddings = nn.ModuleDict(
-            {f: nn.Embedding(schema.num(f), config["iacn_profile_embedding_size"], padding_idx=0) for f in self.profile_fields}
+        self.profile_embedding = (
+            OffsetEmbedding([schema.num(f) for f in self.profile_fields], config["iacn_profile_embedding_size"])
+            if self.profile_fields
+            else None
         )
         profile_dim = config["iacn_profile_embedding_size"] * len(self.profile_fields)
         self.interest_mlp = MLP(self.dim + profile_dim, [*config["iacn_mlp_hidden_size"], self.dim], "relu")
@@ -184,15 +187,21 @@ class IaCN(nn.Module):
         return scale_gradient(self.aux_item_embedding(ids), 1.0 - self.delta)
 
     # ------------------------------------------------------------------ interests
-    def interests(self, interaction):
-        """Interest matrix ``I_u [B, K, h]`` and its mask ``[B, K]`` (False for unused capsules)."""
+    def interests(self, interaction, behaviours=None):
+        """Interest matrix ``I_u [B, K, h]`` and its mask ``[B, K]`` (False for unused capsules).
+
+        ``behaviours`` (``[B, L, h]``) may pass ``capsule_view`` of the history when the caller has
+        looked it up already.
+        """
         history = interaction[self.schema.history_item_field]  # [B, L]
         lengths = interaction[self.schema.history_length_field]  # [B]
         mask = length_mask(lengths, history.shape[1])
         counts = interest_counts(lengths, self.max_interests)
-        capsules, interest_mask, _ = self.routing(self.capsule_view(history), mask, counts)
+        if behaviours is None:
+            behaviours = self.capsule_view(history)
+        capsules, interest_mask, _ = self.routing(behaviours, mask, counts)
         if self.profile_fields:
-            profile = torch.cat([self.profile_embeddings[f](interaction[f]) for f in self.profile_fields], -1)
+            profile = torch.cat(self.profile_embedding([interaction[f] for f in self.profile_fields]), -1)
             capsules = torch.cat([capsules, profile.unsqueeze(1).expand(-1, capsules.shape[1], -1)], -1)
         interests = self.interest_mlp(capsules) * interest_mask.unsqueeze(-1)
         return interests, interest_mask
@@ -215,19 +224,27 @@ class IaCN(nn.Module):
             return self.aux_item_embedding.weight.sum() * 0.0
         fields = [s.item_field, s.history_item_field, s.history_length_field, *self.profile_fields]
         rows = _select_rows(interaction, keep, fields)
-        interests, interest_mask = self.interests(rows)
-        targets = rows[s.item_field]  # [B']
-        target_vectors = self.capsule_view(targets)  # [B', h]
+        history, targets = rows[s.history_item_field], rows[s.item_field]  # [B', L], [B']
+        sampled = self.negative_sampler == "uniform"
+        if sampled:
+            negatives = torch.randint(1, s.num_items, (len(targets), self.num_negatives), device=targets.device)
+        else:
+            negatives = history.new_zeros(len(targets), 0)
+        # one lookup of E_aux for behaviours, candidates and sampled negatives
+        ids = torch.cat([history, targets.unsqueeze(-1), negatives], dim=1)
+        vectors = self.capsule_view(ids)  # [B', L + 1 (+ N), h]
+        length = history.shape[1]
+        interests, interest_mask = self.interests(rows, behaviours=vectors[:, :length])
+        target_vectors = vectors[:, length]  # [B', h]
         user_vectors = self.attention(interests, interest_mask, target_vectors)  # [B', h]
-        if self.negative_sampler == "in_batch":
+        if not sampled:
             logits = user_vectors @ target_vectors.t()  # [B', B'], the diagonal is the positive
             same_item = targets.unsqueeze(0) == targets.unsqueeze(1)
             eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
             logits = logits.masked_fill(same_item & ~eye, float("-inf"))
             return nn.functional.cross_entropy(logits, torch.arange(len(targets), device=targets.device))
-        negatives = torch.randint(1, s.num_items, (len(targets), self.num_negatives), device=targets.device)
         positive = (user_vectors * target_vectors).sum(-1, keepdim=True)  # [B', 1]
-        negative = torch.einsum("bh,bnh->bn", user_vectors, self.capsule_view(negatives))  # [B', N]
+        negative = torch.einsum("bh,bnh->bn", user_vectors, vectors[:, length + 1 :])  # [B', N]
         negative = negative.masked_fill(negatives == targets.unsqueeze(-1), float("-inf"))  # accidental hits
         logits = torch.cat([positive, negative], dim=-1)
         return -torch.log_softmax(logits, dim=-1)[:, 0].mean()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from recbole_iacn.model.base import CTRModel
+from recbole_iacn.model.embedding import OffsetEmbedding
 from recbole_iacn.model.layers import MLP, length_mask, masked_mean
 from recbole_iacn.model.schema import FLOAT, TOKEN, TOKEN_SEQ
 
@@ -14,43 +15,36 @@ class WideLinear(nn.Module):
     """The wide part: one learned weight per id of every sparse field, summed, plus a bias.
 
     Token fields (candidate item, its category, user and context fields) contribute their id's weight;
-    the behaviour sequence contributes the mean weight of its items (and categories); float fields a
-    weight times the value.
+    each token sequence (the behaviours and their categories) the mean weight of its real entries; float
+    fields a weight times the value. All weights sit in one :class:`OffsetEmbedding` table.
     """
 
     def __init__(self, schema):
         super().__init__()
         self.schema = schema
-        self.token_fields = [
-            name for name, f in schema.fields.items()
-            if f.type == TOKEN and name not in (schema.label_field, schema.history_length_field)
-        ]
-        self.sequence_fields = [
-            name for name, f in schema.fields.items() if f.type == TOKEN_SEQ
-        ]
-        self.float_fields = [
-            name for name, f in schema.fields.items() if f.type == FLOAT and name != schema.label_field
-        ]
-        self.weights = nn.ModuleDict(
-            {name: nn.Embedding(schema.num(name), 1, padding_idx=0) for name in self.token_fields + self.sequence_fields}
-        )
+        skip = (schema.label_field, schema.history_length_field)
+        self.token_fields = [n for n, f in schema.fields.items() if f.type == TOKEN and n not in skip]
+        self.sequence_fields = [n for n, f in schema.fields.items() if f.type == TOKEN_SEQ]
+        self.float_fields = [n for n, f in schema.fields.items() if f.type == FLOAT and n not in skip]
+        self.history_fields = (schema.history_item_field, schema.history_category_field)
+        self.weights = OffsetEmbedding([schema.num(n) for n in self.token_fields + self.sequence_fields], 1)
         self.float_weights = nn.Parameter(torch.zeros(len(self.float_fields)))
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, interaction) -> torch.Tensor:
-        total = self.bias
-        for name in self.token_fields:
-            total = total + self.weights[name](interaction[name]).squeeze(-1)  # [B]
+        names = self.token_fields + self.sequence_fields
+        weights = self.weights([interaction[n] for n in names])
+        total = self.bias + sum(w.squeeze(-1) for w in weights[: len(self.token_fields)])  # [B]
         history_mask = None
-        for name in self.sequence_fields:
+        for name, w in zip(self.sequence_fields, weights[len(self.token_fields) :]):
             ids = interaction[name]  # [B, L]
-            if name in (self.schema.history_item_field, self.schema.history_category_field):
+            if name in self.history_fields:
                 if history_mask is None:
                     history_mask = length_mask(interaction[self.schema.history_length_field], ids.shape[1])
                 mask = history_mask
             else:
                 mask = ids > 0
-            total = total + masked_mean(self.weights[name](ids), mask).squeeze(-1)
+            total = total + masked_mean(w, mask).squeeze(-1)
         for i, name in enumerate(self.float_fields):
             total = total + self.float_weights[i] * interaction[name].float()
         return total
@@ -68,8 +62,7 @@ class WideDeep(CTRModel):
         self.deep_output = nn.Linear(self.deep.out_dim, 1)
         self.wide = WideLinear(self.schema)
         self.reset_parameters()
-        for table in self.wide.weights.values():
-            nn.init.zeros_(table.weight)
+        nn.init.zeros_(self.wide.weights.table.weight)
 
     def forward(self, interaction):
         f = self.embedder(interaction)

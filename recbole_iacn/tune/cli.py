@@ -54,10 +54,22 @@ def pop_study_options(overrides: dict) -> StudyOptions:
     return options
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging() -> None:
     log = logging.getLogger("recbole_iacn.tune")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[recbole-iacn tune] %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

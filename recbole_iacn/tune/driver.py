@@ -58,7 +58,7 @@ class StudyOptions:
     num_samples: Optional[int] = None
     verbose: int = DEFAULT_VERBOSE
     max_failures: int = 0
-    stop: Any = None  # an extra Ray Tune stop criterion (Stopper, dict or callable), e.g. for tests
+    callbacks: List[Any] = field(default_factory=list)  # ray.tune.Callback objects (loggers, tests)
 
 
 @dataclass
@@ -226,7 +226,8 @@ def make_tuner(trainable, space, config, metric, mode, study_dir: Path, options:
         num_samples=space.num_samples, max_concurrent_trials=max_concurrent, trial_dirname_creator=_trial_dirname,
     )
     run_config = tune.RunConfig(
-        name=study_dir.name, storage_path=str(study_dir.parent), stop=options.stop, verbose=options.verbose,
+        name=study_dir.name, storage_path=str(study_dir.parent), callbacks=list(options.callbacks),
+        verbose=options.verbose,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
     )

@@ -118,7 +118,7 @@ def markdown_table(rows: List[dict], columns: List[str]) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return ""
         if isinstance(value, float):
-            return f"{value:.{TABLE_DIGITS}f}" if abs(value) >= 10 ** -TABLE_DIGITS else f"{value:g}"
+            return f"{value:.{TABLE_DIGITS}g}"
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
