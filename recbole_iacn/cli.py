@@ -33,6 +33,10 @@ options:
   --dataset=NAME        dataset (default {DEFAULT_DATASET}, bundled with RecBole); see dataset/README.md
   --config_files=FILES  space-separated YAML files, as in RecBole
   --tune=SPACE.yaml     run a Ray Tune study over the search space in SPACE.yaml instead
+                        (examples in properties/tune/); with it: --tune_cpus_per_trial=N,
+                        --tune_gpus_per_trial=N, --tune_max_concurrent=N, --tune_num_samples=N,
+                        --tune_storage=DIR (default ray_results), --tune_name=NAME, --tune_verbose=0|1|2,
+                        --tune_max_failures=N, --address=auto|ray://HOST:10001 (join a Ray cluster)
   --KEY=VALUE           any RecBole or model parameter, read as YAML (e.g. --learning_rate=1e-4,
                         --iacn_delta=0.3, --mlp_hidden_size='[200, 80]', --gpu_id=0)
   -h, --help            show this message
@@ -95,6 +99,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         config_files = iter_config_files(raw.pop("config_files", None))
         tune_space = raw.pop("tune", None)
+        study_flags = [k for k in raw if k.startswith("tune_") or k == "address"]
+        if tune_space is None and study_flags:
+            raise ConfigError(f"--{study_flags[0]} is a study option: it needs --tune=SPACE.yaml.")
         overrides = build_overrides(raw, model, dataset)
         if tune_space is not None:
             from recbole_iacn.tune import run_study_from_cli

@@ -160,13 +160,16 @@ def test_attentional_gru_padding_never_updates_state():
 
     torch.manual_seed(0)
     gru = AttentionalGRU(4, 5)
-    inputs = torch.randn(3, 6, 4)
-    attention = torch.rand(3, 6)
-    lengths = torch.tensor([6, 3, 1])
+    inputs = torch.randn(4, 6, 4)
+    attention = torch.rand(4, 6)
+    lengths = torch.tensor([3, 6, 0, 1])  # unsorted, with an empty history
     attention[torch.arange(6) >= lengths.unsqueeze(-1)] = 0  # masked attention is zero on padding
     full = gru(inputs, attention, lengths)
     # the same rows alone, truncated to their length, give the same final state
+    assert torch.all(full[2] == 0)
     for row, n in enumerate(lengths.tolist()):
+        if n == 0:
+            continue
         alone = gru(inputs[row : row + 1, :n], attention[row : row + 1, :n], lengths[row : row + 1])
         assert torch.allclose(full[row], alone[0], atol=1e-6)
 

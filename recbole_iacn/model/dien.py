@@ -32,9 +32,11 @@ class AttentionalGRU(nn.Module):
     """AUGRU / AGRU: a GRU whose update is scaled by an attention weight ``a_t`` per step.
 
     AUGRU: ``u'_t = a_t·u_t``, ``h_t = (1 − u'_t)·h_{t−1} + u'_t·h̃_t``; AGRU: ``u'_t = a_t``.
-    The input projections of all steps are computed in one matrix product; the loop then does only
-    the recurrent product, up to the longest sequence in the batch. A step with ``a_t = 0`` (padding)
-    leaves the state unchanged.
+
+    The recurrence is non-linear in ``h_{t−1}``, so the steps stay sequential, but only the recurrent
+    product is done per step: the input projections of all steps are one matrix product, and, as in
+    a packed GRU, rows are sorted by length so that step ``t`` updates only the rows still running
+    (padded steps never touch the state, and cost nothing).
     """
 
     def __init__(self, input_size: int, hidden_size: int, attentional_update: bool = True):
@@ -45,19 +47,26 @@ class AttentionalGRU(nn.Module):
         self.attentional_update = attentional_update
 
     def forward(self, inputs: torch.Tensor, attention: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        batch, steps, _ = inputs.shape
+        batch = inputs.shape[0]
+        if batch == 0:
+            return inputs.new_zeros(0, self.hidden_size)
+        lengths, order = lengths.sort(descending=True)
+        steps = int(lengths[0])
+        projected = self.input_projection(inputs[order, :steps])  # [B, T, 3H], longest rows first
+        attention = attention[order, :steps].unsqueeze(-1)  # [B, T, 1]
+        running = (lengths.unsqueeze(0) > torch.arange(steps, device=lengths.device).unsqueeze(1)).sum(1).tolist()
         h = inputs.new_zeros(batch, self.hidden_size)
-        max_steps = int(lengths.max()) if batch else 0
-        projected = self.input_projection(inputs[:, :max_steps])  # [B, T, 3H]
-        for t in range(max_steps):
-            x_r, x_u, x_n = projected[:, t].chunk(3, dim=-1)
-            h_r, h_u, h_n = self.hidden_projection(h).chunk(3, dim=-1)
+        for t, active in enumerate(running):  # rows [0, active) are still inside their sequence
+            h_active = h[:active]
+            x_r, x_u, x_n = projected[:active, t].chunk(3, dim=-1)
+            h_r, h_u, h_n = self.hidden_projection(h_active).chunk(3, dim=-1)
             reset = torch.sigmoid(x_r + h_r)
             candidate = torch.tanh(x_n + reset * h_n)
-            a = attention[:, t].unsqueeze(-1)  # [B, 1]
+            a = attention[:active, t]
             update = a * torch.sigmoid(x_u + h_u) if self.attentional_update else a
-            h = h + update * (candidate - h)
-        return h
+            h_active = h_active + update * (candidate - h_active)
+            h = torch.cat([h_active, h[active:]], dim=0) if active < batch else h_active
+        return h[order.argsort()]
 
 
 class DIEN(CTRModel):

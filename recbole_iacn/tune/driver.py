@@ -330,5 +330,5 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
 
             ray.shutdown()
     study = {"name": study_dir.name, "model": setup.model, "dataset": setup.dataset}
-    report = write_report(results, list(space.tuned()), space.fixed(), metric, mode, study, study_dir)
+    report = write_report(results, {k: p.kind for k, p in space.tuned().items()}, space.fixed(), metric, mode, study, study_dir)
     return StudyResult(str(study_dir), metric, mode, resumed, report, dict(report.files))

@@ -22,8 +22,7 @@ DELTA_PLOT = "metric_vs_delta.png"
 HEATMAP_PLOT = "delta_lambda_heatmap.png"
 DELTA_KEY = "iacn_delta"
 LAMBDA_KEY = "iacn_lambda"
-#: Above this many distinct values per axis, δ × λ is drawn as a scatter rather than a heatmap.
-MAX_HEATMAP_VALUES = 12
+DISCRETE_KINDS = ("grid", "choice")  # δ, λ drawn as lines / heatmap cells; otherwise as points
 FLOAT_DIGITS = 10  # significant digits kept for sampled values (0.30000000000000004 -> 0.3)
 TABLE_DIGITS = 4
 PLOT_DPI = 120
@@ -145,9 +144,12 @@ def write_best_config(best: dict, fixed: dict, tuned: List[str], metric: str, st
 
 
 # ------------------------------------------------------------------------------ plots
-def write_plots(rows: List[dict], tuned: List[str], metric: str, study_dir: Path) -> Dict[str, str]:
-    """Metric against δ, and a δ × λ heatmap when both vary; skipped (logged) without matplotlib."""
-    if DELTA_KEY not in tuned:
+def write_plots(rows: List[dict], kinds: Dict[str, str], metric: str, study_dir: Path) -> Dict[str, str]:
+    """Metric against δ, and a δ × λ heatmap when both vary; skipped (logged) without matplotlib.
+
+    ``kinds`` maps each tuned parameter to its distribution: grid/choice values are drawn as lines and
+    heatmap cells, sampled ones as points."""
+    if DELTA_KEY not in kinds:
         logger.info(f"No plot: the study does not tune {DELTA_KEY}.")
         return {}
     points = [r for r in rows if isinstance(r.get(metric), (int, float)) and r.get(DELTA_KEY) is not None]
@@ -162,9 +164,10 @@ def write_plots(rows: List[dict], tuned: List[str], metric: str, study_dir: Path
     except ImportError:
         logger.warning("Plots skipped: matplotlib is not installed (pip install 'recbole-iacn[plots]').")
         return {}
-    files = {"delta_plot": _plot_delta(plt, points, metric, LAMBDA_KEY in tuned, study_dir / DELTA_PLOT)}
-    if LAMBDA_KEY in tuned:
-        files["heatmap"] = _plot_heatmap(plt, points, metric, study_dir / HEATMAP_PLOT)
+    discrete = {k: kinds.get(k) in DISCRETE_KINDS for k in (DELTA_KEY, LAMBDA_KEY)}
+    files = {"delta_plot": _plot_delta(plt, points, metric, LAMBDA_KEY in kinds, discrete, study_dir / DELTA_PLOT)}
+    if LAMBDA_KEY in kinds:
+        files["heatmap"] = _plot_heatmap(plt, points, metric, all(discrete.values()), study_dir / HEATMAP_PLOT)
     return files
 
 
@@ -176,19 +179,19 @@ def _mean_by(points: List[dict], keys, value_key) -> Dict[tuple, float]:
     return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
-def _plot_delta(plt, points, metric, by_lambda: bool, path: Path) -> str:
+def _plot_delta(plt, points, metric, by_lambda: bool, discrete: Dict[str, bool], path: Path) -> str:
     test_metric = metric.replace(VALID_PREFIX, TEST_PREFIX, 1)
-    lambdas = sorted({p[LAMBDA_KEY] for p in points}) if by_lambda else [None]
-    discrete = len(lambdas) <= MAX_HEATMAP_VALUES
+    split = by_lambda and discrete[LAMBDA_KEY]
+    lambdas = sorted({p[LAMBDA_KEY] for p in points}) if split else [None]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lam in (lambdas if discrete else [None]):
+    for lam in lambdas:
         group = [p for p in points if lam is None or p[LAMBDA_KEY] == lam]
         label = f"λ={lam}" if lam is not None else ""
         for key, style, name in ((metric, "o-", "valid"), (test_metric, "s--", "test")):
             means = _mean_by(group, [DELTA_KEY], key)
             if means:
                 xs = sorted(means)
-                ax.plot([x[0] for x in xs], [means[x] for x in xs], style if discrete else style[0],
+                ax.plot([x[0] for x in xs], [means[x] for x in xs], style if discrete[DELTA_KEY] else style[0],
                         label=f"{name} {label}".strip())
     ax.set_xlabel("δ (iacn_delta)")
     ax.set_ylabel(metric.replace(VALID_PREFIX, "", 1))
@@ -201,12 +204,12 @@ def _plot_delta(plt, points, metric, by_lambda: bool, path: Path) -> str:
     return str(path)
 
 
-def _plot_heatmap(plt, points, metric, path: Path) -> str:
+def _plot_heatmap(plt, points, metric, discrete: bool, path: Path) -> str:
     deltas = sorted({p[DELTA_KEY] for p in points})
     lambdas = sorted({p[LAMBDA_KEY] for p in points})
     fig, ax = plt.subplots(figsize=(6, 4.5))
     name = metric.replace(VALID_PREFIX, "valid ", 1)
-    if len(deltas) <= MAX_HEATMAP_VALUES and len(lambdas) <= MAX_HEATMAP_VALUES:
+    if discrete:
         means = _mean_by(points, [LAMBDA_KEY, DELTA_KEY], metric)
         grid = [[means.get((lam, d), float("nan")) for d in deltas] for lam in lambdas]
         image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
@@ -231,14 +234,17 @@ def _plot_heatmap(plt, points, metric, path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ all
-def write_report(results, tuned: List[str], fixed: dict, metric: str, mode: str, study: dict,
+def write_report(results, kinds: Dict[str, str], fixed: dict, metric: str, mode: str, study: dict,
                  study_dir: Path) -> StudyReport:
-    """Write the table, the best config and the plots of a finished (or stopped) study."""
+    """Write the table, the best config and the plots of a finished (or stopped) study.
+
+    ``kinds``: tuned parameter -> distribution name; ``fixed``: the space's fixed values."""
+    tuned = list(kinds)
     rows = sorted((trial_row(r, tuned) for r in results), key=lambda r: r["trial_id"])
     columns = table_columns(rows, tuned)
     files = write_table(rows, columns, study_dir)
     best = pick_best(rows, metric, mode)
     if best is not None:
         files["best_config"] = write_best_config(best, fixed, tuned, metric, study, study_dir / BEST_CONFIG)
-    files.update(write_plots(rows, tuned, metric, study_dir))
+    files.update(write_plots(rows, kinds, metric, study_dir))
     return StudyReport(rows=rows, columns=columns, best=best, files=files)
