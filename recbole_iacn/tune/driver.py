@@ -39,6 +39,7 @@ CHECKPOINTS_TO_KEEP = 1  # only improving epochs report a checkpoint, so the lat
 SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 OPTUNA_INSTALL = "pip install optuna  (or: pip install 'recbole-iacn[optuna]')"
 PATH_KEYS = ("data_path", "checkpoint_dir")
+LOGGING_KEYS = ("state", "show_progress")  # may differ when a study is resumed
 
 
 class OptionalDependencyError(UserError, ImportError):
@@ -242,11 +243,24 @@ def restore_tuner(trainable, study_dir: Path):
 
 # ------------------------------------------------------------------------------ the study record
 def study_definition(model, dataset, space: StudySpace, config_files, overrides) -> dict:
-    """What must match for a stored study to be resumed."""
+    """What must match for a stored study to be resumed (logging settings may change)."""
+    overrides = {k: v for k, v in overrides.items() if k not in LOGGING_KEYS}
     return yaml.safe_load(yaml.safe_dump(plain({
         "model": model, "dataset": dataset, "space": space.definition(),
         "config_files": list(config_files), "overrides": overrides,
     })))
+
+
+def _differences(stored: dict, wanted: dict, prefix: str = "") -> List[str]:
+    """Dotted keys whose values differ between two nested mappings."""
+    changed = []
+    for key in sorted(set(stored) | set(wanted), key=str):
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
 
 
 def check_resumable(study_dir: Path, definition: dict) -> None:
@@ -255,7 +269,7 @@ def check_resumable(study_dir: Path, definition: dict) -> None:
     if not stored_path.is_file():
         return
     stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
-    changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
+    changed = _differences(stored, definition)
     if changed:
         raise ConfigError(
             f"The study in {study_dir} was started with different settings ({', '.join(changed)} differ; see "
@@ -312,12 +326,13 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
 def _fit(setup, space, config, metric, mode, study_dir: Path, definition, options) -> StudyResult:
     from ray import tune
 
+    resumed = tune.Tuner.can_restore(str(study_dir))
+    if resumed:
+        check_resumable(study_dir, definition)
     started = start_ray(options.address)
     try:
         trainable = make_trainable(setup, space)
-        resumed = tune.Tuner.can_restore(str(study_dir))
         if resumed:
-            check_resumable(study_dir, definition)
             logger.info(f"Resuming the study in {study_dir} (finished trials are kept).")
             tuner = restore_tuner(trainable, study_dir)
         else:
