@@ -18,6 +18,7 @@ FAST_ARGS = [
     "--MAX_ITEM_LIST_LENGTH=10",
     "--train_batch_size=2048",
     "--state=WARNING",
+    "--show_progress=false",
 ]
 
 
@@ -64,7 +65,7 @@ def test_every_model_runs_on_the_ml1m_sample(model, ml1m_root, capsys):
 
 
 def test_a_recbole_model_runs_through_the_same_entry_point(capsys):
-    argv = ["--model=BPR", "--dataset=ml-100k", "--epochs=1", "--state=WARNING", "--train_batch_size=4096"]
+    argv = ["--model=BPR", "--dataset=ml-100k", "--epochs=1", "--state=WARNING", "--show_progress=false", "--train_batch_size=4096"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "test result:" in out and "ndcg@10" in out
