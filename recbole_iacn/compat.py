@@ -256,6 +256,16 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return state
 
 
+def plain_other_parameters(model) -> dict:
+    """``model.other_parameter()`` without modules: RecBole's DIN/DIEN list their embedding layer
+    there (it holds the dataset and config, which cannot be stored safely); its weights are in the
+    state dict anyway."""
+    import torch
+
+    others = model.other_parameter() or {}
+    return {k: v for k, v in others.items() if not isinstance(v, torch.nn.Module)}
+
+
 class SafeCheckpointMixin:
     """Mix into a RecBole trainer: checkpoints hold tensors and plain data only.
 
@@ -277,7 +287,7 @@ class SafeCheckpointMixin:
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
             "state_dict": model.state_dict(),
-            "other_parameter": model.other_parameter(),
+            "other_parameter": plain_other_parameters(model),
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -295,7 +305,9 @@ class SafeCheckpointMixin:
     def _load_weights(self, checkpoint_file) -> dict:
         checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        others = checkpoint.get("other_parameter")
+        if others:
+            self.model.load_other_parameter(others)
         return checkpoint
 
     def resume_checkpoint(self, resume_file):

@@ -122,11 +122,16 @@ def run(
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": dict(best_valid_result or {}),
-        "test_result": dict(test_result or {}),
+        "best_valid_result": _plain_metrics(best_valid_result),
+        "test_result": _plain_metrics(test_result),
         "model_file": trainer.saved_model_file if saved else None,
         "config": compat.config_to_plain(config),
     }
+
+
+def _plain_metrics(result) -> dict:
+    """RecBole's metric dict with Python floats (it mixes in numpy scalars)."""
+    return {k: float(v) for k, v in (result or {}).items()}
 
 
 # ------------------------------------------------------------------------------ restoring

@@ -69,3 +69,12 @@ def test_a_recbole_model_runs_through_the_same_entry_point(capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "test result:" in out and "ndcg@10" in out
+
+
+def test_recbole_din_saves_and_reloads_a_safe_checkpoint(capsys):
+    """RecBole's own DIN lists a layer among its 'other parameters'; checkpoints must still be safe."""
+    argv = ["--model=recbole.DIN", "--dataset=ml-100k", "--epochs=1", "--state=WARNING", "--show_progress=false",
+            "--train_batch_size=4096", "--embedding_size=4", "--MAX_ITEM_LIST_LENGTH=5"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test result:" in out and "checkpoint:" in out

@@ -1,0 +1,217 @@
+"""Helpers shared by the benchmark scripts: device choice, machine description, file headers,
+``key=value`` overrides, dataset lookup and CSV/Markdown writing."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_PATH = REPO_ROOT / "dataset"
+SHARED_ML1M = REPO_ROOT.parent / "shared" / "data" / "ml-1m-sample"
+ML1M_NAME = "ml-1m-sample"
+RESULTS_ROOT = REPO_ROOT / "benchmarks" / "results"
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+#: Datasets that are built by hand (python -m recbole_iacn.data amazon ...), never automatically.
+CONVERTED_DATASETS = ("amazon-books", "amazon-electronics")
+#: Options that keep RecBole quiet inside benchmark loops.
+QUIET = {"state": "WARNING", "show_progress": False}
+
+
+# ------------------------------------------------------------------------------ device and machine
+def resolve_device(choice: str = "auto") -> str:
+    """``cuda`` when asked for or (``auto``) when available, else ``cpu``; a clear error when
+    ``cuda`` is forced on a machine without one."""
+    import torch
+
+    if choice not in DEVICE_CHOICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}.")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was given, but torch sees no CUDA device on this machine.")
+    return choice
+
+
+def device_config(device: str) -> dict:
+    """RecBole config keys that put a run on ``device``."""
+    return {"use_gpu": device == "cuda", "gpu_id": "0"}
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_name(device: str) -> str:
+    """A readable name of the compute device (the GPU's name on CUDA)."""
+    import torch
+
+    if device == "cuda":
+        return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
+    return "cpu"
+
+
+def machine_info(device: str) -> dict:
+    """The facts every result file is headed with."""
+    import torch
+
+    try:
+        import recbole
+
+        recbole_version = recbole.__version__
+    except (ImportError, AttributeError):
+        recbole_version = "unknown"
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "recbole": recbole_version,
+        "python": platform.python_version(),
+        "device": device_name(device),
+    }
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The exact command that produced a result file, shell-quoted."""
+    argv = sys.argv if argv is None else argv
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *argv])
+
+
+def header_lines(command: str, info: dict) -> list[str]:
+    """``key: value`` lines (command, date, machine) for the top of every result file."""
+    lines = [f"command: {command}"]
+    lines += [f"{key}: {value}" for key, value in info.items()]
+    return lines
+
+
+def markdown_header(title: str, command: str, info: dict) -> str:
+    """A Markdown title followed by the command/machine block."""
+    body = "\n".join(f"- {line}" for line in header_lines(command, info))
+    return f"# {title}\n\n{body}\n"
+
+
+def default_out_dir(kind: str) -> Path:
+    """``benchmarks/results/<date>/`` (date of today), the default output folder."""
+    return RESULTS_ROOT / _dt.date.today().isoformat()
+
+
+# ------------------------------------------------------------------------------ overrides
+def parse_overrides(items: Iterable[str] | None) -> dict:
+    """``["key=value", ...]`` → dict, values read as YAML (as ``run_recbole_iacn.py --key=value``)."""
+    from recbole_iacn.config import parse_override
+
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key:
+            raise ValueError(f"--config_dict takes key=value pairs, got {item!r}.")
+        overrides[key] = parse_override(key, value)
+    return overrides
+
+
+# ------------------------------------------------------------------------------ datasets
+def ensure_dataset(name: str, data_path: Path | str = DEFAULT_DATA_PATH) -> None:
+    """Make sure plugin models can load ``name`` from ``data_path``.
+
+    ``ml-100k`` is built on first use by the package itself; ``ml-1m-sample`` is prepared here from
+    ``../shared/data/ml-1m-sample`` when missing; anything else (Amazon data, synthetic data) must
+    already be converted: a missing one is a clear error naming the command that makes it.
+    """
+    from recbole_iacn.data.prepare import has_ctr_files
+
+    folder = Path(data_path) / name
+    if name == "ml-100k" or has_ctr_files(folder, name) or has_ctr_files(folder / "ctr", name):
+        return
+    if name == ML1M_NAME:
+        prepare_ml1m_sample(data_path)
+        return
+    if (folder / f"{name}.inter").is_file():
+        return  # a raw RecBole dataset: the package builds its CTR view on first use
+    hint = (
+        f"python -m recbole_iacn.data amazon --reviews reviews_<Category>_5.json.gz --meta "
+        f"meta_<Category>.json.gz --name {name} --out {data_path}"
+        if name in CONVERTED_DATASETS
+        else f"python -m recbole_iacn.data ... --name {name} --out {data_path}"
+    )
+    raise FileNotFoundError(
+        f"Dataset {name!r} is not prepared under {folder}. Convert it first ({hint}; see "
+        "dataset/README.md), or pass --data_path to the folder that holds it."
+    )
+
+
+def prepare_ml1m_sample(data_path: Path | str = DEFAULT_DATA_PATH, shared: Path = SHARED_ML1M) -> Path:
+    """Import the ML-1M sample (RecBole atomic source + dense CTR view) into ``data_path``."""
+    from recbole_iacn.data import build_from_atomic, import_movielens_dat
+
+    ratings, merged = shared / "ratings.dat", shared / "merged.csv"
+    if not ratings.is_file():
+        raise FileNotFoundError(
+            f"{ratings} not found: cannot prepare {ML1M_NAME}. Run `python -m recbole_iacn.data movielens "
+            f"--ratings .../ratings.dat --merged .../merged.csv --name {ML1M_NAME}` yourself."
+        )
+    folder = Path(data_path) / ML1M_NAME
+    source = folder / "source"
+    import_movielens_dat(ratings, source, ML1M_NAME, merged if merged.is_file() else None)
+    build_from_atomic(str(source), ML1M_NAME, folder, ML1M_NAME, protocol="dense")
+    return folder
+
+
+# ------------------------------------------------------------------------------ writing
+def write_csv(path: Path, rows: list[dict], header: list[str], columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` as CSV, preceded by ``# ``-prefixed header lines (read it back with
+    ``pandas.read_csv(path, comment="#")``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(columns or _union_keys(rows))
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        for line in header:
+            f.write(f"# {line}\n")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _plain(row.get(k)) for k in columns})
+    return path
+
+
+def _union_keys(rows: list[dict]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    return keys
+
+
+def _plain(value):
+    """numpy scalars → Python numbers, None → empty cell."""
+    if value is None:
+        return ""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def png_note(path: Path, command: str, info: dict) -> str:
+    """The text stamped at the foot of every plot (command, date, machine)."""
+    return f"{command}\n{info['date']} | {info['cpu']} ({info['cores']} cores) | torch {info['torch']} | {info['device']}"

@@ -1,0 +1,377 @@
+"""DAIN top-k ranking on the ML-1M sample, against RecBole's BPR (MF), NeuMF and DeepFM (seed 003).
+
+Protocol (identical split for every model):
+
+* Source: the RecBole atomic ML-1M sample written by ``python -m recbole_iacn.data movielens``
+  (``dataset/ml-1m-sample/source/``: ``.inter`` with user, item, rating, timestamp; ``.item`` with
+  the genre as ``cate_id``; ``.user`` with gender, age, occupation). Every rating counts as an
+  interaction (no threshold), nothing is filtered.
+* Split: RecBole's leave-one-out by time (on a copy of the ``.inter`` whose timestamps are replaced
+  by their dense rank, because RecBole's float32 would round Unix times into false ties), ``eval_args = {split: {LS: valid_and_test}, order: TO,
+  group_by: user, mode: full}``: per user (interactions stably sorted by timestamp) the last
+  interaction is the test item, the second-last the validation item, the rest train.
+* RecBole models (BPR, NeuMF, DeepFM) are trained and evaluated by RecBole's own pipeline on that
+  split (full ranking over all items, the user's train + valid items excluded, best epoch by
+  valid NDCG@10).
+* DAIN is a pointwise CTR model of this package and reads CTRDataset files, so it trains on the
+  package's ``dense`` CTR view of the *same source file* (per user: last interaction → test,
+  second-last → valid, all earlier ones → train, each positive with one popularity-sampled negative;
+  ties in time keep file order, exactly as RecBole's stable sort). The first interaction of each
+  user is only history there, never a training sample (DAIN does not read the history). Its best
+  epoch is chosen by valid AUC. Then DAIN scores *all* items for every user of RecBole's test loader
+  (ids mapped through the tokens), the user's train + valid items (RecBole's ``history_index``) are
+  masked exactly as RecBole's full-sort evaluation does, and RecBole's own ``Collector`` and
+  ``Evaluator`` compute NDCG@10, Hit@10 (= HR@10) and MAP@10. The script checks, user by user, that
+  DAIN's test item is RecBole's test item and reports the count of mismatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.reproduce import fmt_mean_sd, mean_sd  # noqa: E402
+
+DATASET = common.ML1M_NAME
+BASELINES = ("BPR", "NeuMF", "DeepFM")
+DAIN_MODELS = ("DAIN",)
+TOPK = 10
+METRICS = ("NDCG", "Hit", "MAP")
+RESULT_KEYS = tuple(f"{m.lower()}@{TOPK}" for m in METRICS)
+METRIC_LABELS = {"ndcg@10": "NDCG@10", "hit@10": "HR@10 (Hit)", "map@10": "MAP@10"}
+DEFAULT_SEEDS = 3
+FIRST_SEED = 2020
+DEFAULT_EPOCHS = 20
+#: Users scored at once when DAIN ranks all items (rows = users × items).
+SCORE_USERS_PER_BATCH = 64
+#: Full-sort eval batch size of RecBole (rows = users × items per batch).
+EVAL_BATCH_ROWS = 131072
+#: The paper's ML-1M figures (seed 003), reference only: full ML-1M, protocol not stated.
+PAPER = {"map@10": 0.096, "ndcg@10": 0.158, "hit@10": 0.318}
+FLOAT32_EXACT_INTEGERS = 2 ** 24
+LOO_EVAL_ARGS = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+
+
+# ------------------------------------------------------------------------------ configuration
+def recbole_source_root(data_path: Path, scratch: Path) -> Path:
+    """A RecBole ``data_path`` whose ``ml-1m-sample/`` holds the atomic source files (copied from
+    ``<data_path>/ml-1m-sample/source``, which RecBole cannot address directly)."""
+    source = Path(data_path) / DATASET / "source"
+    if not (source / f"{DATASET}.inter").is_file():
+        raise FileNotFoundError(
+            f"{source / (DATASET + '.inter')} not found: prepare the sample with `python -m recbole_iacn.data "
+            "movielens --ratings ../shared/data/ml-1m-sample/ratings.dat --merged "
+            "../shared/data/ml-1m-sample/merged.csv --name ml-1m-sample`."
+        )
+    target = Path(scratch) / DATASET
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.glob(f"{DATASET}.*"):
+        if path.suffix == ".inter":
+            write_rank_timestamps(path, target / path.name)
+        else:
+            shutil.copy2(path, target / path.name)
+    return Path(scratch)
+
+
+def write_rank_timestamps(source: Path, target: Path, time_column: str = "timestamp:float") -> None:
+    """Copy an atomic ``.inter`` file with each timestamp replaced by its dense rank (1, 2, ...).
+
+    RecBole stores float fields as float32, whose 24-bit mantissa rounds Unix times (~1e9) to
+    multiples of 64 s: distinct times would become ties and reorder the leave-one-out split. Dense
+    ranks (exact in float32 below 2**24) keep the order and the ties of the original times exactly.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(source, sep="\t", dtype=str, keep_default_na=False)
+    if len(frame) >= FLOAT32_EXACT_INTEGERS:
+        raise ValueError(f"{source}: too many interactions for exact float32 time ranks.")
+    frame[time_column] = pd.to_numeric(frame[time_column]).rank(method="dense").astype("int64").astype(str)
+    frame.to_csv(target, sep="\t", index=False)
+
+
+def ranking_config(root: Path, seed: int, epochs: int, device: str, overrides: dict) -> dict:
+    """RecBole config of the leave-one-out full-ranking runs."""
+    load_col = {"inter": ["user_id", "item_id", "timestamp"]}
+    if (root / DATASET / f"{DATASET}.user").is_file():
+        load_col["user"] = ["user_id", "gender", "age", "occupation"]
+    if (root / DATASET / f"{DATASET}.item").is_file():
+        load_col["item"] = ["item_id", "cate_id"]
+    return {
+        **common.QUIET, **common.device_config(device),
+        "data_path": str(root), "seed": seed, "epochs": epochs,
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+        "RATING_FIELD": None, "LABEL_FIELD": "label", "load_col": load_col,
+        "filter_inter_by_user_or_item": False, "user_inter_num_interval": "[0,inf)",
+        "item_inter_num_interval": "[0,inf)", "rm_dup_inter": None, "val_interval": None,
+        "normalize_all": False, "normalize_field": None,
+        "eval_args": LOO_EVAL_ARGS, "metrics": list(METRICS), "topk": [TOPK], "valid_metric": f"NDCG@{TOPK}",
+        "eval_batch_size": EVAL_BATCH_ROWS, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        **overrides,
+    }
+
+
+def dain_config(data_path: Path, seed: int, epochs: int, device: str, checkpoint_dir: str, overrides: dict) -> dict:
+    return {**common.QUIET, **common.device_config(device), "data_path": str(data_path), "seed": seed,
+            "epochs": epochs, "checkpoint_dir": checkpoint_dir, **overrides}
+
+
+# ------------------------------------------------------------------------------ RecBole baselines
+def run_baseline(model: str, config: dict) -> dict:
+    """Train and test a RecBole model on the leave-one-out split; its test metrics."""
+    from recbole_iacn.quick_start import run
+
+    result = run(model, DATASET, config_dict=config, saved=True)
+    return {k: float(result["test_result"].get(k, math.nan)) for k in RESULT_KEYS}
+
+
+# ------------------------------------------------------------------------------ DAIN
+def train_dain(model: str, config: dict):
+    """Train a plugin model on the CTR view; ``(trained model, its CTRDataset, its test split)``."""
+    from recbole_iacn.quick_start import load_model, prepare, run
+
+    prepared = prepare(model, DATASET, config_dict=config)
+    result = run(model, DATASET, prepared=prepared, saved=True)
+    loaded = load_model(result["model_file"], device=str(prepared.config["device"]))
+    return loaded.model, prepared.dataset, prepared.test_data._dataset, result
+
+
+def token_map(src_dataset, dst_dataset, field: str, dst_field: Optional[str] = None):
+    """Tensor mapping ``src_dataset`` ids of ``field`` to ``dst_dataset`` ids (0 = [PAD] or unknown)
+    and the number of tokens ``dst_dataset`` does not know."""
+    import torch
+
+    dst_field = dst_field or field
+    tokens = src_dataset.field2id_token[field]
+    index = dst_dataset.field2token_id[dst_field]
+    ids = [index.get(str(t), 0) for t in tokens]
+    ids[0] = 0
+    unknown = sum(1 for t in tokens[1:] if str(t) not in index)
+    return torch.tensor(ids, dtype=torch.long), unknown
+
+
+class CTRRanker:
+    """Scores every RecBole item for RecBole users with a trained CTR model: each user's CTR *test*
+    row (their full train + valid history, as the model would see it at test time) is repeated over
+    all items, with the candidate item (and, by the dataset join, its category) replaced."""
+
+    def __init__(self, model, ctr_dataset, ctr_test, rb_dataset, device):
+        import torch
+
+        self.model, self.ctr, self.device = model, ctr_dataset, device
+        uid, iid, label = ctr_dataset.uid_field, ctr_dataset.iid_field, ctr_dataset.label_field
+        self.uid_field, self.iid_field, self.label_field = uid, iid, label
+        self.user_map, self.unknown_users = token_map(rb_dataset, ctr_dataset, rb_dataset.uid_field, uid)
+        self.item_map, self.unknown_items = token_map(rb_dataset, ctr_dataset, rb_dataset.iid_field, iid)
+        feat = ctr_test.inter_feat
+        positive = torch.nonzero(feat[label] > 0).squeeze(1)
+        self.test_rows = feat[positive]
+        self.row_of_user = torch.full((ctr_dataset.user_num,), -1, dtype=torch.long)
+        self.row_of_user[self.test_rows[uid]] = torch.arange(len(positive))
+        self.n_items = len(self.item_map)
+
+    def test_item(self, rb_users):
+        """DAIN's test item (in RecBole ids via tokens) per RecBole user; -1 where it has none."""
+        import torch
+
+        rows = self.row_of_user[self.user_map[rb_users]]
+        ctr_items = torch.where(rows >= 0, self.test_rows[self.iid_field][rows.clamp(min=0)], torch.tensor(-1))
+        inverse = torch.full((self.ctr.item_num,), -1, dtype=torch.long)
+        inverse[self.item_map] = torch.arange(self.n_items)
+        inverse[0] = -1
+        return torch.where(ctr_items >= 0, inverse[ctr_items.clamp(min=0)], torch.tensor(-1))
+
+    def scores(self, rb_users):
+        """``[len(rb_users), n_items]`` scores; users without a CTR test row get -inf."""
+        import torch
+
+        scores = torch.full((len(rb_users), self.n_items), -math.inf)
+        rows = self.row_of_user[self.user_map[rb_users]]
+        for start in range(0, len(rb_users), SCORE_USERS_PER_BATCH):
+            chunk = rows[start:start + SCORE_USERS_PER_BATCH]
+            valid = torch.nonzero(chunk >= 0).squeeze(1)
+            if len(valid) == 0:
+                continue
+            base = self.test_rows[chunk[valid]]
+            batch = base.repeat_interleave(self.n_items)
+            batch.update(type(base)({self.iid_field: self.item_map.repeat(len(valid))}))
+            batch = self.ctr.join(batch).to(self.device)
+            with torch.no_grad():
+                out = self.model.predict(batch).view(len(valid), self.n_items).float().cpu()
+            out[:, self.item_map == 0] = -math.inf  # [PAD] and items DAIN never saw
+            scores[start + valid] = out
+        return scores
+
+
+def evaluate_full_sort(ranker: CTRRanker, test_loader, config) -> tuple[dict, int, int]:
+    """RecBole's full-sort evaluation loop with ``ranker`` as the scorer: returns the metrics, the
+    number of evaluated users and the number whose test item differs between the two splits."""
+    import torch
+    from recbole.evaluator import Collector, Evaluator
+
+    collector, evaluator = Collector(config), Evaluator(config)
+    uid_field = config["USER_ID_FIELD"]
+    users = mismatched = 0
+    for interaction, history_index, positive_u, positive_i in test_loader:
+        rb_users = interaction[uid_field].cpu()
+        scores = ranker.scores(rb_users)
+        scores[:, 0] = -math.inf
+        if history_index is not None:
+            scores[history_index[0].cpu(), history_index[1].cpu()] = -math.inf
+        theirs = ranker.test_item(rb_users)
+        ours = torch.full((len(rb_users),), -1, dtype=torch.long)
+        ours[positive_u.cpu()] = positive_i.cpu()
+        mismatched += int((theirs != ours).sum())
+        users += len(rb_users)
+        collector.eval_batch_collect(scores, interaction, positive_u.cpu(), positive_i.cpu())
+    result = evaluator.evaluate(collector.get_data_struct())
+    return {k: float(result[k]) for k in RESULT_KEYS}, users, mismatched
+
+
+def recbole_test_loader(root_config: dict):
+    """RecBole's leave-one-out test loader (and config, dataset) of the ML-1M sample, built as for BPR."""
+    from recbole_iacn.quick_start import prepare
+
+    prepared = prepare("BPR", DATASET, config_dict=root_config)
+    return prepared.test_data, prepared.config, prepared.dataset
+
+
+# ------------------------------------------------------------------------------ report
+def summary_markdown(rows: Sequence[dict], models: Sequence[str], dain_models: Sequence[str]) -> str:
+    """Mean ± SD per model and metric, DAIN's relative difference to each baseline, the paper's figures."""
+    cols = ["model", *[METRIC_LABELS[k] for k in RESULT_KEYS], "n"]
+    body, means = [], {}
+    for model in [*models, *dain_models]:
+        ok = [r for r in rows if r["model"] == model and not r.get("error")]
+        stats = {k: mean_sd([r[k] for r in ok]) for k in RESULT_KEYS}
+        means[model] = {k: s[0] for k, s in stats.items()}
+        body.append([model, *[fmt_mean_sd(*stats[k]) for k in RESULT_KEYS], len(ok)])
+    text = "## Test metrics (full ranking, leave-one-out by time; mean ± SD over seeds)\n\n"
+    text += common.markdown_table(cols, body)
+    rel = []
+    for dain in dain_models:
+        for base in models:
+            cells = []
+            for k in RESULT_KEYS:
+                b, d = means[base][k], means[dain][k]
+                cells.append("n/a" if not b or math.isnan(b) or math.isnan(d) else f"{100 * (d - b) / b:+.1f} %")
+            rel.append([f"{dain} vs {base}", *cells])
+    if rel:
+        text += "\n### Relative difference of the means, (DAIN − baseline) / baseline\n\n"
+        text += common.markdown_table(["comparison", *[METRIC_LABELS[k] for k in RESULT_KEYS]], rel)
+    text += ("\n### For reference only: the DAIN paper's figures on the FULL MovieLens-1M (seed 003)\n\n"
+             "Different data (the full ML-1M, not this 100k-rating sample) and an unstated protocol: "
+             "not comparable with the numbers above. The paper reports DAIN 6–9 % above MF, NCF and DeepFM.\n\n"
+             + common.markdown_table([METRIC_LABELS[k] for k in RESULT_KEYS], [[PAPER[k] for k in RESULT_KEYS]]))
+    return text
+
+
+PROTOCOL_MD = __doc__.split("\n\n", 1)[1]
+
+
+def write_outputs(rows, out: Path, args, command: str, info: dict, checks: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    header = common.header_lines(command, info)
+    csv_path = common.write_csv(out / "dain_ranking.csv", rows, header)
+    text = common.markdown_header("DAIN ranking on the ML-1M sample (NDCG@10, HR@10, MAP@10)", command, info)
+    text += f"\nSettings: seeds {args.seed_list}, epochs {args.epochs}, overrides {args.overrides or {}}.\n"
+    text += "\n## Protocol\n\n" + PROTOCOL_MD + "\n"
+    text += ("\n## Split check\n\n"
+             f"Evaluated users: {checks.get('users', 'n/a')}; users whose DAIN test item differs from RecBole's: "
+             f"{checks.get('mismatched', 'n/a')}; RecBole users unknown to the CTR view: "
+             f"{checks.get('unknown_users', 'n/a')} (users with a single interaction, which the CTR view drops: "
+             f"they have no test item); RecBole items unknown to the CTR view: {checks.get('unknown_items', 'n/a')} "
+             "(items rated only by such users: never a test item; DAIN scores them -inf).\n\n")
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        text += f"**{len(failed)} run(s) failed** (see the `error` column of dain_ranking.csv).\n\n"
+    text += summary_markdown(rows, args.baselines, args.dain_models)
+    md = out / "dain_ranking.md"
+    md.write_text(text, encoding="utf-8")
+    return {"markdown": md, "csv": csv_path}
+
+
+# ------------------------------------------------------------------------------ command line
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="DAIN full-ranking evaluation against RecBole baselines.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--baselines", nargs="*", default=list(BASELINES), help="RecBole models")
+    p.add_argument("--dain-models", nargs="*", default=list(DAIN_MODELS), help="plugin models ranked (DAIN, DAIN_IaCN)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
+    p.add_argument("--first-seed", type=int, default=FIRST_SEED)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
+    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/dain_ranking)")
+    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    import torch
+
+    args = build_parser().parse_args(argv)
+    args.seed_list = [args.first_seed + i for i in range(args.seeds)]
+    args.overrides = common.parse_overrides(args.config_dict)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = common.resolve_device(args.device)
+    common.ensure_dataset(DATASET, args.data_path)
+    out = Path(args.out) if args.out else common.default_out_dir("dain") / "dain_ranking"
+    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
+    info = common.machine_info(device)
+    rows, checks = [], {}
+    scratch = Path(tempfile.mkdtemp(prefix="iacn-rank-"))
+    try:
+        root = recbole_source_root(Path(args.data_path), scratch / "recbole")
+        for seed in args.seed_list:
+            rb_config = ranking_config(root, seed, args.epochs, device, {**args.overrides,
+                                       "checkpoint_dir": str(scratch / "saved")})
+            for model in args.baselines:
+                rows.append(_timed(model, seed, lambda: run_baseline(model, rb_config)))
+            if args.dain_models:
+                test_loader, rb_cfg, rb_dataset = recbole_test_loader(rb_config)
+            for model in args.dain_models:
+                def ranked(model=model):
+                    net, ctr, ctr_test, _ = train_dain(model, dain_config(
+                        args.data_path, seed, args.epochs, device, str(scratch / "saved"), args.overrides))
+                    ranker = CTRRanker(net, ctr, ctr_test, rb_dataset, rb_cfg["device"])
+                    metrics, users, mismatched = evaluate_full_sort(ranker, test_loader, rb_cfg)
+                    checks.update(users=users, mismatched=mismatched, unknown_users=ranker.unknown_users,
+                                  unknown_items=ranker.unknown_items)
+                    return metrics
+                rows.append(_timed(model, seed, ranked))
+            common.write_csv(out / "dain_ranking.csv", rows, common.header_lines(command, info))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    paths = write_outputs(rows, out, args, command, info, checks)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    return paths
+
+
+def _timed(model: str, seed: int, fn) -> dict:
+    """Run ``fn()`` → metrics; a row with the model, seed, seconds, and the error if it failed."""
+    started = time.perf_counter()
+    row = {"model": model, "seed": seed}
+    try:
+        row.update(fn(), error="")
+    except Exception as exc:  # recorded, the other runs go on
+        row.update({k: math.nan for k in RESULT_KEYS}, error=f"{type(exc).__name__}: {exc}")
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    print(f"{model} seed={seed}: " + (row["error"] or ", ".join(f"{k}={row[k]:.4f}" for k in RESULT_KEYS))
+          + f" ({row['seconds']} s)", flush=True)
+    return row
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,470 @@
+"""Training/evaluation throughput and peak memory of every model, as ratios within one run.
+
+Each model is measured in a fresh subprocess (so that peak RSS is its own): load the data, build the
+model and an Adam optimizer, run ``--warmup`` training batches untimed, then time ``--batches``
+training batches (data loading included: the loader is part of each side's cost), then the same for
+evaluation (``predict`` on the validation loader, ``--eval-batches``). Throughput is samples
+(rows: positives and negatives) per second. Memory: peak RSS of the subprocess
+(``resource.getrusage``) and its increase over the RSS right after the imports; on CUDA also
+``torch.cuda.max_memory_allocated``.
+
+Common ground with RecBole's own DIN, DIEN and WideDeep (``recbole.DIN`` ...): the same raw data
+(ml-100k by default), ``train_batch_size``, ``eval_batch_size``, ``embedding_size``,
+``MAX_ITEM_LIST_LENGTH`` and learning rate. Our models read the package's dense CTR view (per
+interaction after a user's first: a positive with its earlier history and one popularity-sampled
+negative; the last two per user are valid/test). RecBole's DIN/DIEN read a SequentialDataset
+(prefix augmentation of the time-sorted ``.inter``: one sample per interaction after a user's first,
+with its history, leave-one-out valid/test) with one uniform negative per positive drawn by the
+training loader; RecBole's WideDeep (a context model) reads the raw interactions with one uniform
+negative each. The per-epoch training row counts of each side are printed in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+
+HOSTS = ("DIN", "DIEN", "WideDeep", "DAIN")
+PLUGIN_MODELS = tuple(m for h in HOSTS for m in (h, f"{h}_IaCN"))
+RECBOLE_MODELS = ("recbole.DIN", "recbole.DIEN", "recbole.WideDeep")
+DEFAULT_DATASET = "ml-100k"
+DEFAULT_BATCH_SIZE = 1024
+DEFAULT_EVAL_BATCH_SIZE = 4096
+DEFAULT_EMBEDDING_SIZE = 18
+DEFAULT_MAX_LEN = 20
+DEFAULT_LR = 0.001
+DEFAULT_WARMUP = 5
+DEFAULT_BATCHES = 50
+DEFAULT_EVAL_BATCHES = 20
+DEFAULT_AUC_EPOCHS = 1
+DEFAULT_SYNTHETIC_BATCHES = 200
+DEFAULT_SYNTHETIC_MODELS = ("DIN_IaCN", "DIEN_IaCN")
+SYNTHETIC_NAME = "synthetic-books"
+IACN_TARGET = 1.3  # X_IaCN epoch time / X epoch time must be <= this
+SPEEDUP_TARGET = 2.0  # our DIN/DIEN training throughput / RecBole's must be >= this
+MEMORY_LIMIT_GB = 8.0  # peak RSS on the SYNTHETIC Books-sized data
+BYTES_PER_MB = 1024 ** 2
+BYTES_PER_GB = 1024 ** 3
+#: ru_maxrss is in kilobytes on Linux, bytes on macOS.
+MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+#: What RecBole's models load from ml-100k to match the CTR view's features (user profile, item genre).
+RECBOLE_LOAD_COL = {
+    "inter": ["user_id", "item_id", "timestamp"],
+    "user": ["user_id", "age", "gender", "occupation", "zip_code"],
+    "item": ["item_id", "class"],
+}
+RECBOLE_EVAL_ARGS = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni100"}
+
+
+# ------------------------------------------------------------------------------ memory
+def current_rss() -> int:
+    """Resident set size of this process now, in bytes."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process so far, in bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_UNIT
+
+
+# ------------------------------------------------------------------------------ configuration
+def model_config(model: str, args, device: str) -> dict:
+    """The config of ``model``: the shared settings, plus RecBole's data/eval settings for its own models."""
+    shared = {
+        **common.QUIET, **common.device_config(device), "seed": args.seed, "data_path": args.data_path,
+        "train_batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
+        "embedding_size": args.embedding_size, "MAX_ITEM_LIST_LENGTH": args.max_len,
+        "learning_rate": args.learning_rate, "epochs": max(args.auc_epochs, 1),
+        "checkpoint_dir": args.checkpoint_dir,
+    }
+    if model.startswith("recbole."):
+        shared.update(load_col=RECBOLE_LOAD_COL, eval_args=RECBOLE_EVAL_ARGS, metrics=["AUC", "LogLoss"],
+                      valid_metric="AUC", train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
+                      filter_inter_by_user_or_item=False, threshold=None)
+    return {**shared, **args.overrides}
+
+
+def loader_rows_per_epoch(loader) -> int:
+    """Rows one training epoch yields: samples × (1 + negatives) where the loader samples negatives."""
+    return len(loader._dataset) * int(getattr(loader, "times", 1) or 1)
+
+
+def batch_interaction(batch):
+    """Evaluation loaders yield ``(interaction, ...)`` tuples; training loaders an Interaction."""
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def _cycle(loader):
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            raise RuntimeError("the data loader yields no batches")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def time_training(model, optimizer, loader, warmup: int, batches: int, device: str) -> dict:
+    """Untimed ``warmup`` batches, then ``batches`` timed ones (loader + forward + backward + step)."""
+    model.train()
+    stream = _cycle(loader)
+    for _ in range(warmup):
+        _train_step(model, optimizer, next(stream), device)
+    _sync(device)
+    rows, started = 0, time.perf_counter()
+    for _ in range(batches):
+        rows += _train_step(model, optimizer, next(stream), device)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"train_rows_timed": rows, "train_seconds": seconds, "train_samples_per_s": rows / seconds}
+
+
+def _train_step(model, optimizer, batch, device) -> int:
+    batch = batch.to(device)
+    optimizer.zero_grad()
+    loss = model.calculate_loss(batch)
+    if isinstance(loss, tuple):
+        loss = sum(loss)
+    loss.backward()
+    optimizer.step()
+    return len(batch)
+
+
+def time_evaluation(model, loader, warmup: int, batches: int, device: str) -> dict:
+    """``predict`` over ``warmup`` untimed and ``batches`` timed evaluation batches."""
+    import torch
+
+    model.eval()
+    stream = _cycle(loader)
+    with torch.no_grad():
+        for _ in range(warmup):
+            model.predict(batch_interaction(next(stream)).to(device))
+        _sync(device)
+        rows, started = 0, time.perf_counter()
+        for _ in range(batches):
+            inter = batch_interaction(next(stream)).to(device)
+            model.predict(inter)
+            rows += len(inter)
+        _sync(device)
+    seconds = time.perf_counter() - started
+    return {"eval_rows_timed": rows, "eval_seconds": seconds, "eval_samples_per_s": rows / seconds}
+
+
+def measure(model_name: str, dataset: str, args) -> dict:
+    """Everything measured for one model (run inside the worker subprocess)."""
+    import torch
+
+    from recbole_iacn import compat
+    from recbole_iacn.quick_start import prepare, run
+
+    compat.apply()
+    import recbole.data  # noqa: F401  (imported before the baseline RSS: both sides pay the same imports)
+    import recbole.trainer  # noqa: F401
+
+    torch.set_num_threads(args.threads)
+    device = common.resolve_device(args.device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss_start = current_rss()
+    started = time.perf_counter()
+    prepared = prepare(model_name, dataset, config_dict=model_config(model_name, args, device))
+    load_seconds = time.perf_counter() - started
+    rss_data = current_rss()
+    net = prepared.model_class(prepared.config, prepared.train_data._dataset).to(prepared.config["device"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=prepared.config["learning_rate"])
+    result = {
+        "model": model_name, "dataset": dataset, "device": common.device_name(device),
+        "threads": torch.get_num_threads(), "train_batch_size": prepared.config["train_batch_size"],
+        "embedding_size": prepared.config["embedding_size"], "max_len": prepared.config["MAX_ITEM_LIST_LENGTH"],
+        "train_rows_per_epoch": loader_rows_per_epoch(prepared.train_data),
+        "parameters": sum(p.numel() for p in net.parameters()), "load_seconds": round(load_seconds, 2),
+    }
+    batches = args.batches
+    if args.full_epoch:
+        batches = math.ceil(result["train_rows_per_epoch"] / prepared.config["train_batch_size"])
+    result.update(time_training(net, optimizer, prepared.train_data, args.warmup, batches, device))
+    result.update(time_evaluation(net, prepared.valid_data, args.warmup, args.eval_batches, device))
+    result["timed_batches"] = batches
+    result["epoch_seconds_est"] = result["train_rows_per_epoch"] / result["train_samples_per_s"]
+    result["rss_start_mb"] = rss_start / BYTES_PER_MB
+    result["rss_after_data_mb"] = rss_data / BYTES_PER_MB
+    result["peak_rss_mb"] = peak_rss() / BYTES_PER_MB
+    result["peak_rss_delta_mb"] = (peak_rss() - rss_start) / BYTES_PER_MB
+    if device == "cuda":
+        result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
+    if args.auc_epochs > 0:
+        prepared.config["epochs"] = args.auc_epochs
+        fit = run(model_name, dataset, prepared=prepared, saved=False)
+        result["test_auc"] = float(fit["test_result"].get("auc", math.nan))
+        result["auc_epochs"] = args.auc_epochs
+    return result
+
+
+# ------------------------------------------------------------------------------ orchestration
+def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> dict:
+    """Measure ``model`` in a fresh Python process; its result dict (``error`` set on failure)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        result_path = f.name
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", model, "--worker-dataset", dataset,
+           "--worker-out", result_path, *argv_common]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=args.workdir)
+    try:
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return {"model": model, "dataset": dataset, "error": lines[-1] if lines else f"exit {proc.returncode}"}
+        with open(result_path, encoding="utf-8") as f:
+            result = json.load(f)
+    finally:
+        os.unlink(result_path)
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["error"] = ""
+    return result
+
+
+def synthetic_dataset(data_path: str, scale: float, name: str = SYNTHETIC_NAME) -> str:
+    """Build (once) the SYNTHETIC Books-shaped dataset at ``scale``; its name."""
+    from recbole_iacn.data import build_synthetic
+    from recbole_iacn.data.prepare import has_ctr_files
+
+    name = f"{name}-{scale:g}"
+    folder = Path(data_path) / name
+    if not has_ctr_files(folder, name):
+        build_synthetic(folder, name, scale=scale)
+    return name
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def ratio_rows(results: dict) -> list[dict]:
+    """The target ratios: X_IaCN/X epoch time and ours/RecBole's training throughput."""
+    def sps(m):
+        r = results.get(m)
+        return r["train_samples_per_s"] if r and not r.get("error") else math.nan
+
+    rows = []
+    for host in HOSTS:
+        if host in results and f"{host}_IaCN" in results:
+            value = ratio(sps(host), sps(f"{host}_IaCN"))  # epoch time ratio = inverse throughput ratio
+            rows.append({"ratio": f"{host}_IaCN epoch time / {host} epoch time", "value": value,
+                         "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
+    for host in ("DIN", "DIEN", "WideDeep"):
+        theirs = f"recbole.{host}"
+        if host in results and theirs in results:
+            value = ratio(sps(host), sps(theirs))
+            target = host in ("DIN", "DIEN")
+            aucs = [results[m].get("test_auc") for m in (host, theirs)]
+            auc = "" if None in aucs else f"ours {aucs[0]:.4f} / RecBole {aucs[1]:.4f}"
+            rows.append({"ratio": f"{host} training samples/s, ours / RecBole's", "value": value,
+                         "target": f">= {SPEEDUP_TARGET}" if target else "(none)",
+                         "met": _met(value >= SPEEDUP_TARGET, value) if target else "", "auc": auc})
+    return rows
+
+
+def _met(ok: bool, value: float) -> str:
+    return "n/a" if math.isnan(value) else ("yes" if ok else "NO")
+
+
+def memory_rows(results: dict, limit_gb: float = MEMORY_LIMIT_GB) -> list[dict]:
+    rows = []
+    for model, r in results.items():
+        if r.get("error"):
+            rows.append({"model": model, "peak_rss_gb": math.nan, "met": "n/a (failed)"})
+            continue
+        gb = r["peak_rss_mb"] * BYTES_PER_MB / BYTES_PER_GB
+        rows.append({"model": model, "peak_rss_gb": gb, "met": "yes" if gb <= limit_gb else "NO"})
+    return rows
+
+
+def _f(value, digits: int = 1) -> str:
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def results_markdown(results: dict, baseline: str, synthetic: dict, args, command: str, info: dict) -> str:
+    """The whole report: absolute figures, ratios to ``baseline``, target ratios, synthetic memory."""
+    text = common.markdown_header("recbole-iacn performance", command, info)
+    text += (f"\nSettings: dataset {args.dataset}, train_batch_size {args.batch_size}, eval_batch_size "
+             f"{args.eval_batch_size}, embedding_size {args.embedding_size}, MAX_ITEM_LIST_LENGTH {args.max_len}, "
+             f"learning_rate {args.learning_rate}, threads {args.threads}, {args.warmup} warm-up + "
+             f"{'one full epoch of' if args.full_epoch else args.batches} timed training batches, "
+             f"{args.warmup} warm-up + {args.eval_batches} timed evaluation batches, AUC after "
+             f"{args.auc_epochs} epoch(s) (0 = not measured). Ratios are against **{baseline}** measured in "
+             "this same run. Epoch time is estimated as training rows per epoch / training samples per second.\n\n")
+    text += "## What each side trains on\n\n" + __doc__.split("\n\n", 2)[2] + "\n"
+    base = results.get(baseline, {})
+    cols = ["model", "train rows/epoch", "train samples/s", f"÷ {baseline}", "eval samples/s", f"÷ {baseline}",
+            "epoch s (est.)", "peak RSS MB", "RSS Δ MB", f"Δ ÷ {baseline}", "params", "test AUC"]
+    if any("cuda_max_allocated_mb" in r for r in results.values()):
+        cols.append("CUDA max alloc MB")
+    body = []
+    for model, r in results.items():
+        if r.get("error"):
+            body.append([model, f"FAILED: {r['error']}"] + [""] * (len(cols) - 2))
+            continue
+        row = [model, r["train_rows_per_epoch"], _f(r["train_samples_per_s"]),
+               _f(ratio(r["train_samples_per_s"], base.get("train_samples_per_s", math.nan)), 2),
+               _f(r["eval_samples_per_s"]), _f(ratio(r["eval_samples_per_s"], base.get("eval_samples_per_s", math.nan)), 2),
+               _f(r["epoch_seconds_est"]), _f(r["peak_rss_mb"]), _f(r["peak_rss_delta_mb"]),
+               _f(ratio(r["peak_rss_delta_mb"], base.get("peak_rss_delta_mb", math.nan)), 2), r["parameters"],
+               _f(r.get("test_auc"), 4)]
+        if "CUDA max alloc MB" in cols:
+            row.append(_f(r.get("cuda_max_allocated_mb")))
+        body.append(row)
+    text += f"\n## Absolute figures and ratios ({args.dataset})\n\n" + common.markdown_table(cols, body)
+    text += ("\nTest AUC: each side on its own test set (ours: the CTR view's labeled test rows; RecBole's: "
+             "leave-one-out, uni100, i.e. 1 positive + 100 sampled negatives per user), so the two sides' "
+             "AUCs are NOT comparable with each other; they show that both sides learn.\n")
+    targets = ratio_rows(results)
+    text += "\n## Target ratios\n\n" + common.markdown_table(
+        ["ratio", "value", "target", "met", "AUC beside"],
+        [[t["ratio"], _f(t["value"], 2), t["target"], t["met"], t["auc"]] for t in targets])
+    if synthetic:
+        scale = args.synthetic_scale
+        bound = "one full epoch" if args.full_epoch else f"{args.synthetic_batches} training batches (not a full epoch)"
+        text += (f"\n## Memory on SYNTHETIC Amazon-Books-sized data (scale {scale:g})\n\n"
+                 "SYNTHETIC data (recbole_iacn.data.build_synthetic), only for size: no accuracy meaning. "
+                 f"Measured over {bound}, with evaluation batches as above.\n\n")
+        rows = memory_rows(synthetic)
+        body = []
+        for m in rows:
+            r = synthetic[m["model"]]
+            body.append([m["model"], r.get("train_rows_per_epoch", "n/a"), _f(r.get("peak_rss_mb")),
+                         _f(m["peak_rss_gb"], 2), f"<= {MEMORY_LIMIT_GB:g}", m["met"], _f(r.get("train_samples_per_s")),
+                         _f(r.get("load_seconds"))])
+        text += common.markdown_table(["model", "train rows/epoch", "peak RSS MB", "peak RSS GB", "target GB",
+                                       "met", "train samples/s", "load s"], body)
+    return text
+
+
+# ------------------------------------------------------------------------------ command line
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Throughput and memory ratios of recbole-iacn models.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", nargs="+", default=[*PLUGIN_MODELS, *RECBOLE_MODELS])
+    p.add_argument("--baseline", default="DIN", help="model the ratio columns divide by")
+    p.add_argument("--dataset", default=DEFAULT_DATASET)
+    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--eval-batch-size", type=int, default=DEFAULT_EVAL_BATCH_SIZE)
+    p.add_argument("--embedding-size", type=int, default=DEFAULT_EMBEDDING_SIZE)
+    p.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, help="MAX_ITEM_LIST_LENGTH")
+    p.add_argument("--learning-rate", type=float, default=DEFAULT_LR)
+    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed batches before timing")
+    p.add_argument("--batches", "--max-batches", type=int, default=DEFAULT_BATCHES, dest="batches",
+                   help="timed training batches")
+    p.add_argument("--eval-batches", type=int, default=DEFAULT_EVAL_BATCHES, help="timed evaluation batches")
+    p.add_argument("--full-epoch", action="store_true", help="time one full training epoch instead of --batches")
+    p.add_argument("--auc-epochs", type=int, default=DEFAULT_AUC_EPOCHS,
+                   help="epochs trained afterwards for the AUC column (0: skip)")
+    p.add_argument("--synthetic-scale", type=float, default=0.0,
+                   help="also measure peak RSS on SYNTHETIC Books-shaped data of this scale (1.0 = Books size; 0: skip)")
+    p.add_argument("--synthetic-models", nargs="+", default=list(DEFAULT_SYNTHETIC_MODELS))
+    p.add_argument("--synthetic-batches", type=int, default=DEFAULT_SYNTHETIC_BATCHES,
+                   help="timed training batches on the synthetic data")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
+    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/performance)")
+    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-dataset", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+#: Options passed through to every worker unchanged.
+_PASSED = ("data_path", "batch_size", "eval_batch_size", "embedding_size", "max_len", "learning_rate", "warmup",
+           "eval_batches", "auc_epochs", "threads", "device", "seed")
+
+
+def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
+    argv = []
+    for name in _PASSED:
+        value = auc_epochs if name == "auc_epochs" else getattr(args, name)
+        argv += [f"--{name.replace('_', '-') if name != 'data_path' else name}", str(value)]
+    argv += ["--batches", str(batches)]
+    if args.full_epoch:
+        argv.append("--full-epoch")
+    if args.config_dict:
+        argv += ["--config_dict", *args.config_dict]
+    return argv
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = build_parser().parse_args(argv)
+    args.overrides = common.parse_overrides(args.config_dict)
+    if args.worker:
+        args.checkpoint_dir = tempfile.mkdtemp(prefix="iacn-perf-")
+        result = measure(args.worker, args.worker_dataset, args)
+        with open(args.worker_out, "w", encoding="utf-8") as f:
+            json.dump(result, f)
+        return result
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = common.resolve_device(args.device)
+    common.ensure_dataset(args.dataset, args.data_path)
+    out = Path(args.out) if args.out else common.default_out_dir("performance") / "performance"
+    out.mkdir(parents=True, exist_ok=True)
+    args.workdir = tempfile.mkdtemp(prefix="iacn-perf-run-")  # RecBole writes log/ into the cwd
+    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
+    info = common.machine_info(device)
+    results = {}
+    for model in args.models:
+        results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
+        _progress(model, args.dataset, results[model])
+    synthetic = {}
+    if args.synthetic_scale > 0:
+        name = synthetic_dataset(args.data_path, args.synthetic_scale)
+        for model in args.synthetic_models:
+            synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
+            _progress(model, name, synthetic[model])
+    header = common.header_lines(command, info)
+    rows = [{**r, "part": args.dataset} for r in results.values()] + [{**r, "part": "synthetic"} for r in synthetic.values()]
+    csv_path = common.write_csv(out / "performance.csv", rows, header)
+    text = results_markdown(results, args.baseline, synthetic, args, command, info)
+    md_path = out / "performance.md"
+    md_path.write_text(text, encoding="utf-8")
+    print(text)
+    return {"markdown": md_path, "csv": csv_path, "results": results, "synthetic": synthetic}
+
+
+def _progress(model: str, dataset: str, r: dict) -> None:
+    status = r["error"] or (f"train {r['train_samples_per_s']:,.0f}/s, eval {r['eval_samples_per_s']:,.0f}/s, "
+                            f"peak RSS {r['peak_rss_mb']:,.0f} MB")
+    print(f"{model} on {dataset}: {status}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Smoke tests of the benchmark scripts (each a few seconds on 2 CPU cores) and hand-checked
+statistics/formatting."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level folder of the checkout, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import common, performance, reproduce  # noqa: E402
+
+TINY = {"embedding_size": 8, "iacn_embedding_size": 8, "train_batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """A data_path holding a tiny SYNTHETIC dataset ('tiny': 1,200 users, DIEN protocol)."""
+    from recbole_iacn.data import build_synthetic
+
+    root = tmp_path_factory.mktemp("bench-data")
+    build_synthetic(root / "tiny", "tiny", scale=0.002)
+    return root
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_paired_test_hand_checked():
+    # differences 0.02, 0.01, 0.03: mean 0.02, SD 0.01, t = 0.02 / (0.01 / sqrt 3) = 3.4641, df = 2,
+    # two-sided p = 2 * (1 - F(t)), F(t) = 1/2 + t / (2 sqrt(t^2 + 2)) for df = 2 -> 0.07418
+    c = reproduce.paired_test({1: 0.70, 2: 0.71, 3: 0.72}, {1: 0.72, 2: 0.72, 3: 0.75})
+    assert c.n == 3
+    assert c.base_mean == pytest.approx(0.71) and c.base_sd == pytest.approx(0.01)
+    assert c.iacn_mean == pytest.approx(0.73) and c.iacn_sd == pytest.approx(math.sqrt(0.0003))
+    assert c.diff_mean == pytest.approx(0.02) and c.diff_sd == pytest.approx(0.01)
+    assert c.t == pytest.approx(3.4641, abs=1e-4)
+    assert c.p == pytest.approx(0.07418, abs=1e-4)
+    assert reproduce.fmt_comparison(c) == "+0.0200 ± 0.0100 (t=3.46, p=0.074, n=3)"
+
+
+def test_paired_test_pairs_by_seed_and_handles_degenerate_cases():
+    c = reproduce.paired_test({1: 0.5, 2: 0.6, 9: 0.9}, {1: 0.4, 2: 0.5})
+    assert c.n == 2 and c.diff_mean == pytest.approx(-0.1)
+    assert math.isnan(c.t)  # identical differences: no variance, no test
+    one = reproduce.paired_test({1: 0.5}, {1: 0.6})
+    assert one.n == 1 and math.isnan(one.p) and math.isnan(one.base_sd)
+    assert reproduce.fmt_mean_sd(one.base_mean, one.base_sd) == "0.5000"
+    assert reproduce.fmt_mean_sd(math.nan, math.nan) == "n/a"
+    assert reproduce.fmt_mean_sd(0.78601, 0.00126) == "0.7860 ± 0.0013"
+
+
+def test_table1_markdown_layout():
+    rows = [{"table": "1", "dataset": d, "host": "DIN", "variant": v, "seed": s, "test_auc": a, "error": ""}
+            for d in ("A", "B") for v, base in (("base", 0.70), ("iacn", 0.72)) for s, a in
+            ((1, base), (2, base + 0.01), (3, base + 0.02 + (0.01 if v == "iacn" else 0)))]
+    text = reproduce.table1_markdown(rows, ["DIN"], ["A", "B"])
+    assert "| model | A | B |" in text
+    assert "| DIN | 0.7100 ± 0.0100 | 0.7100 ± 0.0100 |" in text
+    assert "| DIN + IaCN | 0.7333 ± 0.0153 | 0.7333 ± 0.0153 |" in text
+    assert "PAPER's Table 1 AUC on AMAZON data" in text and "0.7970 ± 0.0010" in text
+
+
+def test_plan_counts_runs():
+    runs = reproduce.plan(("1", "2", "delta"), ["DIN", "DIEN"], ["d"], [1, 2], lengths=[10, 20],
+                          length_hosts=["DIEN"], deltas=[0.1, 0.5], delta_host="DIEN")
+    assert sum(r.table == "1" for r in runs) == 2 * 2 * 2
+    assert sum(r.table == "2" for r in runs) == 2 * 2 * 2
+    assert sum(r.table == "delta" for r in runs) == 2 * 2
+    assert {r.model for r in runs if r.table == "delta"} == {"DIEN_IaCN"}
+    assert runs[-1].overrides() == {"seed": 2, "iacn_delta": 0.5}
+
+
+def test_overrides_and_ratios():
+    assert common.parse_overrides(["epochs=2", "learning_rate=1e-4", "mlp_hidden_size=[8, 4]"]) == {
+        "epochs": 2, "learning_rate": 1e-4, "mlp_hidden_size": [8, 4]}
+    with pytest.raises(ValueError):
+        common.parse_overrides(["epochs"])
+    results = {"DIN": {"train_samples_per_s": 1000.0}, "DIN_IaCN": {"train_samples_per_s": 800.0},
+               "recbole.DIN": {"train_samples_per_s": 400.0}}
+    rows = {r["ratio"]: r for r in performance.ratio_rows(results)}
+    assert rows["DIN_IaCN epoch time / DIN epoch time"]["value"] == pytest.approx(1.25)
+    assert rows["DIN_IaCN epoch time / DIN epoch time"]["met"] == "yes"
+    assert rows["DIN training samples/s, ours / RecBole's"]["value"] == pytest.approx(2.5)
+    mem = performance.memory_rows({"A": {"peak_rss_mb": 9 * 1024.0}, "B": {"peak_rss_mb": 512.0}})
+    assert [m["met"] for m in mem] == ["NO", "yes"]
+
+
+# ------------------------------------------------------------------------------ smoke runs
+def test_reproduce_smoke(tiny_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["--models", "DIN", "--datasets", "tiny", "--seeds", "2", "--epochs", "1", "--data_path", str(tiny_root),
+            "--out", str(out), "--device", "cpu", "--config_dict", *[f"{k}={v}" for k, v in TINY.items()]]
+    paths = reproduce.main(args)
+    runs = pd.read_csv(paths["csv"], comment="#")
+    assert len(runs) == 4 and set(runs["model"]) == {"DIN", "DIN_IaCN"}
+    assert runs["error"].isna().all() and runs["test_auc"].between(0, 1).all()
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert text.splitlines()[2].startswith("- command: ") and "- device: cpu" in text
+    assert "| DIN + IaCN |" in text and "n=2" in text
+    assert open(paths["csv"], encoding="utf-8").readline().startswith("# command: ")
+
+
+def test_performance_smoke(tiny_root, tmp_path):
+    out = tmp_path / "perf"
+    args = ["--models", "DIN", "DIN_IaCN", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
+            "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
+            "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
+    paths = performance.main(args)
+    table = pd.read_csv(paths["csv"], comment="#")
+    assert list(table["model"]) == ["DIN", "DIN_IaCN"]
+    assert (table["train_samples_per_s"] > 0).all() and (table["peak_rss_mb"] > 0).all()
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "| DIN_IaCN epoch time / DIN epoch time |" in text
+    assert "- cpu: " in text and "- device: cpu" in text
