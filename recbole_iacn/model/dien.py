@@ -79,7 +79,9 @@ class DIEN(CTRModel):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = self.embedder.sequence_dim
-        hidden = config["gru_hidden_size"] or d
+        # default: the host's own item ⊕ category size, so that an attached component (IaCN) widens
+        # only the item-id part of the inputs, not the GRU states (DIEN's code: HIDDEN_SIZE = 2·18)
+        hidden = config["gru_hidden_size"] or self.embedder.host_sequence_dim
         self.gru_type = str(config["gru_type"]).upper()
         self.aux_loss_weight = config["aux_loss_weight"]
         self.interest_extractor = nn.GRU(d, hidden, batch_first=True)

@@ -122,7 +122,10 @@ class FeatureEmbedder(nn.Module):
         self.user_fields = FieldEmbedding(schema, schema.feature_fields("user"), dim)
         self.item_fields = FieldEmbedding(schema, schema.feature_fields("item"), dim)
         self.context_fields = FieldEmbedding(schema, schema.feature_fields("inter"), dim)
-        self.sequence_dim = item_embedding.output_dim + (dim if self.category_embedding is not None else 0)
+        category_dim = dim if self.category_embedding is not None else 0
+        self.sequence_dim = item_embedding.output_dim + category_dim
+        # the host's own item ⊕ category size, without what an attached component adds to the item
+        self.host_sequence_dim = dim + category_dim
 
     def embed_items(self, items: torch.Tensor, categories: Optional[torch.Tensor]) -> torch.Tensor:
         """Item ⊕ category vectors for ids of any shape ``[...]`` → ``[..., D]``."""
