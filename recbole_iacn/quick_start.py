@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from logging import getLogger
@@ -231,8 +230,3 @@ def load_model(path, device: str = "cpu") -> LoadedModel:
     model.load_state_dict(state["state_dict"])
     model.eval()
     return LoadedModel(model=model, config=config, schema=schema)
-
-
-def quiet_logging() -> None:
-    """Silence RecBole's console logging (for tests and studies)."""
-    logging.getLogger().setLevel(logging.WARNING)

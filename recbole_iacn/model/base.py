@@ -16,7 +16,7 @@ from recbole_iacn.model.schema import FeatureSchema
 class CTRModel(AbstractRecommender):
     """A click-through-rate model over :class:`~recbole_iacn.model.embedding.CTRFeatures`.
 
-    Subclasses implement :meth:`forward` (logits ``[B]``). The item-id lookup comes from
+    Subclasses implement ``forward(interaction)`` returning logits ``[B]``. The item-id lookup comes from
     :meth:`build_item_embedding`, the hook through which an auxiliary component (IaCN) widens the
     item embedding without the host knowing about it.
     """
@@ -43,9 +43,6 @@ class CTRModel(AbstractRecommender):
     def build_item_embedding(self, config) -> nn.Module:
         """The module that maps item ids to vectors; must expose ``output_dim``."""
         return ItemEmbedding(self.schema.num_items, self.embedding_size)
-
-    def forward(self, interaction) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ RecBole API
     def calculate_loss(self, interaction):
