@@ -47,8 +47,6 @@ def find_bad_row(filepath, separator: str, columns: int):
             block = f.read(_CHUNK_BYTES)
             data = np.frombuffer(block, dtype=np.uint8)
             ends = np.flatnonzero(data == 10)
-            if not block:
-                ends = np.array([], dtype=np.int64)
             seps = np.flatnonzero(data == sep)
             counts = np.diff(np.concatenate([[0], np.searchsorted(seps, ends)]))
             starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.array([], dtype=np.int64)
@@ -78,7 +76,7 @@ def split_token_sequences(values, separator: str) -> list:
         rows = [s.split() for s in values]
     else:
         rows = [[t for t in s.split(separator) if t] for s in values]
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    lengths = sequence_lengths(rows)
     flat = np.array(list(chain.from_iterable(rows)), dtype=str)
     return np.split(flat, np.cumsum(lengths)[:-1]) if len(rows) else []
 
@@ -275,7 +273,7 @@ class CTRDataset(Dataset):
                 "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
                 "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
             )
-        lengths = np.fromiter((len(s) for s in self.inter_feat[self.history_item_field]), dtype=np.int64)
+        lengths = sequence_lengths(self.inter_feat[self.history_item_field].values)
         empty = int((lengths == 0).sum())
         if empty:
             self.logger.warning(
@@ -327,7 +325,7 @@ class CTRDataset(Dataset):
         """Store each sample's number of real behaviours in ``ITEM_LIST_LENGTH_FIELD`` (as RecBole's
         sequential datasets do), so models mask by length, never by the ids found in padding."""
         field = self.config["ITEM_LIST_LENGTH_FIELD"]
-        lengths = np.fromiter((len(s) for s in self.inter_feat[self.history_item_field]), dtype=np.int64)
+        lengths = sequence_lengths(self.inter_feat[self.history_item_field].values)
         self.inter_feat[field] = lengths
         self.set_field_property(field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
 
