@@ -8,6 +8,7 @@ import datetime as _dt
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -84,7 +85,20 @@ def machine_info(device: str) -> dict:
         "recbole": recbole_version,
         "python": platform.python_version(),
         "device": device_name(device),
+        "commit": git_commit(),
     }
+
+
+def git_commit() -> str:
+    """The repository's commit (``+changes`` when the working tree differs from it), or ``unknown``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
