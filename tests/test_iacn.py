@@ -9,7 +9,9 @@ import torch
 
 from recbole_iacn.model.iacn import (
     BehaviourToInterestRouting,
+    InterestMLP,
     LabelAwareAttention,
+    batched_dot,
     interest_counts,
     scale_gradient,
     squash,
@@ -42,9 +44,9 @@ def test_dynamic_interest_count(k_max, expected):
     assert interest_counts(lengths, k_max).tolist() == expected
 
 
-def _routing(dim=6, k_max=4, iterations=3, length=9, seed=7):
+def _routing(dim=6, k_max=4, iterations=3, length=9, seed=7, stop_gradient=True):
     torch.manual_seed(0)
-    return BehaviourToInterestRouting(dim, k_max, iterations, length, seed)
+    return BehaviourToInterestRouting(dim, k_max, iterations, length, seed, stop_gradient)
 
 
 def test_routing_masks_padding_and_unused_capsules():
@@ -68,6 +70,78 @@ def test_routing_masks_padding_and_unused_capsules():
     changed[~mask] = torch.randn(int((~mask).sum()), 6) * 100
     again, _, _ = routing(changed, mask, counts)
     assert torch.equal(again, capsules)
+
+
+def _routing_inputs(dtype=torch.float32):
+    torch.manual_seed(3)
+    lengths = torch.tensor([1, 4, 9, 6])
+    mask = torch.arange(9) < lengths.unsqueeze(-1)
+    return torch.randn(4, 9, 6, dtype=dtype, requires_grad=True), mask, interest_counts(lengths, 4)
+
+
+def test_routing_stop_gradient_changes_gradients_not_values():
+    """Stop-gradient refinement (MIND/ComiRec code): same capsules; the gradient is that of the last
+    iteration with its routing weights held constant."""
+    behaviours, mask, counts = _routing_inputs()
+    upstream = torch.randn(4, 4, 6)
+    stopped, full = _routing(stop_gradient=True), _routing(stop_gradient=False)
+    capsules, _, weights = stopped(behaviours, mask, counts)
+    again, _, _ = full(behaviours, mask, counts)
+    assert torch.allclose(capsules, again, atol=1e-6)
+    (grad_stopped,) = torch.autograd.grad(capsules, behaviours, upstream)
+    (grad_full,) = torch.autograd.grad(again, behaviours, upstream)
+    # reference: squash(Σ_i a_ij M c_i) with the final a_ij as constants
+    x_hat = stopped.bilinear(behaviours)
+    interest_mask = torch.arange(4) < counts.unsqueeze(-1)
+    reference = squash(torch.bmm(weights.detach().transpose(1, 2), x_hat)) * interest_mask.unsqueeze(-1)
+    (grad_reference,) = torch.autograd.grad(reference, behaviours, upstream)
+    assert torch.allclose(grad_stopped, grad_reference, atol=1e-6)
+    assert not torch.allclose(grad_full, grad_stopped, atol=1e-4)  # the full gradient flows through b_ij
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_routing_gradient_passes_gradcheck(stop_gradient):
+    behaviours, mask, counts = _routing_inputs(torch.float64)
+    routing = _routing(stop_gradient=stop_gradient).double()
+    if stop_gradient:  # the analytic gradient is the one of the last iteration: check that function
+        with torch.no_grad():
+            _, _, weights = routing(behaviours, mask, counts)
+
+        def function(x):
+            return squash(torch.bmm(weights.transpose(1, 2), routing.bilinear(x)))
+
+    else:
+
+        def function(x):
+            return routing(x, mask, counts)[0]
+
+    assert torch.autograd.gradcheck(function, (behaviours,))
+    if stop_gradient:
+        upstream = torch.randn(4, 4, 6, dtype=torch.float64)
+        interest_mask = (torch.arange(4) < counts.unsqueeze(-1)).unsqueeze(-1)
+        (got,) = torch.autograd.grad(routing(behaviours, mask, counts)[0], behaviours, upstream)
+        (want,) = torch.autograd.grad(function(behaviours) * interest_mask, behaviours, upstream)
+        assert torch.allclose(got, want)
+
+
+def test_interest_mlp_equals_the_concatenation_form():
+    torch.manual_seed(0)
+    mlp = InterestMLP(6, 5, [7])
+    reference = torch.nn.Sequential(torch.nn.Linear(11, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6), torch.nn.ReLU())
+    with torch.no_grad():
+        reference[0].weight.copy_(torch.cat([mlp.capsule_layer.weight, mlp.profile_layer.weight], 1))
+        reference[0].bias.copy_(mlp.capsule_layer.bias)
+        reference[2].load_state_dict(mlp.rest[0].state_dict())
+    capsules, profile = torch.randn(3, 4, 6), torch.randn(3, 5)
+    expected = reference(torch.cat([capsules, profile.unsqueeze(1).expand(-1, 4, -1)], -1))
+    assert torch.allclose(mlp(capsules, profile), expected, atol=1e-6)
+    no_profile = InterestMLP(6, 0, [])
+    assert no_profile.profile_layer is None and no_profile(capsules).shape == (3, 4, 6)
+
+
+def test_batched_dot_is_a_per_sample_matrix_vector_product():
+    vectors, query = torch.randn(5, 3, 4), torch.randn(5, 4)
+    assert torch.allclose(batched_dot(vectors, query), torch.einsum("bnh,bh->bn", vectors, query), atol=1e-6)
 
 
 def test_routing_initial_logits_are_fixed_and_not_learned():

@@ -131,6 +131,7 @@ def test_restored_model_predicts_from_raw_tokens(trained, ml100k, tmp_path):
         ("DIEN_IaCN", "iacn_lambda", -1.0, "iacn_lambda"),
         ("WideDeep_IaCN", "iacn_max_interests", 0, "iacn_max_interests"),
         ("DAIN_IaCN", "iacn_routing_iterations", 0, "iacn_routing_iterations"),
+        ("DAIN_IaCN", "iacn_routing_stop_gradient", "yes", "iacn_routing_stop_gradient"),
         ("DIN_IaCN", "iacn_attention_power", 1.5, "iacn_attention_power"),
         ("DIN_IaCN", "iacn_negative_sampler", "popular", "iacn_negative_sampler"),
         ("DIN", "embedding_size", 0, "embedding_size"),
