@@ -1,4 +1,4 @@
-"""Trainers: RecBole's own, with safe checkpoints and a per-epoch report hook."""
+"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook and fused Adam."""
 
 from __future__ import annotations
 
@@ -27,6 +27,39 @@ class EpochReportMixin:
         return super().fit(train_data, valid_data, verbose, saved, show_progress, report)
 
 
+class FusedOptimizerMixin:
+    """Adam and AdamW with torch's fused kernels when ``fused_optimizer`` is true (the plugin default).
+
+    Same update rule as RecBole's per-parameter loop, computed in one kernel over all parameters: on
+    2 CPU cores it saves 0.5-1.5 ms per training step of the models here (``benchmarks/README.md``).
+    Other learners, RecBole's own models (whose configs lack the key) and devices without fused
+    kernels keep RecBole's optimizer.
+    """
+
+    FUSED_LEARNERS = {"adam": "Adam", "adamw": "AdamW"}
+    FUSED_DEVICES = ("cpu", "cuda")
+
+    def _build_optimizer(self, **kwargs):
+        import torch
+
+        learner = str(kwargs.get("learner", self.learner)).lower()
+        params = list(kwargs.pop("params", self.model.parameters()))
+        fused = (
+            self.config["fused_optimizer"]
+            and learner in self.FUSED_LEARNERS
+            and all(p.is_floating_point() and p.device.type in self.FUSED_DEVICES for p in params)
+        )
+        if not fused:
+            return super()._build_optimizer(params=params, **kwargs)
+        optimizer_class = getattr(torch.optim, self.FUSED_LEARNERS[learner])
+        return optimizer_class(
+            params,
+            lr=kwargs.get("learning_rate", self.learning_rate),
+            weight_decay=kwargs.get("weight_decay", self.weight_decay),
+            fused=True,
+        )
+
+
 _CLASSES = {}
 
 
@@ -37,5 +70,5 @@ def trainer_class(config, plugin: bool):
 
     base = Trainer if plugin else get_trainer(config["MODEL_TYPE"], config["model"])
     if base not in _CLASSES:
-        _CLASSES[base] = type(base.__name__, (SafeCheckpointMixin, EpochReportMixin, base), {})
+        _CLASSES[base] = type(base.__name__, (SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin, base), {})
     return _CLASSES[base]

@@ -235,3 +235,34 @@ def test_readme_fifth_host_gets_iacn_in_one_line(ml100k, data_root):
     (main + auxiliary).backward()
     assert variant.iacn.aux_item_embedding.weight.grad.abs().sum() > 0
     assert MeanPool_IaCN.__name__ == "MeanPool_IaCN"
+
+
+@pytest.mark.parametrize("fused, learner", [(True, "adam"), (True, "adamw"), (False, "adam"), (True, "sgd")])
+def test_trainer_builds_fused_adam_when_configured(fused, learner, data_root, ml100k):
+    from recbole_iacn.trainer import trainer_class
+
+    config, model_class = model_config("DAIN", data_root, fused_optimizer=fused, learner=learner, weight_decay=0.01)
+    model = model_class(config, ml100k.train_data._dataset)
+    optimizer = trainer_class(config, plugin=True)(config, model).optimizer
+    expected = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[learner]
+    assert type(optimizer) is expected
+    assert bool(optimizer.defaults.get("fused")) is (fused and learner != "sgd")
+    assert optimizer.defaults["lr"] == config["learning_rate"] and optimizer.defaults["weight_decay"] == 0.01
+
+
+def test_fused_adam_steps_like_recboles_adam(data_root, ml100k):
+    from recbole_iacn.trainer import trainer_class
+
+    batch = sample_batch(ml100k, 256)
+    updated = []
+    for fused in (True, False):
+        config, model_class = model_config("DIN_IaCN", data_root, fused_optimizer=fused)
+        torch.manual_seed(0)
+        model = model_class(config, ml100k.train_data._dataset)
+        trainer = trainer_class(config, plugin=True)(config, model)
+        for _ in range(3):
+            trainer.optimizer.zero_grad()
+            sum(model.calculate_loss(batch)).backward()
+            trainer.optimizer.step()
+        updated.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(updated[0], updated[1], atol=1e-5)
