@@ -1,12 +1,14 @@
 """Training/evaluation throughput and peak memory of every model, as ratios within one run.
 
 Each model is measured in a fresh subprocess (so that peak RSS is its own): load the data, build the
-model and an Adam optimizer, run ``--warmup`` training batches untimed, then time ``--batches``
-training batches (data loading included: the loader is part of each side's cost), then the same for
-evaluation (``predict`` on the validation loader, ``--eval-batches``). Throughput is samples
-(rows: positives and negatives) per second. Memory: peak RSS of the subprocess
-(``resource.getrusage``) and its increase over the RSS right after the imports; on CUDA also
-``torch.cuda.max_memory_allocated``.
+model and the optimizer its trainer builds (fused Adam for plugin models, RecBole's Adam for
+RecBole's), run ``--warmup`` training batches untimed, then time ``--batches`` training batches (data
+loading included: the loader is part of each side's cost), then the same for evaluation (``predict``
+on the validation loader, ``--eval-batches``). Throughput is samples (rows: positives and negatives)
+per second. Memory: peak RSS of the subprocess (``resource.getrusage``) and its increase over the RSS
+right after the imports; on CUDA also ``torch.cuda.max_memory_allocated``. A model may carry its own
+settings, ``DIN_IaCN:iacn_lambda=0``: with λ = 0 no auxiliary loss is computed, so that row splits
+``X_IaCN``'s overhead into the wider item embedding and the capsule network.
 
 Common ground with RecBole's own DIN, DIEN and WideDeep (``recbole.DIN`` ...): the same raw data
 (ml-100k by default), ``train_batch_size``, ``eval_batch_size``, ``embedding_size``,
@@ -39,7 +41,10 @@ if __package__ in (None, ""):
 from benchmarks import common  # noqa: E402
 
 HOSTS = ("DIN", "DIEN", "WideDeep", "DAIN")
-PLUGIN_MODELS = tuple(m for h in HOSTS for m in (h, f"{h}_IaCN"))
+#: ``X_IaCN`` with λ = 0 computes no auxiliary loss: its cost over X is that of the wider item
+#: embedding alone (E_orig ⊕ E_aux in the host's layers), the rest of X_IaCN's is the capsule network's.
+WIDENING_ONLY = "iacn_lambda=0"
+PLUGIN_MODELS = tuple(m for h in HOSTS for m in (h, f"{h}_IaCN:{WIDENING_ONLY}", f"{h}_IaCN"))
 RECBOLE_MODELS = ("recbole.DIN", "recbole.DIEN", "recbole.WideDeep")
 DEFAULT_DATASET = "ml-100k"
 DEFAULT_BATCH_SIZE = 1024
@@ -88,8 +93,16 @@ def peak_rss() -> int:
 
 
 # ------------------------------------------------------------------------------ configuration
+def split_model_spec(spec: str) -> tuple[str, dict]:
+    """``"DIN_IaCN:iacn_lambda=0,iacn_delta=1"`` → ``("DIN_IaCN", {"iacn_lambda": 0, "iacn_delta": 1})``."""
+    name, _, settings = spec.partition(":")
+    return name, common.parse_overrides(settings.split(",") if settings else [])
+
+
 def model_config(model: str, args, device: str) -> dict:
-    """The config of ``model``: the shared settings, plus RecBole's data/eval settings for its own models."""
+    """The config of ``model`` (a name, or ``name:key=value,...``): the shared settings, plus RecBole's
+    data/eval settings for its own models, then the spec's own settings."""
+    model, own = split_model_spec(model)
     shared = {
         **common.QUIET, **common.device_config(device), "seed": args.seed, "data_path": args.data_path,
         "train_batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
@@ -101,7 +114,7 @@ def model_config(model: str, args, device: str) -> dict:
         shared.update(load_col=RECBOLE_LOAD_COL, eval_args=RECBOLE_EVAL_ARGS, metrics=["AUC", "LogLoss"],
                       valid_metric="AUC", train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
                       filter_inter_by_user_or_item=False, threshold=None)
-    return {**shared, **args.overrides}
+    return {**shared, **args.overrides, **own}
 
 
 def loader_rows_per_epoch(loader) -> int:
@@ -183,6 +196,7 @@ def measure(model_name: str, dataset: str, args) -> dict:
 
     from recbole_iacn import compat
     from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.trainer import trainer_class
 
     compat.apply()
     import recbole.data  # noqa: F401  (imported before the baseline RSS: both sides pay the same imports)
@@ -194,11 +208,13 @@ def measure(model_name: str, dataset: str, args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss_start = current_rss()
     started = time.perf_counter()
-    prepared = prepare(model_name, dataset, config_dict=model_config(model_name, args, device))
+    name, _ = split_model_spec(model_name)
+    prepared = prepare(name, dataset, config_dict=model_config(model_name, args, device))
     load_seconds = time.perf_counter() - started
     rss_data = current_rss()
     net = prepared.model_class(prepared.config, prepared.train_data._dataset).to(prepared.config["device"])
-    optimizer = torch.optim.Adam(net.parameters(), lr=prepared.config["learning_rate"])
+    # the optimizer training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
+    optimizer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net).optimizer
     result = {
         "model": model_name, "dataset": dataset, "device": common.device_name(device),
         "threads": torch.get_num_threads(), "train_batch_size": prepared.config["train_batch_size"],
@@ -221,7 +237,7 @@ def measure(model_name: str, dataset: str, args) -> dict:
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
     if args.auc_epochs > 0:
         prepared.config["epochs"] = args.auc_epochs
-        fit = run(model_name, dataset, prepared=prepared, saved=False)
+        fit = run(name, dataset, prepared=prepared, saved=False)
         result["test_auc"] = float(fit["test_result"].get("auc", math.nan))
         result["auc_epochs"] = args.auc_epochs
     return result
@@ -277,6 +293,14 @@ def ratio_rows(results: dict) -> list[dict]:
             value = ratio(sps(host), sps(f"{host}_IaCN"))  # epoch time ratio = inverse throughput ratio
             rows.append({"ratio": f"{host}_IaCN epoch time / {host} epoch time", "value": value,
                          "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
+            widened = f"{host}_IaCN:{WIDENING_ONLY}"
+            if widened in results:  # the same ratio as a product of its two causes
+                for label, value in (
+                    (f"... of which the wider item embedding ({widened} / {host})", ratio(sps(host), sps(widened))),
+                    (f"... of which the capsule network's loss ({host}_IaCN / {widened})",
+                     ratio(sps(widened), sps(f"{host}_IaCN"))),
+                ):
+                    rows.append({"ratio": label, "value": value, "target": "(breakdown)", "met": "", "auc": ""})
     for host in ("DIN", "DIEN", "WideDeep"):
         theirs = f"recbole.{host}"
         if host in results and theirs in results:

@@ -86,6 +86,14 @@ def test_overrides_and_ratios():
     assert rows["DIN_IaCN epoch time / DIN epoch time"]["value"] == pytest.approx(1.25)
     assert rows["DIN_IaCN epoch time / DIN epoch time"]["met"] == "yes"
     assert rows["DIN training samples/s, ours / RecBole's"]["value"] == pytest.approx(2.5)
+    results["DIN_IaCN:iacn_lambda=0"] = {"train_samples_per_s": 900.0}
+    rows = {r["ratio"]: r for r in performance.ratio_rows(results)}
+    widening, capsules = [r for r in rows.values() if r["target"] == "(breakdown)"]
+    assert widening["value"] == pytest.approx(1000 / 900) and capsules["value"] == pytest.approx(900 / 800)
+    assert widening["value"] * capsules["value"] == pytest.approx(rows["DIN_IaCN epoch time / DIN epoch time"]["value"])
+    assert performance.split_model_spec("DIN_IaCN:iacn_lambda=0,iacn_delta=1") == (
+        "DIN_IaCN", {"iacn_lambda": 0, "iacn_delta": 1})
+    assert performance.split_model_spec("recbole.DIN") == ("recbole.DIN", {})
     mem = performance.memory_rows({"A": {"peak_rss_mb": 9 * 1024.0}, "B": {"peak_rss_mb": 512.0}})
     assert [m["met"] for m in mem] == ["NO", "yes"]
 
@@ -107,13 +115,13 @@ def test_reproduce_smoke(tiny_root, tmp_path):
 
 def test_performance_smoke(tiny_root, tmp_path):
     out = tmp_path / "perf"
-    args = ["--models", "DIN", "DIN_IaCN", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
+    args = ["--models", "DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
             "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
             "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
     paths = performance.main(args)
     table = pd.read_csv(paths["csv"], comment="#")
-    assert list(table["model"]) == ["DIN", "DIN_IaCN"]
+    assert list(table["model"]) == ["DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN"]
     assert (table["train_samples_per_s"] > 0).all() and (table["peak_rss_mb"] > 0).all()
     text = paths["markdown"].read_text(encoding="utf-8")
-    assert "| DIN_IaCN epoch time / DIN epoch time |" in text
+    assert "| DIN_IaCN epoch time / DIN epoch time |" in text and "of which the capsule network" in text
     assert "- cpu: " in text and "- device: cpu" in text

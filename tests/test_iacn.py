@@ -287,3 +287,23 @@ def test_relationship_score_is_best_interest_dot_product(iacn_model, ml100k):
         first, _ = model.iacn.interests(batch)
         second, _ = model.iacn.interests(batch)
     assert torch.equal(first, second)  # routing is deterministic
+
+
+def test_lambda_zero_computes_no_auxiliary_loss(iacn_model, ml100k):
+    """λ = 0: the auxiliary term is 0 and moves nothing; E_aux still learns from the host (via δ)."""
+    model, _ = iacn_model
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = sample_batch(ml100k, 128, offset=256)
+    model.zero_grad()
+    model.iacn.weight = 0.0
+    try:
+        losses = model.calculate_loss(batch)
+        assert float(losses[-1]) == 0.0
+        sum(losses).backward()
+        assert model.iacn.routing.bilinear.weight.grad is None
+        assert model.iacn.aux_item_embedding.weight.grad.abs().sum() > 0
+    finally:
+        model.iacn.weight = 1.0
+        model.zero_grad()
+        model.load_state_dict(state)

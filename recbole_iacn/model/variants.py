@@ -6,6 +6,8 @@ line, e.g. ``MyModel_IaCN = with_iacn(MyModel)``, plus a registry entry.
 
 from __future__ import annotations
 
+import torch
+
 from recbole_iacn.model.dain import DAIN
 from recbole_iacn.model.dien import DIEN
 from recbole_iacn.model.din import DIN
@@ -23,7 +25,10 @@ def with_iacn(host):
 
         def calculate_loss(self, interaction):
             main = super().calculate_loss(interaction)
-            auxiliary = self.iacn.weight * self.iacn.loss(interaction)
+            if self.iacn.weight > 0:
+                auxiliary = self.iacn.weight * self.iacn.loss(interaction)
+            else:  # λ = 0 moves no parameter: the host with the wider item embedding, at its cost
+                auxiliary = torch.zeros((), device=interaction[self.label_field].device)
             return (*main, auxiliary) if isinstance(main, tuple) else (main, auxiliary)
 
         @classmethod
