@@ -43,10 +43,11 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- capsule maths
-def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-9) -> torch.Tensor:
-    """``‖s‖² / (1 + ‖s‖²) · s / ‖s‖`` (zero stays zero)."""
-    norm_sq = (s * s).sum(dim, keepdim=True)
-    return s * (norm_sq / (1.0 + norm_sq) / torch.sqrt(norm_sq + eps))
+def squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``‖s‖² / (1 + ‖s‖²) · s / ‖s‖``, computed as ``‖s‖ / (1 + ‖s‖²) · s``: no division by ``‖s‖``,
+    so zero stays zero with a zero gradient."""
+    norm = torch.linalg.vector_norm(s, dim=dim, keepdim=True)
+    return s * (norm / (1.0 + norm * norm))
 
 
 def interest_counts(lengths: torch.Tensor, max_interests: int) -> torch.Tensor:
@@ -83,20 +84,24 @@ class BehaviourToInterestRouting(nn.Module):
                 "routing was built for; rebuild the model for the longer MAX_ITEM_LIST_LENGTH."
             )
         k = self.max_interests
-        x_hat = self.bilinear(behaviours)  # [B, L, h]
+        # padded behaviours are zeroed once: whatever weight they get, they add nothing below
+        x_hat = self.bilinear(behaviours) * behaviour_mask.unsqueeze(-1)  # [B, L, h]
         interest_mask = torch.arange(k, device=behaviours.device) < num_interests.unsqueeze(-1)  # [B, K]
-        route_mask = interest_mask.unsqueeze(-1) & behaviour_mask.unsqueeze(1)  # [B, K, L]
+        # unused interests get exactly zero routing weight (exp underflows), hence zero capsules
+        unused = torch.zeros(batch, k, 1, dtype=x_hat.dtype, device=x_hat.device).masked_fill(
+            ~interest_mask.unsqueeze(-1), torch.finfo(x_hat.dtype).min
+        )
         # logits are kept as [B, K, L]: the softmax over interests then runs over a middle dimension,
         # several times faster on CPU than over a last dimension of size K
         logits = self.initial_logits[:length].t().unsqueeze(0).expand(batch, k, length)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.stop_gradient):
             refining = x_hat.detach() if self.stop_gradient else x_hat
             for _ in range(self.iterations - 1):
-                capsules = squash(torch.bmm(masked_softmax(logits, route_mask, dim=1), refining))  # [B, K, h]
+                capsules = squash(torch.bmm(torch.softmax(logits + unused, dim=1), refining))  # [B, K, h]
                 logits = logits + torch.bmm(capsules, refining.transpose(1, 2))  # b_ij += u_jᵀ x̂_i
-        weights = masked_softmax(logits, route_mask, dim=1)  # softmax over each user's K_u interests
+        weights = torch.softmax(logits + unused, dim=1)  # over each user's K_u interests
         capsules = squash(torch.bmm(weights, x_hat))  # [B, K, h]
-        return capsules * interest_mask.unsqueeze(-1), interest_mask, weights.transpose(1, 2)
+        return capsules, interest_mask, (weights * behaviour_mask.unsqueeze(1)).transpose(1, 2)
 
 
 def batched_dot(vectors: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -295,7 +300,8 @@ class IaCN(nn.Module):
 
 
 def _select_rows(interaction, keep, fields):
-    return {f: interaction[f][keep] for f in fields}
+    rows = keep.nonzero().squeeze(1)  # one nonzero for all fields
+    return {f: interaction[f].index_select(0, rows) for f in fields}
 
 
 class ConcatItemEmbedding(nn.Module):
