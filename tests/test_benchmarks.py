@@ -85,7 +85,15 @@ def test_overrides_and_ratios():
     rows = {r["ratio"]: r for r in performance.ratio_rows(results)}
     assert rows["DIN_IaCN epoch time / DIN epoch time"]["value"] == pytest.approx(1.25)
     assert rows["DIN_IaCN epoch time / DIN epoch time"]["met"] == "yes"
-    assert rows["DIN training samples/s, ours / RecBole's"]["value"] == pytest.approx(2.5)
+    assert rows["DIN training samples/s, ours / RecBole's (RecBole's own data pipeline)"]["value"] == pytest.approx(2.5)
+    same = "DIN training samples/s, ours / RecBole's on the same CTR data, at equal or better test AUC"
+    for ours_auc, their_auc, theirs_sps, met in [(0.80, 0.79, 400.0, "yes"), (0.78, 0.79, 400.0, "NO (AUC)"),
+                                                   (0.80, 0.79, 600.0, "NO (speed)")]:
+        results.update({"recbole.DIN@ctr": {"train_samples_per_s": theirs_sps, "test_auc": their_auc}})
+        results["DIN"]["test_auc"] = ours_auc
+        assert {r["ratio"]: r for r in performance.ratio_rows(results)}[same]["met"] == met
+    del results["recbole.DIN@ctr"]
+    assert performance.same_data_host("recbole.DIEN@ctr") == "DIEN" and performance.same_data_host("recbole.DIN") is None
     results["DIN_IaCN:iacn_lambda=0"] = {"train_samples_per_s": 900.0}
     rows = {r["ratio"]: r for r in performance.ratio_rows(results)}
     widening, capsules = [r for r in rows.values() if r["target"] == "(breakdown)"]
@@ -115,12 +123,13 @@ def test_reproduce_smoke(tiny_root, tmp_path):
 
 def test_performance_smoke(tiny_root, tmp_path):
     out = tmp_path / "perf"
-    args = ["--models", "DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
+    args = ["--models", "DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "recbole.DIN@ctr", "recbole.DIEN@ctr", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
             "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
             "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
     paths = performance.main(args)
     table = pd.read_csv(paths["csv"], comment="#")
-    assert list(table["model"]) == ["DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN"]
+    assert list(table["model"]) == ["DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "recbole.DIN@ctr", "recbole.DIEN@ctr"]
+    assert table["error"].isna().all()
     assert (table["train_samples_per_s"] > 0).all() and (table["peak_rss_mb"] > 0).all()
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "| DIN_IaCN epoch time / DIN epoch time |" in text and "of which the capsule network" in text
