@@ -32,7 +32,9 @@ class _IndexAddLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (flat,) = ctx.saved_tensors
-        grad_weight = grad.new_zeros(ctx.table_shape).index_add_(0, flat, grad.reshape(-1, ctx.table_shape[1]))
+        # a contiguous source: index_add_ is 2-3x slower on the strided views that cat/split backward pass
+        rows = grad.reshape(-1, ctx.table_shape[1]).contiguous()
+        grad_weight = grad.new_zeros(ctx.table_shape).index_add_(0, flat, rows)
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0
         return grad_weight, None, None
