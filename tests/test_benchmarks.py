@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level folder of the checkout, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import common, performance, reproduce  # noqa: E402
+from benchmarks import common, kernels, performance, reproduce  # noqa: E402
 
 TINY = {"embedding_size": 8, "iacn_embedding_size": 8, "train_batch_size": 512}
 
@@ -134,3 +134,11 @@ def test_performance_smoke(tiny_root, tmp_path):
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "| DIN_IaCN epoch time / DIN epoch time |" in text and "of which the capsule network" in text
     assert "- cpu: " in text and "- device: cpu" in text
+
+
+def test_kernels_smoke(tmp_path):
+    paths = kernels.main(["--repeats", "1", "--calls", "2", "--threads", "1", "--out", str(tmp_path)])
+    rows = paths["rows"]
+    assert len(rows) == 6 and all(r["plain_us"] > 0 and r["ours_us"] > 0 and r["ratio"] > 0 for r in rows)
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "- command: " in text and "| embedding fwd+bwd, capsule lookup |" in text

@@ -43,10 +43,10 @@ class _IndexAddLookup(torch.autograd.Function):
 class Embedding(nn.Embedding):
     """``nn.Embedding`` (same parameters, state dict and gradient) with a faster CPU backward.
 
-    On CPU, ``embedding_dense_backward`` sorts the ids and takes 3x as long as a plain ``index_add_``
-    of the output gradient into a zero table (``benchmarks/README.md``, measured 1.2 ms vs 0.37 ms for
-    a 512 x 31 lookup): every model here does several lookups per step, so the CPU path uses the
-    latter. On CUDA ``index_add_`` accumulates with atomics, whose order varies, so the deterministic
+    On CPU, ``embedding_dense_backward`` sorts the ids and takes over 3x as long as a plain
+    ``index_add_`` of the output gradient into a zero table (``benchmarks/kernels.py``: 1.3 ms vs
+    0.39 ms for a 512 x 31 lookup on 2 cores): every model here does several lookups per step, so the
+    CPU path uses the latter. On CUDA ``index_add_`` accumulates with atomics, whose order varies, so the deterministic
     ``F.embedding`` stays there.
     """
 

@@ -106,7 +106,7 @@ class BehaviourToInterestRouting(nn.Module):
 
 def batched_dot(vectors: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """``vectors [B, N, h]`` · ``query [B, h]`` → ``[B, N]``. A broadcast product and sum: for these
-    small N, on CPU about twice as fast forward + backward as ``einsum``/``bmm`` (``benchmarks/README.md``)."""
+    small N, on CPU about twice as fast forward + backward as ``einsum``/``bmm`` (``benchmarks/kernels.py``)."""
     return (vectors * query.unsqueeze(1)).sum(-1)
 
 
