@@ -46,12 +46,12 @@ class Embedding(nn.Embedding):
     On CPU, ``embedding_dense_backward`` sorts the ids and takes over 3x as long as a plain
     ``index_add_`` of the output gradient into a zero table (``benchmarks/kernels.py``: 1.3 ms vs
     0.39 ms for a 512 x 31 lookup on 2 cores): every model here does several lookups per step, so the
-    CPU path uses the latter. On CUDA ``index_add_`` accumulates with atomics, whose order varies, so the deterministic
-    ``F.embedding`` stays there.
+    CPU path uses the latter. Elsewhere ``F.embedding`` stays (on CUDA ``index_add_`` accumulates with
+    atomics, whose order varies from run to run).
     """
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.weight.is_cuda or self.max_norm is not None or self.sparse or self.scale_grad_by_freq:
+        if self.weight.device.type != "cpu" or self.max_norm is not None or self.sparse or self.scale_grad_by_freq:
             return super().forward(ids)
         return _IndexAddLookup.apply(self.weight, ids, self.padding_idx)
 
