@@ -143,6 +143,7 @@ def on_ctr_view(prepared, host: str):
     for key, value in defaults.items():
         if key != "embedding_size":
             prepared.config[key] = value
+    prepared.config["fused_optimizer"] = False  # RecBole's own optimizer, as in RecBole
     model_class = get_model(host)
     if host == "DIEN":
         model_class = _dien_with_sampled_negative_sequence(model_class)
