@@ -15,8 +15,11 @@ Protocol (identical split for every model):
   valid NDCG@10).
 * DAIN is a pointwise CTR model of this package and reads CTRDataset files, so it trains on the
   package's ``dense`` CTR view of the *same source file* (per user: last interaction → test,
-  second-last → valid, all earlier ones → train, each positive with one popularity-sampled negative;
-  ties in time keep file order, exactly as RecBole's stable sort). The first interaction of each
+  second-last → valid, all earlier ones → train, each positive with one sampled negative, drawn
+  like the baselines' (``--dain-negatives``, default ``uniform``, as RecBole's
+  ``train_neg_sample_args``: a model trained on popularity-matched negatives cannot learn item
+  popularity, which full ranking rewards); ties in time keep file order, exactly as RecBole's
+  stable sort). That view is built in a scratch folder for the run. The first interaction of each
   user is only history there, never a training sample (DAIN does not read the history). Its best
   epoch is chosen by valid AUC. Then DAIN scores *all* items for every user of RecBole's test loader
   (ids mapped through the tokens), the user's train + valid items (RecBole's ``history_index``) are
@@ -41,6 +44,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common  # noqa: E402
 from benchmarks.reproduce import fmt_mean_sd, mean_sd  # noqa: E402
+from recbole_iacn.data.common import NEG_SAMPLINGS  # noqa: E402
 
 DATASET = common.ML1M_NAME
 BASELINES = ("BPR", "NeuMF", "DeepFM")
@@ -118,6 +122,17 @@ def ranking_config(root: Path, seed: int, epochs: int, device: str, overrides: d
         "eval_batch_size": EVAL_BATCH_ROWS, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
         **overrides,
     }
+
+
+def dain_data_root(data_path: Path, scratch: Path, neg_sampling: str) -> Path:
+    """A data_path whose ``ml-1m-sample`` is the dense CTR view of the sample's source file, with
+    negatives drawn by ``neg_sampling``."""
+    from recbole_iacn.data import build_from_atomic
+
+    source = Path(data_path) / DATASET / "source"
+    root = Path(scratch)
+    build_from_atomic(str(source), DATASET, root / DATASET, DATASET, protocol="dense", neg_sampling=neg_sampling)
+    return root
 
 
 def dain_config(data_path: Path, seed: int, epochs: int, device: str, checkpoint_dir: str, overrides: dict) -> dict:
@@ -309,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--first-seed", type=int, default=FIRST_SEED)
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--dain-negatives", choices=NEG_SAMPLINGS, default="uniform",
+                   help="how the CTR view DAIN trains on draws its negatives (the baselines': uniform)")
     p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
     p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -334,6 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="iacn-rank-"))
     try:
         root = recbole_source_root(Path(args.data_path), scratch / "recbole")
+        ctr_root = dain_data_root(Path(args.data_path), scratch / "ctr", args.dain_negatives) if args.dain_models else None
         for seed in args.seed_list:
             rb_config = ranking_config(root, seed, args.epochs, device, {**args.overrides,
                                        "checkpoint_dir": str(scratch / "saved")})
@@ -344,7 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for model in args.dain_models:
                 def ranked(model=model):
                     net, ctr, ctr_test, _ = train_dain(model, dain_config(
-                        args.data_path, seed, args.epochs, device, str(scratch / "saved"), args.overrides))
+                        ctr_root, seed, args.epochs, device, str(scratch / "saved"), args.overrides))
                     ranker = CTRRanker(net, ctr, ctr_test, rb_dataset, rb_cfg["device"])
                     metrics, users, mismatched = evaluate_full_sort(ranker, test_loader, rb_cfg)
                     checks.update(users=users, mismatched=mismatched, unknown_users=ranker.unknown_users,
