@@ -14,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level folder of the checkout, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import common, kernels, performance, reproduce  # noqa: E402
+from benchmarks import common, dain_ranking, kernels, performance, reproduce  # noqa: E402
+from tests.conftest import ML1M_SAMPLE  # noqa: E402
 
 TINY = {"embedding_size": 8, "iacn_embedding_size": 8, "train_batch_size": 512}
 
@@ -142,3 +143,17 @@ def test_kernels_smoke(tmp_path):
     assert len(rows) == 6 and all(r["plain_us"] > 0 and r["ours_us"] > 0 and r["ratio"] > 0 for r in rows)
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "- command: " in text and "| embedding fwd+bwd, capsule lookup |" in text
+
+
+@pytest.mark.skipif(not (ML1M_SAMPLE / "ratings.dat").is_file(), reason="../shared/data/ml-1m-sample is not beside the checkout")
+def test_dain_ranking_smoke(tmp_path):
+    """BPR and DAIN on one leave-one-out split: same test item for every user, metrics in range."""
+    paths = dain_ranking.main(["--baselines", "BPR", "--dain-models", "DAIN", "--seeds", "1", "--epochs", "1",
+                               "--threads", "1", "--device", "cpu", "--data_path", str(tmp_path / "data"),
+                               "--out", str(tmp_path / "out"), "--config_dict", "embedding_size=8"])
+    table = pd.read_csv(paths["csv"], comment="#")
+    assert list(table["model"]) == ["BPR", "DAIN"] and table["error"].isna().all()
+    for key in dain_ranking.RESULT_KEYS:
+        assert table[key].between(0, 1).all()
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "users whose DAIN test item differs from RecBole's: 0;" in text
