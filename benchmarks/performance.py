@@ -114,7 +114,7 @@ def model_config(model: str, args, device: str) -> dict:
         "learning_rate": args.learning_rate, "epochs": max(args.auc_epochs, 1),
         "checkpoint_dir": args.checkpoint_dir,
     }
-    if model.startswith("recbole.") and not model.endswith(SAME_DATA):
+    if model.startswith("recbole.") and same_data_host(model) is None:
         shared.update(load_col=RECBOLE_LOAD_COL, eval_args=RECBOLE_EVAL_ARGS, metrics=["AUC", "LogLoss"],
                       valid_metric="AUC", train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
                       filter_inter_by_user_or_item=False, threshold=None)
@@ -353,12 +353,12 @@ def ratio_rows(results: dict) -> list[dict]:
                          "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
             widened = f"{host}_IaCN:{WIDENING_ONLY}"
             if widened in results:  # the same ratio as a product of its two causes
-                for label, value in (
+                for label, part in (
                     (f"... of which the wider item embedding ({widened} / {host})", ratio(sps(host), sps(widened))),
                     (f"... of which the capsule network's loss ({host}_IaCN / {widened})",
                      ratio(sps(widened), sps(f"{host}_IaCN"))),
                 ):
-                    rows.append({"ratio": label, "value": value, "target": "(breakdown)", "met": "", "auc": ""})
+                    rows.append({"ratio": label, "value": part, "target": "(breakdown)", "met": "", "auc": ""})
     for host in ("DIN", "DIEN", "WideDeep"):
         theirs = f"recbole.{host}"
         if host in results and theirs in results:
