@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -521,7 +522,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args.overrides = common.parse_overrides(args.config_dict)
     if args.worker:
         args.checkpoint_dir = tempfile.mkdtemp(prefix="iacn-perf-")
-        result = measure(args.worker, args.worker_dataset, args)
+        try:
+            result = measure(args.worker, args.worker_dataset, args)
+        finally:
+            shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
         with open(args.worker_out, "w", encoding="utf-8") as f:
             json.dump(result, f)
         return result
@@ -535,16 +539,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args.workdir = tempfile.mkdtemp(prefix="iacn-perf-run-")  # RecBole writes log/ into the cwd
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
-    results = {}
-    for model in args.models:
-        results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
-        _progress(model, args.dataset, results[model])
-    synthetic = {}
-    if args.synthetic_scale > 0:
-        name = synthetic_dataset(args.data_path, args.synthetic_scale)
-        for model in args.synthetic_models:
-            synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
-            _progress(model, name, synthetic[model])
+    results, synthetic = {}, {}
+    try:
+        for model in args.models:
+            results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
+            _progress(model, args.dataset, results[model])
+        if args.synthetic_scale > 0:
+            name = synthetic_dataset(args.data_path, args.synthetic_scale)
+            for model in args.synthetic_models:
+                synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
+                _progress(model, name, synthetic[model])
+    finally:
+        shutil.rmtree(args.workdir, ignore_errors=True)
     header = common.header_lines(command, info)
     rows = [{**r, "part": args.dataset} for r in results.values()] + [{**r, "part": "synthetic"} for r in synthetic.values()]
     csv_path = common.write_csv(out / "performance.csv", rows, header)

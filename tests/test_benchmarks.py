@@ -4,6 +4,7 @@ statistics/formatting."""
 from __future__ import annotations
 
 import math
+import tempfile
 import sys
 from pathlib import Path
 
@@ -122,7 +123,11 @@ def test_reproduce_smoke(tiny_root, tmp_path):
     assert open(paths["csv"], encoding="utf-8").readline().startswith("# command: ")
 
 
-def test_performance_smoke(tiny_root, tmp_path):
+def test_performance_smoke(tiny_root, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"  # the parent and its workers make their temporary folders here
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "perf"
     args = ["--models", "DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "recbole.DIN@ctr", "recbole.DIEN@ctr", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
             "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
@@ -135,6 +140,7 @@ def test_performance_smoke(tiny_root, tmp_path):
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "| DIN_IaCN epoch time / DIN epoch time |" in text and "of which the capsule network" in text
     assert "- cpu: " in text and "- device: cpu" in text
+    assert not list(scratch.glob("iacn-perf-*")), "performance.py left temporary folders behind"
 
 
 def test_kernels_smoke(tmp_path):
