@@ -140,11 +140,40 @@ def test_restored_model_predicts_from_raw_tokens(trained, ml100k, tmp_path):
         ("DIN", "dnn_activation", "swish", "dnn_activation"),
         ("DIEN", "gru_type", "LSTM", "gru_type"),
         ("DAIN", "loss_type", "hinge", "loss_type"),
+        ("WideDeep", "embedding_init", "kaiming", "embedding_init"),
+        ("DIN_IaCN", "embedding_init_std", 0, "embedding_init_std"),
+        ("DIN_IaCN", "embedding_init_std", "small", "embedding_init_std"),
     ],
 )
 def test_invalid_hyperparameters_are_rejected_clearly(name, key, value, message, data_root):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         model_config(name, data_root, **{key: value})
+
+
+@pytest.mark.parametrize("name", ["DIN_IaCN", "DIEN_IaCN"])
+def test_embedding_init_normal_gives_every_table_the_same_scale(name, ml100k, data_root):
+    """``embedding_init: normal``: item, category, side-field and E_aux tables all ~N(0, std²), padding
+    rows zero; the default Xavier-normal per table scales each table by its own row count."""
+    std = 0.02
+    model, _ = build(name, ml100k, data_root, embedding_init="normal", embedding_init_std=std)
+    embedder = model.embedder
+    tables = {
+        "E_orig": embedder.item_embedding.original.table,
+        "category": embedder.category_embedding,
+        "user fields": embedder.user_fields.tokens.table,
+        "E_aux": model.iacn.aux_item_embedding,
+    }
+    for label, table in tables.items():
+        rows = table.weight.detach()
+        if table.padding_idx is not None:
+            assert torch.all(rows[table.padding_idx] == 0), label
+            rows = torch.cat([rows[: table.padding_idx], rows[table.padding_idx + 1 :]])
+        assert abs(rows.std().item() - std) < 0.25 * std, (label, rows.std().item())
+    default, _ = build(name, ml100k, data_root)
+    items, categories = default.embedder.item_embedding.original.table, default.embedder.category_embedding
+    ratio = categories.weight[1:].std() / items.weight[1:].std()
+    expected = ((items.num_embeddings + 18) / (categories.num_embeddings + 18)) ** 0.5  # Xavier: sqrt(2/(n+d))
+    assert abs(ratio.item() / expected - 1) < 0.25
 
 
 @pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU", "AIGRU", "GRU"])
@@ -265,4 +294,9 @@ def test_fused_adam_steps_like_recboles_adam(data_root, ml100k):
             sum(model.calculate_loss(batch)).backward()
             trainer.optimizer.step()
         updated.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    assert torch.allclose(updated[0], updated[1], atol=1e-5)
+    # Adam divides by sqrt(v) + eps: where v is tiny, the fused kernel's rounding moves a parameter
+    # by up to a few % of one step's size (1.2e-5 seen on AMD EPYC at lr 1e-3); typically far less
+    lr = config["learning_rate"]
+    difference = (updated[0] - updated[1]).abs()
+    assert difference.max() < 0.05 * lr
+    assert difference.mean() < 1e-4 * lr

@@ -8,7 +8,7 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.model.embedding import FeatureEmbedder, ItemEmbedding
+from recbole_iacn.model.embedding import EMBEDDING_INITS, FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.layers import ACTIVATIONS
 from recbole_iacn.model.schema import FeatureSchema
 
@@ -35,6 +35,8 @@ class CTRModel(AbstractRecommender):
         self.schema = dataset if isinstance(dataset, FeatureSchema) else FeatureSchema.from_dataset(dataset)
         self.device = config["device"]
         self.embedding_size = config["embedding_size"]
+        self.embedding_init = config["embedding_init"]
+        self.embedding_init_std = config["embedding_init_std"]
         self.label_field = self.schema.label_field
         self.embedder = FeatureEmbedder(self.schema, self.embedding_size, self.build_item_embedding(config))
         self.loss_fct = nn.BCEWithLogitsLoss()
@@ -73,17 +75,18 @@ class CTRModel(AbstractRecommender):
         )
 
     def reset_parameters(self):
-        """Xavier-normal weights for linear layers and embeddings; zero biases and padding rows."""
+        """Xavier-normal weights and zero biases for linear layers; embedding tables (an attached
+        component's included) and float-field vectors by ``embedding_init``; zero padding rows."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_normal_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.xavier_normal_(module.weight)
-                if module.padding_idx is not None:
-                    with torch.no_grad():
-                        module.weight[module.padding_idx].zero_()
+                init_embedding_(module.weight, self.embedding_init, self.embedding_init_std, module.padding_idx)
+            elif isinstance(module, FieldEmbedding):
+                for vector in module.floats.values():
+                    nn.init.normal_(vector, mean=0.0, std=self.embedding_init_std)
 
     # ------------------------------------------------------------------ validation
     @classmethod
@@ -101,6 +104,13 @@ class CTRModel(AbstractRecommender):
             value = config[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}.")
+        if config["embedding_init"] not in EMBEDDING_INITS:
+            raise ConfigError(
+                f"embedding_init must be one of {', '.join(EMBEDDING_INITS)}, got {config['embedding_init']!r}."
+            )
+        std = config["embedding_init_std"]
+        if not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0 or std != std:
+            raise ConfigError(f"embedding_init_std must be a number > 0 such as 0.01, got {std!r}.")
         for key in cls.activation_keys:
             if str(config[key]).lower() not in ACTIVATIONS:
                 raise ConfigError(f"{key} must be one of {', '.join(ACTIVATIONS)}, got {config[key]!r}.")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.model.embedding import Embedding, OffsetEmbedding
+from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
@@ -178,9 +178,8 @@ class IaCN(nn.Module):
         profile_dim = config["iacn_profile_embedding_size"] * len(self.profile_fields)
         self.interest_mlp = InterestMLP(self.dim, profile_dim, config["iacn_mlp_hidden_size"])
         self.attention = LabelAwareAttention(config["iacn_attention_power"])
-        nn.init.xavier_normal_(self.aux_item_embedding.weight)
-        with torch.no_grad():
-            self.aux_item_embedding.weight[0].zero_()
+        # the host's reset_parameters re-initialises E_aux alike with its other tables
+        init_embedding_(self.aux_item_embedding.weight, config["embedding_init"], config["embedding_init_std"], 0)
 
     @property
     def output_dim(self) -> int:
