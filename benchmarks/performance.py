@@ -378,7 +378,9 @@ def ratio_rows(results: dict) -> list[dict]:
             faster = value >= SPEEDUP_TARGET
             as_good = ours_auc >= their_auc  # NaN (not measured or failed) compares False
             met = _met(faster and as_good, value)
-            if met == "NO":
+            if math.isnan(ours_auc) or math.isnan(their_auc):
+                met = ("speed " + _met(faster, value) + ", AUC not measured") if met != "n/a" else met
+            elif met == "NO":
                 met += " (" + " and ".join(w for w, bad in (("speed", not faster), ("AUC", not as_good)) if bad) + ")"
             rows.append({"ratio": f"{host} training samples/s, ours / RecBole's on the same CTR data, at equal or "
                                   "better test AUC", "value": value, "target": f">= {SPEEDUP_TARGET}", "met": met,
@@ -540,23 +542,32 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
     results, synthetic = {}, {}
+
+    def write_results():
+        """(Re)write the tables: after every row, so that a run cut short keeps what it measured."""
+        header = common.header_lines(command, info)
+        rows = [{**r, "part": args.dataset} for r in results.values()]
+        rows += [{**r, "part": "synthetic"} for r in synthetic.values()]
+        csv_path = common.write_csv(out / "performance.csv", rows, header)
+        text = results_markdown(results, args.baseline, synthetic, args, command, info)
+        md_path = out / "performance.md"
+        md_path.write_text(text, encoding="utf-8")
+        return text, md_path, csv_path
+
     try:
         for model in args.models:
             results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
             _progress(model, args.dataset, results[model])
+            write_results()
         if args.synthetic_scale > 0:
             name = synthetic_dataset(args.data_path, args.synthetic_scale)
             for model in args.synthetic_models:
                 synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
                 _progress(model, name, synthetic[model])
+                write_results()
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)
-    header = common.header_lines(command, info)
-    rows = [{**r, "part": args.dataset} for r in results.values()] + [{**r, "part": "synthetic"} for r in synthetic.values()]
-    csv_path = common.write_csv(out / "performance.csv", rows, header)
-    text = results_markdown(results, args.baseline, synthetic, args, command, info)
-    md_path = out / "performance.md"
-    md_path.write_text(text, encoding="utf-8")
+    text, md_path, csv_path = write_results()
     print(text)
     return {"markdown": md_path, "csv": csv_path, "results": results, "synthetic": synthetic}
 

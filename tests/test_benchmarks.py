@@ -90,7 +90,8 @@ def test_overrides_and_ratios():
     assert rows["DIN training samples/s, ours / RecBole's (RecBole's own data pipeline)"]["value"] == pytest.approx(2.5)
     same = "DIN training samples/s, ours / RecBole's on the same CTR data, at equal or better test AUC"
     for ours_auc, their_auc, theirs_sps, met in [(0.80, 0.79, 400.0, "yes"), (0.78, 0.79, 400.0, "NO (AUC)"),
-                                                   (0.80, 0.79, 600.0, "NO (speed)")]:
+                                                   (0.80, 0.79, 600.0, "NO (speed)"),
+                                                   (math.nan, math.nan, 400.0, "speed yes, AUC not measured")]:
         results.update({"recbole.DIN@ctr": {"train_samples_per_s": theirs_sps, "test_auc": their_auc}})
         results["DIN"]["test_auc"] = ours_auc
         assert {r["ratio"]: r for r in performance.ratio_rows(results)}[same]["met"] == met
