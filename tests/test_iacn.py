@@ -233,6 +233,40 @@ def test_aux_loss_is_finite_zero_without_usable_rows(iacn_model, ml100k):
     assert model.iacn.loss(batch).item() == 0.0
 
 
+@pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
+def test_aux_loss_is_the_sampled_softmax_written_out(iacn_model, ml100k, monkeypatch, sampler):
+    """L_IaCN against a row-by-row computation: -log softmax over [i_u·c_t, i_u·c_n for each negative n],
+    a negative equal to the target (an accidental hit) left out; in-batch: the other rows' items, the
+    rows with the same item left out."""
+    model, _ = iacn_model
+    iacn = model.iacn
+    batch = sample_batch(ml100k, 96)
+    keep = (batch["label"] > 0.5) & (batch["item_length"] > 0)
+    fields = ("label", "item_id", "item_id_list", "item_length", "age", "gender", "occupation", "zip_code")
+    rows = {k: batch[k][keep] for k in fields}
+    targets = rows["item_id"]
+    count = len(targets)
+    negatives = torch.randint(1, 60, (count, iacn.num_negatives), generator=torch.Generator().manual_seed(5))
+    negatives[::3, 2] = targets[::3]  # accidental hits in every third row
+    monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: negatives.clone())
+    monkeypatch.setattr(iacn, "negative_sampler", sampler)
+    with torch.no_grad():
+        loss = iacn.loss(batch).double()
+        table = iacn.aux_item_embedding.weight.double()
+        interests, interest_mask = iacn.interests(rows)
+        users = iacn.attention(interests, interest_mask, iacn.aux_item_embedding(targets)).double()
+        expected = []
+        for b in range(count):
+            if sampler == "uniform":
+                others = [n for n in negatives[b].tolist() if n != targets[b]]
+            else:
+                others = [int(t) for t in targets if t != targets[b]]
+            logits = torch.stack([users[b] @ table[int(i)] for i in [int(targets[b]), *others]])
+            expected.append(-torch.log_softmax(logits, 0)[0])
+    assert count > 20 and (negatives == targets.unsqueeze(-1)).any()
+    assert torch.allclose(loss, torch.stack(expected).mean(), rtol=1e-5, atol=1e-6)
+
+
 def _gradients(model, batch, delta, main_weight, aux_weight):
     """Gradients of main_weight·L_main + aux_weight·λ·L_IaCN with δ set as given."""
     model.zero_grad()

@@ -277,12 +277,12 @@ class IaCN(nn.Module):
             negatives = torch.randint(1, s.num_items, (len(targets), self.num_negatives), device=targets.device)
         else:
             negatives = history.new_zeros(len(targets), 0)
-        # one lookup of E_aux for behaviours, candidates and sampled negatives
-        ids = torch.cat([history, targets.unsqueeze(-1), negatives], dim=1)
-        vectors = self.capsule_view(ids)  # [B', L + 1 (+ N), h]
-        # one split (one gradient concatenation backward) rather than three slices
-        behaviours, target_vectors, negative_vectors = vectors.split([history.shape[1], 1, negatives.shape[1]], 1)
-        target_vectors = target_vectors.squeeze(1)  # [B', h]
+        # one lookup of E_aux for behaviours, then the candidate and its sampled negatives
+        candidate_ids = torch.cat([targets.unsqueeze(-1), negatives], dim=1)  # [B', 1 (+ N)]
+        vectors = self.capsule_view(torch.cat([history, candidate_ids], dim=1))  # [B', L + 1 (+ N), h]
+        # one split (one gradient concatenation backward) rather than slices
+        behaviours, candidates = vectors.split([history.shape[1], candidate_ids.shape[1]], 1)
+        target_vectors = candidates[:, 0]  # [B', h]
         interests, interest_mask = self.interests(rows, behaviours=behaviours)
         user_vectors = self.attention(interests, interest_mask, target_vectors)  # [B', h]
         if not sampled:
@@ -291,11 +291,12 @@ class IaCN(nn.Module):
             eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
             logits = logits.masked_fill(same_item & ~eye, float("-inf"))
             return nn.functional.cross_entropy(logits, torch.arange(len(targets), device=targets.device))
-        positive = (user_vectors * target_vectors).sum(-1, keepdim=True)  # [B', 1]
-        negative = batched_dot(negative_vectors, user_vectors)  # [B', N]
-        negative = negative.masked_fill(negatives == targets.unsqueeze(-1), float("-inf"))  # accidental hits
-        logits = torch.cat([positive, negative], dim=-1)
-        return -torch.log_softmax(logits, dim=-1)[:, 0].mean()
+        # column 0 is the positive; a negative that happens to be the target is dropped
+        logits = batched_dot(candidates, user_vectors)  # [B', 1 + N]
+        accidental = candidate_ids == targets.unsqueeze(-1)
+        accidental[:, 0] = False
+        logits = logits.masked_fill(accidental, float("-inf"))
+        return nn.functional.cross_entropy(logits, targets.new_zeros(len(targets)))
 
 
 def _select_rows(interaction, keep, fields):
