@@ -300,3 +300,27 @@ def test_fused_adam_steps_like_recboles_adam(data_root, ml100k):
     difference = (updated[0] - updated[1]).abs()
     assert difference.max() < 0.05 * lr
     assert difference.mean() < 1e-4 * lr
+
+
+def test_float_field_vectors_start_defined_and_follow_embedding_init(data_root):
+    """A float feature's learned vector: zero in a bare FeatureEmbedder (a host that never resets), drawn
+    with std ``embedding_init_std`` by ``CTRModel.reset_parameters``."""
+    from recbole_iacn.model.embedding import FeatureEmbedder, ItemEmbedding
+    from recbole_iacn.model.schema import FeatureSchema, FieldInfo
+
+    fields = {
+        "user_id": FieldInfo("user_id", "token", "inter", 5, 1),
+        "item_id": FieldInfo("item_id", "token", "inter", 7, 1),
+        "label": FieldInfo("label", "float", "inter", 0, 1),
+        "item_id_list": FieldInfo("item_id_list", "token_seq", "inter", 7, 4),
+        "item_length": FieldInfo("item_length", "token", "inter", 0, 1),
+        "price": FieldInfo("price", "float", "item", 0, 1),
+    }
+    schema = FeatureSchema("user_id", "item_id", "label", "item_id_list", "item_length", None, None, fields)
+    bare = FeatureEmbedder(schema, 64, ItemEmbedding(7, 64))
+    assert torch.equal(bare.item_fields.floats["price"], torch.zeros(64))
+    config, model_class = model_config("DAIN", data_root, embedding_init="normal", embedding_init_std=0.5)
+    torch.manual_seed(0)
+    model = model_class(config, schema)
+    vector = model.embedder.item_fields.floats["price"].detach()
+    assert 0.35 < vector.std().item() < 0.65

@@ -66,7 +66,8 @@ def init_embedding_(weight: torch.Tensor, method: str, std: float, padding_idx: 
 
     ``normal`` gives every table the same scale whatever its size. Xavier-normal per table gives a
     20-row category table a std of sqrt(2 / 38) = 0.23 beside 0.034 for the 1,683-row ml-100k item
-    table: ``benchmarks/din_vs_recbole.py`` traced our DIN's lower AUC against RecBole's DIN to that.
+    table; RecBole's DIN holds items and categories in one table, at one scale. Configured like
+    RecBole's DIN, ours trains to a lower AUC for that reason alone (``benchmarks/din_vs_recbole.py``).
     """
     if method == "normal":
         nn.init.normal_(weight, mean=0.0, std=std)
@@ -143,8 +144,9 @@ class FieldEmbedding(nn.Module):
         self.types = {n: schema.fields[n].type for n in names}
         sizes = [schema.num(n) for n in self.token_names + self.sequence_names]
         self.tokens = OffsetEmbedding(sizes, dim) if sizes else None
-        # one learned vector per float field, scaled by the value; initialised with the id tables
-        self.floats = nn.ParameterDict({n: nn.Parameter(torch.empty(dim)) for n in self.float_names})
+        # one learned vector per float field, scaled by the value; CTRModel.reset_parameters draws it
+        # with the id tables (zero until then: a host that never resets still starts from defined values)
+        self.floats = nn.ParameterDict({n: nn.Parameter(torch.zeros(dim)) for n in self.float_names})
         self.output_dim = dim * (len(sizes) + len(self.float_names))
 
     def forward(self, interaction, batch_size: int, device) -> torch.Tensor:
