@@ -267,6 +267,41 @@ def test_aux_loss_is_the_sampled_softmax_written_out(iacn_model, ml100k, monkeyp
     assert torch.allclose(loss, torch.stack(expected).mean(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
+def test_aux_loss_masked_rows_equal_selected_rows(iacn_model, ml100k, monkeypatch, sampler):
+    """The accelerator path (every row computed, the ones that do not count weighted 0) gives the
+    value and every gradient of the CPU path (rows selected first), with the same negatives per row."""
+    model, _ = iacn_model
+    iacn = model.iacn
+    batch = sample_batch(ml100k, 80)
+    batch["item_id_list"][5] = 0
+    batch["item_length"][5] = 0  # an empty history
+    keep = (batch["label"] > 0.5) & (batch["item_length"] > 0)
+    drawn = torch.randint(1, iacn.schema.num_items, (80, iacn.num_negatives), generator=torch.Generator().manual_seed(2))
+    drawn[keep.nonzero().squeeze(1)[:4], 0] = batch["item_id"][keep][:4]  # accidental hits
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, **kw: (drawn if size[0] == 80 else drawn[keep]).clone())
+    monkeypatch.setattr(iacn, "negative_sampler", sampler)
+    results = []
+    for select_rows in (True, False):
+        model.zero_grad()
+        loss = iacn.loss(batch, select_rows=select_rows)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in iacn.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (selected, selected_grads), (masked, masked_grads) = results
+    assert torch.allclose(selected, masked, rtol=1e-5)
+    assert selected_grads.keys() == masked_grads.keys() and len(selected_grads) >= 4
+    for name in selected_grads:
+        assert torch.allclose(selected_grads[name], masked_grads[name], rtol=1e-4, atol=1e-7), name
+    # no usable row: 0, with finite (zero) gradients
+    batch["label"][:] = 0
+    model.zero_grad()
+    empty = iacn.loss(batch, select_rows=False)
+    empty.backward()
+    assert empty.item() == 0.0
+    assert all(torch.all(p.grad == 0) for p in iacn.parameters() if p.grad is not None)
+
+
 def _gradients(model, batch, delta, main_weight, aux_weight):
     """Gradients of main_weight·L_main + aux_weight·λ·L_IaCN with δ set as given."""
     model.zero_grad()

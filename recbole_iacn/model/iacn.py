@@ -22,6 +22,7 @@ from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedd
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+SELECT_ROWS = ("auto", True, False)
 
 
 # ---------------------------------------------------------------------------- gradient mixing
@@ -160,6 +161,7 @@ class IaCN(nn.Module):
         self.num_negatives = config["iacn_num_negatives"]
         self.negative_sampler = config["iacn_negative_sampler"]
         self.max_interests = config["iacn_max_interests"]
+        self.select_rows = config["iacn_select_rows"]
         self.aux_item_embedding = Embedding(schema.num_items, self.dim, padding_idx=0)  # E_aux
         self.routing = BehaviourToInterestRouting(
             self.dim,
@@ -219,6 +221,11 @@ class IaCN(nn.Module):
         hidden = config["iacn_mlp_hidden_size"]
         if not isinstance(hidden, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in hidden):
             raise ConfigError(f"iacn_mlp_hidden_size must be a list of positive integers (may be empty), got {hidden!r}.")
+        if config["iacn_select_rows"] not in SELECT_ROWS:
+            raise ConfigError(
+                f"iacn_select_rows must be auto, true or false, got {config['iacn_select_rows']!r}: auto selects "
+                "the auxiliary loss's rows on CPU and masks them on other devices."
+            )
         if config["iacn_negative_sampler"] not in NEGATIVE_SAMPLERS:
             raise ConfigError(
                 f"iacn_negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {config['iacn_negative_sampler']!r}."
@@ -261,16 +268,36 @@ class IaCN(nn.Module):
         return scores.masked_fill(~interest_mask, float("-inf")).max(-1).values
 
     # ------------------------------------------------------------------ loss
-    def loss(self, interaction) -> torch.Tensor:
+    def loss(self, interaction, select_rows: bool | None = None) -> torch.Tensor:
         """``L_IaCN``: sampled-softmax negative log-likelihood of the candidate given ``i_u``, over
-        samples with label 1 and a non-empty history (0, still in the graph, when there are none)."""
+        samples with label 1 and a non-empty history (0, still in the graph, when there are none).
+
+        ``select_rows`` (default: ``iacn_select_rows``, whose ``auto`` means on CPU only) gathers those
+        rows first, which halves the work; else every row is computed and the others are weighted 0,
+        which gives the same value and gradients without the two host synchronisations (``any``,
+        ``nonzero``) that stall a GPU's queue.
+        """
         s = self.schema
         label = interaction[s.label_field]
         keep = (label > 0.5) & (interaction[s.history_length_field] > 0)  # label 1, non-empty history
-        if not bool(keep.any()):
-            return self.aux_item_embedding.weight.sum() * 0.0
+        if select_rows is None:
+            select_rows = self.select_rows if self.select_rows != "auto" else keep.device.type == "cpu"
         fields = [s.item_field, s.history_item_field, s.history_length_field, *self.profile_fields]
-        rows = _select_rows(interaction, keep, fields)
+        if select_rows:
+            if not bool(keep.any()):
+                return self.aux_item_embedding.weight.sum() * 0.0
+            rows = _select_rows(interaction, keep, fields)
+            losses = self._candidate_losses(rows, keep=None)
+            return losses.mean()
+        rows = {f: interaction[f] for f in fields}
+        weights = keep.to(self.aux_item_embedding.weight.dtype)
+        losses = self._candidate_losses(rows, keep=keep)
+        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+    def _candidate_losses(self, rows, keep: torch.Tensor | None) -> torch.Tensor:
+        """``-log P(c_t | i_u)`` of each row ``[B']``. ``keep`` (when rows were not selected) marks the
+        rows that count; in-batch negatives are drawn from those rows only."""
+        s = self.schema
         history, targets = rows[s.history_item_field], rows[s.item_field]  # [B', L], [B']
         sampled = self.negative_sampler == "uniform"
         if sampled:
@@ -285,18 +312,21 @@ class IaCN(nn.Module):
         target_vectors = candidates[:, 0]  # [B', h]
         interests, interest_mask = self.interests(rows, behaviours=behaviours)
         user_vectors = self.attention(interests, interest_mask, target_vectors)  # [B', h]
-        if not sampled:
+        if sampled:
+            # column 0 is the positive; a negative that happens to be the target is dropped
+            logits = batched_dot(candidates, user_vectors)  # [B', 1 + N]
+            excluded = candidate_ids == targets.unsqueeze(-1)
+            excluded[:, 0] = False
+            target_column = targets.new_zeros(len(targets))
+        else:
             logits = user_vectors @ target_vectors.t()  # [B', B'], the diagonal is the positive
-            same_item = targets.unsqueeze(0) == targets.unsqueeze(1)
-            eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
-            logits = logits.masked_fill(same_item & ~eye, float("-inf"))
-            return nn.functional.cross_entropy(logits, torch.arange(len(targets), device=targets.device))
-        # column 0 is the positive; a negative that happens to be the target is dropped
-        logits = batched_dot(candidates, user_vectors)  # [B', 1 + N]
-        accidental = candidate_ids == targets.unsqueeze(-1)
-        accidental[:, 0] = False
-        logits = logits.masked_fill(accidental, float("-inf"))
-        return nn.functional.cross_entropy(logits, targets.new_zeros(len(targets)))
+            excluded = targets.unsqueeze(0) == targets.unsqueeze(1)  # the same item in another row
+            if keep is not None:
+                excluded = excluded | ~keep.unsqueeze(0)  # rows that do not count are no negatives
+            excluded.fill_diagonal_(False)
+            target_column = torch.arange(len(targets), device=targets.device)
+        logits = logits.masked_fill(excluded, float("-inf"))
+        return nn.functional.cross_entropy(logits, target_column, reduction="none")
 
 
 def _select_rows(interaction, keep, fields):
