@@ -134,7 +134,7 @@ def test_restored_model_predicts_from_raw_tokens(trained, ml100k, tmp_path):
         ("DAIN_IaCN", "iacn_routing_stop_gradient", "yes", "iacn_routing_stop_gradient"),
         ("DIN_IaCN", "iacn_attention_power", 1.5, "iacn_attention_power"),
         ("DIN_IaCN", "iacn_negative_sampler", "popular", "iacn_negative_sampler"),
-        ("DIEN_IaCN", "iacn_select_rows", "sometimes", "iacn_select_rows"),
+        ("DIEN_IaCN", "iacn_select_rows", "auto", "iacn_select_rows"),
         ("DIN", "embedding_size", 0, "embedding_size"),
         ("DIN", "mlp_hidden_size", [200, -1], "mlp_hidden_size"),
         ("DIN", "dropout_prob", 1.0, "dropout_prob"),

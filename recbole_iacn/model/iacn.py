@@ -22,7 +22,6 @@ from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedd
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
-SELECT_ROWS = ("auto", True, False)
 
 
 # ---------------------------------------------------------------------------- gradient mixing
@@ -221,10 +220,10 @@ class IaCN(nn.Module):
         hidden = config["iacn_mlp_hidden_size"]
         if not isinstance(hidden, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in hidden):
             raise ConfigError(f"iacn_mlp_hidden_size must be a list of positive integers (may be empty), got {hidden!r}.")
-        if config["iacn_select_rows"] not in SELECT_ROWS:
+        if not isinstance(config["iacn_select_rows"], bool):
             raise ConfigError(
-                f"iacn_select_rows must be auto, true or false, got {config['iacn_select_rows']!r}: auto selects "
-                "the auxiliary loss's rows on CPU and masks them on other devices."
+                f"iacn_select_rows must be true (gather the auxiliary loss's rows first) or false (compute every "
+                f"row, weight the others 0), got {config['iacn_select_rows']!r}."
             )
         if config["iacn_negative_sampler"] not in NEGATIVE_SAMPLERS:
             raise ConfigError(
@@ -272,16 +271,16 @@ class IaCN(nn.Module):
         """``L_IaCN``: sampled-softmax negative log-likelihood of the candidate given ``i_u``, over
         samples with label 1 and a non-empty history (0, still in the graph, when there are none).
 
-        ``select_rows`` (default: ``iacn_select_rows``, whose ``auto`` means on CPU only) gathers those
-        rows first, which halves the work; else every row is computed and the others are weighted 0,
-        which gives the same value and gradients without the two host synchronisations (``any``,
-        ``nonzero``) that stall a GPU's queue.
+        ``select_rows`` (default: ``iacn_select_rows``) gathers those rows first, which halves the work;
+        else every row is computed and the others are weighted 0, which gives the same value and
+        gradients without the two host synchronisations (``any``, ``nonzero``). On an H100 at batch 1024
+        that made no consistent difference (benchmarks/results/2026-11-23/performance-cuda-select-rows).
         """
         s = self.schema
         label = interaction[s.label_field]
         keep = (label > 0.5) & (interaction[s.history_length_field] > 0)  # label 1, non-empty history
         if select_rows is None:
-            select_rows = self.select_rows if self.select_rows != "auto" else keep.device.type == "cpu"
+            select_rows = self.select_rows
         fields = [s.item_field, s.history_item_field, s.history_length_field, *self.profile_fields]
         if select_rows:
             if not bool(keep.any()):
