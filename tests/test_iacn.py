@@ -269,8 +269,8 @@ def test_aux_loss_is_the_sampled_softmax_written_out(iacn_model, ml100k, monkeyp
 
 @pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
 def test_aux_loss_masked_rows_equal_selected_rows(iacn_model, ml100k, monkeypatch, sampler):
-    """The accelerator path (every row computed, the ones that do not count weighted 0) gives the
-    value and every gradient of the CPU path (rows selected first), with the same negatives per row."""
+    """``select_rows=False`` (every row computed, the ones that do not count weighted 0) gives the value
+    and every gradient of ``select_rows=True`` (rows gathered first), with the same negatives per row."""
     model, _ = iacn_model
     iacn = model.iacn
     batch = sample_batch(ml100k, 80)

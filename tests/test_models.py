@@ -173,7 +173,8 @@ def test_embedding_init_normal_gives_every_table_the_same_scale(name, ml100k, da
     default, _ = build(name, ml100k, data_root)
     items, categories = default.embedder.item_embedding.original.table, default.embedder.category_embedding
     ratio = categories.weight[1:].std() / items.weight[1:].std()
-    expected = ((items.num_embeddings + 18) / (categories.num_embeddings + 18)) ** 0.5  # Xavier: sqrt(2/(n+d))
+    d = default.embedding_size
+    expected = ((items.num_embeddings + d) / (categories.num_embeddings + d)) ** 0.5  # Xavier: sqrt(2/(n+d))
     assert abs(ratio.item() / expected - 1) < 0.25
 
 

@@ -109,7 +109,7 @@ class CTRModel(AbstractRecommender):
                 f"embedding_init must be one of {', '.join(EMBEDDING_INITS)}, got {config['embedding_init']!r}."
             )
         std = config["embedding_init_std"]
-        if not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0 or std != std:
+        if not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0:  # NaN fails > 0 too
             raise ConfigError(f"embedding_init_std must be a number > 0 such as 0.01, got {std!r}.")
         for key in cls.activation_keys:
             if str(config[key]).lower() not in ACTIVATIONS:
