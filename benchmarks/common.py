@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_PATH = REPO_ROOT / "dataset"
@@ -138,6 +138,64 @@ def parse_overrides(items: Iterable[str] | None) -> dict:
             raise ValueError(f"--config_dict takes key=value pairs, got {item!r}.")
         overrides[key] = parse_override(key, value)
     return overrides
+
+
+# ------------------------------------------------------------------------------ RecBole's classes on our data
+#: ``recbole.X@ctr``: RecBole's own X class trained on the package's CTR view, i.e. on the very samples,
+#: batches and test rows ours use, so that the two sides' AUCs are comparable.
+SAME_DATA = "@ctr"
+SAME_DATA_HOSTS = ("DIN", "DIEN")
+
+
+def same_data_host(name: str) -> Optional[str]:
+    """``"recbole.DIN@ctr"`` → ``"DIN"`` (the plugin host whose data it reads); None for other names."""
+    if name.startswith("recbole.") and name.endswith(SAME_DATA):
+        return name[len("recbole."):-len(SAME_DATA)]
+    return None
+
+
+def on_ctr_view(prepared, host: str):
+    """``prepared`` (the plugin ``host``'s CTR data) with RecBole's own ``host`` class as the model: RecBole's
+    model YAML fills the model's settings, except those both sides share (embedding size)."""
+    import dataclasses
+    import os
+
+    import recbole
+    import yaml
+    from recbole.utils import get_model
+
+    with open(os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{host}.yaml"), encoding="utf-8") as f:
+        defaults = yaml.safe_load(f) or {}
+    for key, value in defaults.items():
+        if key != "embedding_size":
+            prepared.config[key] = value
+    prepared.config["fused_optimizer"] = False  # RecBole's own optimizer, as in RecBole
+    model_class = get_model(host)
+    if host == "DIEN":
+        model_class = _dien_with_sampled_negative_sequence(model_class)
+    return dataclasses.replace(prepared, model_class=model_class)
+
+
+def _dien_with_sampled_negative_sequence(dien):
+    """RecBole's DIEN reads a negative behaviour sequence that only its DIENDataset provides (one uniform
+    draw per dataset); on the CTR view it is drawn uniformly for every batch, padding kept."""
+    import torch
+
+    class DIEN(dien):
+        def _with_negatives(self, interaction):
+            if self.NEG_ITEM_SEQ not in interaction.interaction:
+                history = interaction[self.ITEM_SEQ]
+                negatives = torch.randint(1, self.n_items, history.shape, device=history.device)
+                interaction.interaction[self.NEG_ITEM_SEQ] = negatives * (history > 0)
+            return interaction
+
+        def calculate_loss(self, interaction):
+            return super().calculate_loss(self._with_negatives(interaction))
+
+        def predict(self, interaction):
+            return super().predict(self._with_negatives(interaction))
+
+    return DIEN
 
 
 # ------------------------------------------------------------------------------ datasets

@@ -1,24 +1,41 @@
-"""Reproduce the IaCN paper's Tables 1-2 and δ sweep on the data at hand.
+"""Reproduce the IaCN paper's Tables 1-2 and δ sweep on the data at hand, every model trained to convergence.
 
-For every (model, dataset, setting) the base host and its ``_IaCN`` variant are trained over the same
-seeds; test AUC is reported as mean ± SD (sample SD, ddof = 1) and the IaCN − base difference with a
-paired t-test over seeds (``scipy.stats.ttest_rel``, n = number of seeds both sides finished).
+Every run trains with early stopping on the validation AUC (``--stopping-step`` epochs without a better
+one, at most ``--epochs``), reloads the best epoch and tests it. Table 1 trains four variants of each
+host over the same seeds, so that IaCN's gain can be told apart from its extra width:
 
-Usage (full run; see benchmarks/README.md)::
+* ``base``: the host ``X``;
+* ``wide``: ``X`` with an item table as wide as ``X_IaCN``'s (``item_embedding_size = d + d_aux``, no
+  IaCN): the same item-vector width and the same host layers, without the auxiliary task;
+* ``lambda0``: ``X_IaCN`` with λ = 0 (``E_aux`` read by the host, no auxiliary loss);
+* ``iacn``: ``X_IaCN``.
 
-    python benchmarks/reproduce.py --table all --datasets ml-100k ml-1m-sample --seeds 5
+``--table hosts`` trains our DIN / DIEN beside RecBole's own classes on the same CTR rows
+(``recbole.X@ctr``), both early-stopped, and compares test AUC and time to the best epoch.
+
+Test AUC is reported as mean ± SD (sample SD, ddof = 1) and each comparison as the paired difference
+with a t-test over seeds (``scipy.stats.ttest_rel``, n = number of seeds both sides finished).
+
+Each finished run is written to ``runs.csv`` at once (the file is replaced atomically); the same command
+run again skips the runs already there, so a multi-hour table survives a stop.
+
+Usage (see benchmarks/README.md)::
+
+    python benchmarks/reproduce.py --table 1 --datasets ml-100k ml-1m-sample --seeds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -30,7 +47,19 @@ from benchmarks import common  # noqa: E402
 HOSTS = ("WideDeep", "DIN", "DIEN", "DAIN")
 HOST_LABELS = {"WideDeep": "Wide&Deep", "DIN": "DIN", "DIEN": "DIEN", "DAIN": "DAIN"}
 IACN_SUFFIX = "_IaCN"
-TABLES = ("1", "2", "delta", "all")
+TABLES = ("1", "2", "delta", "hosts", "all")
+#: Table 1's variants of each host (see the module docstring) and RecBole's class on our rows (hosts).
+VARIANTS = ("base", "wide", "lambda0", "iacn")
+RECBOLE_VARIANT = "recbole"
+VARIANT_LABELS = {"base": "{h}", "wide": "{h}, E_orig of d + d_aux", "lambda0": "{h} + IaCN, λ = 0",
+                  "iacn": "{h} + IaCN", RECBOLE_VARIANT: "RecBole's {h} (same rows)"}
+DEFAULT_MAX_EPOCHS = 100
+DEFAULT_STOPPING_STEP = 5
+HOSTS_TARGET_AUC_GAP = 0.002  # ours ≥ RecBole's − this
+HOSTS_TARGET_TIME_RATIO = 0.5  # ours' time to best epoch ≤ this × RecBole's
+#: the commit of the code this process imported (read once at start: a commit made while a long run goes
+#: on must not be credited with rows trained by the older code)
+CODE_COMMIT: Optional[str] = None
 DEFAULT_DATASETS = ("ml-100k", "ml-1m-sample")
 DEFAULT_SEEDS = 5
 FIRST_SEED = 2020
@@ -54,19 +83,22 @@ PAPER_DELTA = {0.1: 0.862, 0.2: 0.864, 0.3: 0.864, 0.4: 0.864, 0.5: 0.861, 0.6: 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: ``model`` on ``dataset`` with ``seed`` and extra config ``overrides``."""
+    """One training run: ``variant`` of ``host`` on ``dataset`` with ``seed`` (and Table 2's length l
+    or the δ sweep's δ)."""
 
     table: str
     dataset: str
     host: str
-    variant: str  # "base" or "iacn"
+    variant: str  # one of VARIANTS or RECBOLE_VARIANT
     seed: int
     max_len: Optional[int] = None
     delta: Optional[float] = None
 
     @property
     def model(self) -> str:
-        return self.host + (IACN_SUFFIX if self.variant == "iacn" else "")
+        if self.variant == RECBOLE_VARIANT:
+            return f"recbole.{self.host}{common.SAME_DATA}"
+        return self.host + (IACN_SUFFIX if self.variant in ("lambda0", "iacn") else "")
 
     def overrides(self) -> dict:
         extra = {"seed": self.seed}
@@ -74,7 +106,19 @@ class RunSpec:
             extra["MAX_ITEM_LIST_LENGTH"] = self.max_len
         if self.delta is not None:
             extra["iacn_delta"] = self.delta
+        if self.variant == "lambda0":
+            extra["iacn_lambda"] = 0.0
         return extra
+
+    def key(self) -> tuple:
+        """What identifies a finished run in ``runs.csv`` (as text, the way the CSV reads back)."""
+        return tuple("" if v is None else str(v) for v in
+                     (self.table, self.dataset, self.host, self.variant, self.seed, self.max_len, self.delta))
+
+
+def row_key(row: dict) -> tuple:
+    return tuple("" if row.get(k) in (None, "") or row.get(k) != row.get(k) else str(row.get(k))
+                 for k in ("table", "dataset", "host", "variant", "seed", "max_len", "delta"))
 
 
 @dataclass
@@ -149,18 +193,24 @@ def fmt_comparison(c: Comparison) -> str:
 # ------------------------------------------------------------------------------ planning
 def plan(tables: Sequence[str], hosts: Sequence[str], datasets: Sequence[str], seeds: Sequence[int],
          lengths: Sequence[int] = DEFAULT_LENGTHS, length_hosts: Sequence[str] = DEFAULT_LENGTH_HOSTS,
-         deltas: Sequence[float] = DEFAULT_DELTAS, delta_host: str = DEFAULT_DELTA_HOST) -> list[RunSpec]:
-    """Every run the requested tables need (runs shared by two tables are planned twice, on purpose:
-    each table is a self-contained experiment)."""
+         deltas: Sequence[float] = DEFAULT_DELTAS, delta_host: str = DEFAULT_DELTA_HOST,
+         variants: Sequence[str] = VARIANTS) -> list[RunSpec]:
+    """Every run the requested tables need, seed by seed: a table cut short holds complete pairs for
+    the seeds it reached (runs shared by two tables are planned twice, on purpose: each table is a
+    self-contained experiment)."""
     runs: list[RunSpec] = []
-    for dataset in datasets:
-        if "1" in tables:
-            runs += [RunSpec("1", dataset, h, v, s) for h in hosts for v in ("base", "iacn") for s in seeds]
-        if "2" in tables:
-            runs += [RunSpec("2", dataset, h, v, s, max_len=l)
-                     for h in length_hosts for l in lengths for v in ("base", "iacn") for s in seeds]
-        if "delta" in tables:
-            runs += [RunSpec("delta", dataset, delta_host, "iacn", s, delta=d) for d in deltas for s in seeds]
+    for seed in seeds:
+        for dataset in datasets:
+            if "1" in tables:
+                runs += [RunSpec("1", dataset, h, v, seed) for h in hosts for v in variants]
+            if "hosts" in tables:
+                runs += [RunSpec("hosts", dataset, h, v, seed) for h in hosts if h in common.SAME_DATA_HOSTS
+                         for v in ("base", RECBOLE_VARIANT)]
+            if "2" in tables:
+                runs += [RunSpec("2", dataset, h, v, seed, max_len=l)
+                         for h in length_hosts for l in lengths for v in ("base", "iacn")]
+            if "delta" in tables:
+                runs += [RunSpec("delta", dataset, delta_host, "iacn", seed, delta=d) for d in deltas]
     return runs
 
 
@@ -169,43 +219,140 @@ def expand_tables(table: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------ running
-def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
-    """Train and test one run; returns its raw metrics row (``error`` set if it failed)."""
-    from recbole_iacn.quick_start import run
+def wide_item_size(host: str, dataset: str, base_config: dict) -> int:
+    """``d + d_aux``: the item-vector width of ``host_IaCN`` under the same settings."""
+    from recbole_iacn.quick_start import make_config
 
-    config = {**base_config, **spec.overrides(), "checkpoint_dir": checkpoint_dir}
+    config, _, _ = make_config(host + IACN_SUFFIX, dataset, config_dict=base_config)
+    return int(config["item_embedding_size"] or config["embedding_size"]) + int(config["iacn_embedding_size"])
+
+
+def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
+    """Train one run to its best epoch (early stopping on the validation AUC), test that epoch; returns
+    its metrics row (``error`` set if it failed)."""
+    from recbole_iacn.quick_start import prepare, run
+
     row = {**asdict(spec), "model": spec.model}
     started = time.perf_counter()
     try:
-        result = run(spec.model, spec.dataset, config_dict=config, saved=True)
+        config = {**base_config, **spec.overrides(), "checkpoint_dir": checkpoint_dir}
+        if spec.variant == "wide":
+            config["item_embedding_size"] = wide_item_size(spec.host, spec.dataset, base_config)
+        if spec.variant == RECBOLE_VARIANT:  # RecBole's class on our CTR view: same rows, its own settings
+            prepared = common.on_ctr_view(prepare(spec.host, spec.dataset, config_dict=config), spec.host)
+        else:
+            prepared = prepare(spec.model, spec.dataset, config_dict=config)
+        curve: list[tuple[int, float, float]] = []  # (epoch, valid score, seconds since training began)
+        fit_started = time.perf_counter()
+        result = run(spec.model, spec.dataset, prepared=prepared, saved=True,
+                     epoch_callback=lambda trainer, epoch, score, _: curve.append(
+                         (epoch, float(score), time.perf_counter() - fit_started)))
     except Exception as exc:  # one failed run must not lose the others: recorded in the CSV
         row.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 2))
         return row
+    finally:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     test, valid = result["test_result"], result["best_valid_result"]
+    best = best_epoch(curve)
+    plain = result["config"]
     row.update(
         test_auc=float(test.get("auc", math.nan)),
         test_logloss=float(test.get("logloss", math.nan)),
         valid_auc=float(valid.get("auc", math.nan)),
-        epochs=result["config"].get("epochs"),
-        max_len_used=result["config"].get("MAX_ITEM_LIST_LENGTH"),
-        delta_used=result["config"].get("iacn_delta"),
+        best_epoch=best[0] if best else "",
+        epochs_run=len(curve),
+        seconds_to_best=round(best[2], 2) if best else "",
+        train_seconds=round(curve[-1][2], 2) if curve else "",
         seconds=round(time.perf_counter() - started, 2),
+        max_epochs=plain.get("epochs"),
+        stopping_step=plain.get("stopping_step"),
+        max_len_used=plain.get("MAX_ITEM_LIST_LENGTH"),
+        delta_used=plain.get("iacn_delta"),
+        lambda_used=plain.get("iacn_lambda"),
+        item_embedding_size=plain.get("item_embedding_size") or plain.get("embedding_size"),
+        learning_rate=plain.get("learning_rate"),
+        threads=_torch_threads(),
+        commit=CODE_COMMIT or common.git_commit(),
         error="",
     )
     return row
 
 
+def best_epoch(curve: Sequence[tuple]) -> Optional[tuple]:
+    """The first epoch with the highest validation score, as RecBole's early stopping keeps it."""
+    best = None
+    for point in curve:
+        if best is None or point[1] > best[1]:
+            best = point
+    return best
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier ``runs.csv`` (numbers parsed back), or none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    for row in rows:
+        for key, value in list(row.items()):
+            row[key] = _parse_cell(key, value)
+    return rows
+
+
+_INT_COLUMNS = ("seed", "max_len", "best_epoch", "epochs_run", "max_epochs", "stopping_step", "max_len_used",
+                "item_embedding_size", "threads")
+
+
+def _parse_cell(key: str, value):
+    if value in (None, ""):
+        return None if key in ("max_len", "delta") else ("" if key == "error" else value)
+    if key in _INT_COLUMNS:
+        try:
+            return int(float(value))
+        except ValueError:
+            return value
+    if key in ("table", "dataset", "host", "variant", "model", "error", "commit"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def write_rows(path: Path, rows: Sequence[dict], header: list[str]) -> Path:
+    """Write ``runs.csv`` to a temporary sibling and rename it into place: a stop never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    common.write_csv(partial, list(rows), header)
+    os.replace(partial, path)
+    return path
+
+
 def run_all(runs: Sequence[RunSpec], base_config: dict, on_row: Callable[[list], None] | None = None,
-            log=print) -> list[dict]:
-    """Run every planned run in order, calling ``on_row(rows)`` after each (to save progress)."""
-    rows: list[dict] = []
+            log=print, done: Sequence[dict] = ()) -> list[dict]:
+    """Run every planned run in order, calling ``on_row(rows)`` after each (to save progress). Runs
+    whose successful row is in ``done`` are skipped (their row is kept); failed ones run again."""
+    finished = {row_key(r): r for r in done if not r.get("error")}
+    rows: list[dict] = [r for r in done if not r.get("error")]
+    todo = [spec for spec in runs if spec.key() not in finished]
+    if finished:
+        log(f"{len(runs) - len(todo)} of {len(runs)} runs already finished (kept); {len(todo)} to run")
     scratch = tempfile.mkdtemp(prefix="iacn-bench-")
     try:
-        for i, spec in enumerate(runs, 1):
-            row = train_once(spec, base_config, scratch)
+        for i, spec in enumerate(todo, 1):
+            row = train_once(spec, base_config, os.path.join(scratch, str(i)))
             rows.append(row)
-            status = row["error"] or f"test AUC {row['test_auc']:.4f}"
-            log(f"[{i}/{len(runs)}] table {spec.table} {spec.dataset} {spec.model} seed={spec.seed}"
+            status = row["error"] or (f"test AUC {row['test_auc']:.4f}, best epoch {row['best_epoch']} "
+                                      f"of {row['epochs_run']}")
+            log(f"[{i}/{len(todo)}] table {spec.table} {spec.dataset} {spec.model} ({spec.variant}) seed={spec.seed}"
                 f"{'' if spec.max_len is None else f' l={spec.max_len}'}"
                 f"{'' if spec.delta is None else f' δ={spec.delta}'}: {status} ({row['seconds']} s)")
             if on_row is not None:
@@ -216,27 +363,78 @@ def run_all(runs: Sequence[RunSpec], base_config: dict, on_row: Callable[[list],
 
 
 # ------------------------------------------------------------------------------ summarising
-def auc_by_seed(rows: Sequence[dict], **match) -> dict:
-    """``{seed: test_auc}`` of the successful rows matching every ``key=value`` in ``match``."""
-    return {r["seed"]: r["test_auc"] for r in rows
-            if not r.get("error") and all(r.get(k) == v for k, v in match.items())}
+def auc_by_seed(rows: Sequence[dict], column: str = "test_auc", **match) -> dict:
+    """``{seed: value of column}`` of the successful rows matching every ``key=value`` in ``match``."""
+    return {r["seed"]: float(r[column]) for r in rows
+            if not r.get("error") and r.get(column) not in (None, "") and all(r.get(k) == v for k, v in match.items())}
 
 
-def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequence[str]) -> str:
-    """Table 1 (models × datasets), the differences with their paired tests, and the paper's figures."""
+def variant_label(variant: str, host: str) -> str:
+    return VARIANT_LABELS[variant].format(h=HOST_LABELS.get(host, host))
+
+
+def mean_of(rows: Sequence[dict], column: str, **match) -> str:
+    values = list(auc_by_seed(rows, column, **match).values())
+    return "n/a" if not values else f"{statistics.fmean(values):.1f}"
+
+
+def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequence[str],
+                    variants: Sequence[str] = VARIANTS) -> str:
+    """Table 1 (variants × datasets), X_IaCN against each control with its paired test, the epochs and
+    times to the best epoch, and the paper's figures."""
     columns = ["model", *datasets]
-    body, diffs = [], []
+    body, diffs, epochs = [], [], []
     for host in hosts:
-        comps = [paired_test(auc_by_seed(rows, table="1", dataset=d, host=host, variant="base"),
-                             auc_by_seed(rows, table="1", dataset=d, host=host, variant="iacn")) for d in datasets]
-        body.append([HOST_LABELS.get(host, host), *[fmt_mean_sd(c.base_mean, c.base_sd) for c in comps]])
-        body.append([f"{HOST_LABELS.get(host, host)} + IaCN", *[fmt_mean_sd(c.iacn_mean, c.iacn_sd) for c in comps]])
-        diffs.append([f"{HOST_LABELS.get(host, host)}: IaCN − base", *[fmt_comparison(c) for c in comps]])
-    text = "## Table 1: test AUC (mean ± SD over seeds)\n\n" + common.markdown_table(columns, body)
-    text += "\n### IaCN − base (mean ± SD of the paired differences; paired t-test over seeds)\n\n"
-    text += common.markdown_table(columns, diffs)
+        for variant in variants:
+            cells = [fmt_mean_sd(*mean_sd(list(auc_by_seed(rows, table="1", dataset=d, host=host,
+                                                           variant=variant).values()))) for d in datasets]
+            body.append([variant_label(variant, host), *cells])
+            epochs.append([variant_label(variant, host), *[
+                f"{mean_of(rows, 'best_epoch', table='1', dataset=d, host=host, variant=variant)} / "
+                f"{mean_of(rows, 'seconds_to_best', table='1', dataset=d, host=host, variant=variant)} s"
+                for d in datasets]])
+        if "iacn" not in variants:
+            continue
+        for control in (v for v in variants if v != "iacn"):
+            comps = [paired_test(auc_by_seed(rows, table="1", dataset=d, host=host, variant=control),
+                                 auc_by_seed(rows, table="1", dataset=d, host=host, variant="iacn")) for d in datasets]
+            diffs.append([f"{variant_label('iacn', host)} − {variant_label(control, host)}",
+                          *[fmt_comparison(c) for c in comps]])
+    text = "## Table 1: test AUC at the best validation epoch (mean ± SD over seeds)\n\n"
+    text += common.markdown_table(columns, body)
+    if diffs:
+        text += ("\n### X + IaCN − each control (mean ± SD of the paired differences; paired t-test over seeds)\n\n"
+                 + common.markdown_table(columns, diffs))
+    text += ("\n### Best epoch (0-based) / seconds from the start of training to the end of its validation "
+             "(means over seeds)\n\n" + common.markdown_table(columns, epochs))
     text += "\n" + paper_table1_markdown(hosts)
     return text
+
+
+def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequence[str]) -> str:
+    """Our DIN / DIEN against RecBole's class on the same CTR rows: test AUC and time to the best epoch."""
+    columns = ["dataset", "host", "ours", "RecBole's", "ours − RecBole's", f"AUC ≥ RecBole's − {HOSTS_TARGET_AUC_GAP}",
+               "seconds to best: ours", "RecBole's", "ratio", f"ratio ≤ {HOSTS_TARGET_TIME_RATIO}"]
+    body = []
+    for dataset in datasets:
+        for host in (h for h in hosts if h in common.SAME_DATA_HOSTS):
+            match = dict(table="hosts", dataset=dataset, host=host)
+            c = paired_test(auc_by_seed(rows, variant=RECBOLE_VARIANT, **match), auc_by_seed(rows, variant="base", **match))
+            ours_t = list(auc_by_seed(rows, "seconds_to_best", variant="base", **match).values())
+            theirs_t = list(auc_by_seed(rows, "seconds_to_best", variant=RECBOLE_VARIANT, **match).values())
+            ratio = statistics.fmean(ours_t) / statistics.fmean(theirs_t) if ours_t and theirs_t else math.nan
+            auc_met = "n/a" if math.isnan(c.diff_mean) else ("yes" if c.diff_mean >= -HOSTS_TARGET_AUC_GAP else "NO")
+            time_met = "n/a" if math.isnan(ratio) else ("yes" if ratio <= HOSTS_TARGET_TIME_RATIO else "NO")
+            body.append([dataset, HOST_LABELS.get(host, host), fmt_mean_sd(c.iacn_mean, c.iacn_sd),
+                         fmt_mean_sd(c.base_mean, c.base_sd), fmt_comparison(c), auc_met,
+                         f"{statistics.fmean(ours_t):.1f}" if ours_t else "n/a",
+                         f"{statistics.fmean(theirs_t):.1f}" if theirs_t else "n/a",
+                         "n/a" if math.isnan(ratio) else f"{ratio:.2f}", time_met])
+    return ("## Our hosts against RecBole's on the same CTR rows (both early-stopped, best epoch tested)\n\n"
+            "RecBole's class reads the same samples, batches and test rows (`recbole.X@ctr`, settings from "
+            "RecBole's model YAML except the shared embedding size). Seconds to best: from the start of "
+            "training to the end of the best epoch's validation, on this machine, in this run.\n\n"
+            + common.markdown_table(columns, body))
 
 
 def paper_table1_markdown(hosts: Sequence[str]) -> str:
@@ -294,7 +492,7 @@ def delta_markdown(rows: Sequence[dict], host: str, datasets: Sequence[str], del
 
 # ------------------------------------------------------------------------------ plots
 def plot_results(rows: Sequence[dict], out: Path, tables: Sequence[str], hosts, datasets, lengths, length_hosts,
-                 deltas, delta_host, footer: str) -> list[Path]:
+                 deltas, delta_host, footer: str, variants: Sequence[str] = VARIANTS) -> list[Path]:
     """PNG plots of the tables that were run; an empty list when matplotlib is missing."""
     try:
         import matplotlib
@@ -316,12 +514,13 @@ def plot_results(rows: Sequence[dict], out: Path, tables: Sequence[str], hosts, 
     if "1" in tables:
         fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
         for ax, dataset in zip(axes[0], datasets):
-            for k, variant in enumerate(("base", "iacn")):
+            width = 0.8 / len(variants)
+            for k, variant in enumerate(variants):
                 stats_ = [mean_sd(list(auc_by_seed(rows, table="1", dataset=dataset, host=h, variant=variant).values()))
                           for h in hosts]
-                xs = [i + (k - 0.5) * 0.38 for i in range(len(hosts))]
-                ax.bar(xs, [s[0] for s in stats_], width=0.38, yerr=[0 if math.isnan(s[1]) else s[1] for s in stats_],
-                       label="base" if variant == "base" else "+ IaCN", capsize=3)
+                xs = [i + (k - (len(variants) - 1) / 2) * width for i in range(len(hosts))]
+                ax.bar(xs, [s[0] for s in stats_], width=width, yerr=[0 if math.isnan(s[1]) else s[1] for s in stats_],
+                       label=variant_label(variant, "X"), capsize=3)
             ax.set_xticks(range(len(hosts)), [HOST_LABELS.get(h, h) for h in hosts])
             ax.set_title(f"Table 1: {dataset}")
             ax.set_ylabel("test AUC")
@@ -370,30 +569,37 @@ def write_outputs(rows: Sequence[dict], out: Path, args, command: str, info: dic
     """Write results.md, runs.csv and the PNG plots; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     header = common.header_lines(command, info)
-    csv_path = common.write_csv(out / "runs.csv", list(rows), header)
+    csv_path = write_rows(out / "runs.csv", list(rows), header)
     tables = expand_tables(args.table)
-    text = common.markdown_header("IaCN reproduction: test AUC, base vs + IaCN", command, info)
-    text += (f"\nSettings: seeds {list(args.seed_list)}, epochs {args.epochs or 'dataset default'}, "
-             f"overrides {args.overrides or {}}. Differences are IaCN − base on the same seed; the "
-             "paired t-test is scipy.stats.ttest_rel over the n seeds both finished (two-sided). "
-             "A negative difference means IaCN did worse; numbers are reported as measured.\n")
+    text = common.markdown_header("IaCN reproduction: test AUC at convergence", command, info)
+    commits = sorted({str(r.get("commit")) for r in rows if r.get("commit")})
+    text += (f"\nSettings: seeds {list(args.seed_list)}; early stopping on the validation AUC after "
+             f"{args.stopping_step} epochs without a better one, at most {args.epochs} epochs; the best epoch "
+             f"is reloaded and tested; overrides {args.overrides or {}}. Differences are paired on the seed; "
+             "the paired t-test is scipy.stats.ttest_rel over the n seeds both sides finished (two-sided). "
+             "A negative difference means IaCN did worse; numbers are reported as measured. "
+             f"Runs were made at commit(s) {', '.join(commits) or 'n/a'} (column `commit` of runs.csv).\n")
     failed = [r for r in rows if r.get("error")]
     if failed:
         text += f"\n**{len(failed)} run(s) failed** (see the `error` column of runs.csv).\n"
     text += "\n"
     if "1" in tables:
-        text += table1_markdown(rows, args.models, args.datasets) + "\n"
+        text += table1_markdown(rows, args.models, args.datasets, args.variants) + "\n"
+    if "hosts" in tables:
+        text += hosts_markdown(rows, args.models, args.datasets) + "\n"
     if "2" in tables:
         text += table2_markdown(rows, args.length_models, args.datasets, args.lengths) + "\n"
     if "delta" in tables:
         text += delta_markdown(rows, args.delta_model, args.datasets, args.deltas) + "\n"
     footer = common.png_note(out, command, info)
     plots = plot_results(rows, out, tables, args.models, args.datasets, args.lengths, args.length_models,
-                         args.deltas, args.delta_model, footer)
+                         args.deltas, args.delta_model, footer, args.variants)
     text += "\nPlots: " + (", ".join(f"![{p.stem}]({p.name})" for p in plots) if plots
                            else "none (install matplotlib: pip install 'recbole-iacn[plots]')") + "\n"
     md_path = out / "results.md"
-    md_path.write_text(text, encoding="utf-8")
+    partial = md_path.with_name(".results.md.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, md_path)
     return {"markdown": md_path, "csv": csv_path, "plots": plots}
 
 
@@ -401,12 +607,16 @@ def write_outputs(rows: Sequence[dict], out: Path, args, command: str, info: dic
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(HOSTS), choices=HOSTS, help="host models (Table 1)")
+    p.add_argument("--models", nargs="+", default=list(HOSTS), choices=HOSTS, help="host models (Table 1, hosts)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="Table 1 variants: base (X), wide (X with E_orig of d + d_aux), lambda0 (X_IaCN, λ = 0), iacn")
     p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="number of seeds")
     p.add_argument("--first-seed", type=int, default=FIRST_SEED, help="seeds are first-seed, first-seed+1, ...")
     p.add_argument("--table", choices=TABLES, default="1")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the dataset's YAML)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="maximum epochs per run")
+    p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
+                   help="stop after this many epochs without a better validation AUC")
     p.add_argument("--lengths", nargs="+", type=int, default=list(DEFAULT_LENGTHS), help="Table 2 behaviour lengths")
     p.add_argument("--length-models", nargs="+", default=list(DEFAULT_LENGTH_HOSTS), choices=HOSTS,
                    help="host models of Table 2")
@@ -415,16 +625,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
     p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/reproduce)")
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/reproduce); "
+                                                "runs already in its runs.csv are skipped")
     p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every run, e.g. learning_rate=0.0001 train_batch_size=128")
     return p
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.seeds < 1:
-        raise SystemExit("--seeds must be at least 1.")
+        parser.error("--seeds must be at least 1.")
+    if args.epochs < 1 or args.stopping_step < 1:
+        parser.error("--epochs and --stopping-step must be at least 1.")
     args.seed_list = [args.first_seed + i for i in range(args.seeds)]
     args.overrides = common.parse_overrides(args.config_dict)
     return args
@@ -440,17 +654,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out) if args.out else common.default_out_dir("reproduce") / "reproduce"
     for dataset in args.datasets:
         common.ensure_dataset(dataset, args.data_path)
-    base_config = {**common.QUIET, **common.device_config(device), "data_path": args.data_path, **args.overrides}
-    if args.epochs is not None:
-        base_config["epochs"] = args.epochs
+    base_config = {**common.QUIET, **common.device_config(device), "data_path": args.data_path,
+                   "epochs": args.epochs, "stopping_step": args.stopping_step, "eval_step": 1, **args.overrides}
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
+    global CODE_COMMIT
+    CODE_COMMIT = info["commit"]
     runs = plan(expand_tables(args.table), args.models, args.datasets, args.seed_list, args.lengths,
-                args.length_models, args.deltas, args.delta_model)
+                args.length_models, args.deltas, args.delta_model, args.variants)
     print(f"{len(runs)} runs on {info['device']}; results in {out}", flush=True)
     header = common.header_lines(command, info)
-    rows = run_all(runs, base_config, on_row=lambda r: common.write_csv(out / "runs.csv", r, header),
-                   log=lambda m: print(m, flush=True))
+    done = read_rows(out / "runs.csv")
+    rows = run_all(runs, base_config, on_row=lambda r: write_rows(out / "runs.csv", r, header),
+                   log=lambda m: print(m, flush=True), done=done)
     paths = write_outputs(rows, out, args, command, info)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return paths

@@ -43,8 +43,13 @@ class CTRModel(AbstractRecommender):
 
     # ------------------------------------------------------------------ hooks
     def build_item_embedding(self, config) -> nn.Module:
-        """The module that maps item ids to vectors; must expose ``output_dim``."""
-        return ItemEmbedding(self.schema.num_items, self.embedding_size)
+        """The module that maps item ids to vectors; must expose ``output_dim``.
+
+        ``E_orig`` is ``item_embedding_size`` wide (null: ``embedding_size``). A wider ``E_orig`` is the
+        width control of an attached component: ``X`` with ``item_embedding_size = d + d_aux`` has the
+        same item-vector width, and the same host layers, as ``X_IaCN``, without the auxiliary task.
+        """
+        return ItemEmbedding(self.schema.num_items, config["item_embedding_size"] or self.embedding_size)
 
     # ------------------------------------------------------------------ RecBole API
     def calculate_loss(self, interaction):
@@ -94,6 +99,8 @@ class CTRModel(AbstractRecommender):
         """Reject invalid hyperparameters before any data is loaded."""
         for key in cls.positive_int_keys:
             check_positive_int(config, key)
+        if config["item_embedding_size"] is not None:
+            check_positive_int(config, "item_embedding_size")
         for key in cls.size_list_keys:
             value = config[key]
             if not isinstance(value, (list, tuple)) or not all(

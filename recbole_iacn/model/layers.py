@@ -28,6 +28,22 @@ class Dice(nn.Module):
         return p * x + (1 - p) * self.alpha * x
 
 
+class PReLU(nn.Module):
+    """PReLU with one learned slope per unit of the *last* dimension, for inputs ``[..., dim]``.
+
+    ``nn.PReLU(dim)`` reads dimension 1 as the channels, which is the behaviour axis L of a
+    ``[B, L, H]`` tensor; DIN's activation units act per hidden unit, whatever the leading shape.
+    Slopes start at 0.25, as ``nn.PReLU``'s.
+    """
+
+    def __init__(self, dim: int, init: float = 0.25):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.weight * x)
+
+
 ACTIVATIONS = ("relu", "prelu", "dice", "sigmoid", "tanh", "none")
 
 
@@ -37,7 +53,7 @@ def activation(name: str, dim: int) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     if name == "prelu":
-        return nn.PReLU(dim)
+        return PReLU(dim)
     if name == "dice":
         return Dice(dim)
     if name == "sigmoid":
@@ -124,6 +140,9 @@ class LocalActivationUnit(nn.Module):
         self.score = nn.Linear(self.rest.out_dim, 1)
         self.softmax = softmax
         self.key_dim = key_dim
+        # layers whose output depends on batch statistics (Dice, batch norm) must see the real
+        # behaviours only: otherwise whatever padded slots hold changes every score
+        self.uses_batch_statistics = any(isinstance(m, (Dice, nn.BatchNorm1d)) for m in self.modules())
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Attention weights ``[B, L]`` of ``query [B, Dq]`` over ``keys [B, L, D]``."""
@@ -136,10 +155,18 @@ class LocalActivationUnit(nn.Module):
             + nn.functional.linear(keys, w_k - w_d)  # [B, L, H1]
             + nn.functional.linear(query.unsqueeze(1) * keys, w_p)  # [B, L, H1]
         )
-        raw = self.score(self.rest(self.first_activation(hidden))).squeeze(-1)  # [B, L]
+        if self.uses_batch_statistics:  # score the valid behaviours only; padded slots stay 0
+            raw = hidden.new_zeros(hidden.shape[:2])
+            raw[mask] = self._score_mlp(hidden[mask]).squeeze(-1)
+        else:
+            raw = self._score_mlp(hidden).squeeze(-1)  # [B, L]
         if self.softmax:
             return masked_softmax(raw, mask)
         return raw * mask
+
+    def _score_mlp(self, hidden: torch.Tensor) -> torch.Tensor:
+        """First layer's pre-activations ``[..., H1]`` → raw scores ``[..., 1]``."""
+        return self.score(self.rest(self.first_activation(hidden)))
 
     def forward(self, query, keys, mask):
         """Return (pooled ``[B, D]``, weights ``[B, L]``)."""
