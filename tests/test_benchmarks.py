@@ -70,11 +70,16 @@ def test_table1_markdown_layout():
 def test_plan_counts_runs():
     runs = reproduce.plan(("1", "2", "delta"), ["DIN", "DIEN"], ["d"], [1, 2], lengths=[10, 20],
                           length_hosts=["DIEN"], deltas=[0.1, 0.5], delta_host="DIEN")
-    assert sum(r.table == "1" for r in runs) == 2 * 2 * 2
+    assert sum(r.table == "1" for r in runs) == 2 * 4 * 2  # hosts x variants x seeds
+    assert [r.seed for r in runs][:8] == [1] * 8  # seed by seed: a cut-short table holds complete pairs
+    assert {r.model for r in runs if r.table == "1" and r.host == "DIN"} == {"DIN", "DIN_IaCN"}
+    assert [r for r in runs if r.variant == "lambda0"][0].overrides()["iacn_lambda"] == 0.0
     assert sum(r.table == "2" for r in runs) == 2 * 2 * 2
     assert sum(r.table == "delta" for r in runs) == 2 * 2
     assert {r.model for r in runs if r.table == "delta"} == {"DIEN_IaCN"}
     assert runs[-1].overrides() == {"seed": 2, "iacn_delta": 0.5}
+    hosts = reproduce.plan(("hosts",), ["DIN", "DAIN"], ["d"], [1])
+    assert [r.model for r in hosts] == ["DIN", "recbole.DIN@ctr"]  # RecBole's class only where it exists
 
 
 def test_overrides_and_ratios():
@@ -110,18 +115,45 @@ def test_overrides_and_ratios():
 
 
 # ------------------------------------------------------------------------------ smoke runs
-def test_reproduce_smoke(tiny_root, tmp_path):
+def test_reproduce_smoke_trains_to_convergence_and_resumes(tiny_root, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    args = ["--models", "DIN", "--datasets", "tiny", "--seeds", "2", "--epochs", "1", "--data_path", str(tiny_root),
-            "--out", str(out), "--device", "cpu", "--config_dict", *[f"{k}={v}" for k, v in TINY.items()]]
+    args = ["--models", "DIN", "--datasets", "tiny", "--seeds", "2", "--epochs", "3", "--stopping-step", "1",
+            "--data_path", str(tiny_root), "--out", str(out), "--device", "cpu",
+            "--config_dict", *[f"{k}={v}" for k, v in TINY.items()]]
     paths = reproduce.main(args)
     runs = pd.read_csv(paths["csv"], comment="#")
-    assert len(runs) == 4 and set(runs["model"]) == {"DIN", "DIN_IaCN"}
+    assert len(runs) == 8 and set(runs["variant"]) == {"base", "wide", "lambda0", "iacn"}
     assert runs["error"].isna().all() and runs["test_auc"].between(0, 1).all()
+    assert (runs["best_epoch"] < runs["epochs_run"]).all() and (runs["epochs_run"] <= 3).all()
+    assert (runs["seconds_to_best"] <= runs["train_seconds"]).all()
+    width = TINY["embedding_size"] + TINY["iacn_embedding_size"]
+    assert set(runs.loc[runs["variant"] == "wide", "item_embedding_size"]) == {width}
+    assert set(runs.loc[runs["variant"] == "lambda0", "lambda_used"]) == {0.0}
     text = paths["markdown"].read_text(encoding="utf-8")
     assert text.splitlines()[2].startswith("- command: ") and "- device: cpu" in text
-    assert "| DIN + IaCN |" in text and "n=2" in text
+    assert "| DIN + IaCN − DIN, E_orig of d + d_aux |" in text and "n=2" in text
     assert open(paths["csv"], encoding="utf-8").readline().startswith("# command: ")
+
+    # the same command again runs nothing; a run lost from the file (a stop) is the only one redone
+    calls = []
+    real = reproduce.train_once
+    monkeypatch.setattr(reproduce, "train_once", lambda spec, *a: calls.append(spec) or real(spec, *a))
+    reproduce.main(args)
+    assert calls == [] and len(pd.read_csv(paths["csv"], comment="#")) == 8
+    lines = open(paths["csv"], encoding="utf-8").read().splitlines(keepends=True)
+    (out / "runs.csv").write_text("".join(lines[:-1]), encoding="utf-8")  # the last run is missing
+    reproduce.main(args)
+    assert len(calls) == 1 and (calls[0].seed, calls[0].variant) == (2021, "iacn")
+    again = pd.read_csv(paths["csv"], comment="#")
+    assert len(again) == 8 and not list(out.glob(".*partial"))
+
+
+def test_reproduce_rereads_its_own_rows():
+    rows = [{"table": "2", "dataset": "d", "host": "DIEN", "variant": "iacn", "seed": 2020, "max_len": 10,
+             "delta": None, "test_auc": 0.8, "error": ""}]
+    spec = reproduce.RunSpec("2", "d", "DIEN", "iacn", 2020, max_len=10)
+    assert reproduce.row_key(rows[0]) == spec.key()
+    assert reproduce.best_epoch([(0, 0.7, 1.0), (1, 0.8, 2.0), (2, 0.8, 3.0)]) == (1, 0.8, 2.0)
 
 
 def test_performance_smoke(tiny_root, tmp_path, monkeypatch):

@@ -326,3 +326,92 @@ def test_float_field_vectors_start_defined_and_follow_embedding_init(data_root):
     model = model_class(config, schema)
     vector = model.embedder.item_fields.floats["price"].detach()
     assert 0.35 < vector.std().item() < 0.65
+
+
+# ------------------------------------------------------------------------------ activations and padding
+def _loss_and_gradients(model, batch):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(7)  # the same sampled negatives (DIEN, IaCN) on both sides
+    loss = model.calculate_loss(batch)
+    loss = sum(loss) if isinstance(loss, tuple) else loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _with_padding_changed(ml100k, batch_size, offset):
+    batch = sample_batch(ml100k, batch_size, offset=offset)
+    history, lengths = batch["item_id_list"], batch["item_length"]
+    generator = torch.Generator().manual_seed(3)
+    for r in torch.nonzero(lengths < history.shape[1]).squeeze(-1).tolist():
+        free = history.shape[1] - int(lengths[r])
+        batch["item_id_list"][r, int(lengths[r]):] = torch.randint(1, ml100k.dataset.item_num, (free,), generator=generator)
+        batch["cate_id_list"][r, int(lengths[r]):] = torch.randint(1, ml100k.dataset.num("cate_id"), (free,), generator=generator)
+    return batch
+
+
+@pytest.mark.parametrize("name", ["DIN", "DIEN", "DIN_IaCN"])
+@pytest.mark.parametrize("activation_name", ["relu", "prelu", "dice", "sigmoid", "tanh", "none"])
+def test_padded_positions_change_neither_training_loss_nor_gradients(name, activation_name, ml100k, data_root):
+    """Whatever ids sit in padded history slots, the training loss and every gradient are the same, for
+    every attention activation (Dice's batch statistics included) and with batch norm in the DNN."""
+    model, _ = build(name, ml100k, data_root, attention_activation=activation_name, dnn_activation="dice",
+                     dnn_batch_norm=True)
+    clean = sample_batch(ml100k, 256, offset=100)
+    assert bool((clean["item_length"] < clean["item_id_list"].shape[1]).any()), "the sample needs padded rows"
+    loss, grads = _loss_and_gradients(model, clean)
+    loss_changed, grads_changed = _loss_and_gradients(model, _with_padding_changed(ml100k, 256, 100))
+    assert torch.allclose(loss, loss_changed, rtol=0, atol=1e-6), (loss, loss_changed)
+    assert grads.keys() == grads_changed.keys()
+    for key in grads:
+        assert torch.allclose(grads[key], grads_changed[key], rtol=1e-5, atol=1e-7), key
+
+
+def test_prelu_learns_one_slope_per_hidden_unit_of_any_shape():
+    from recbole_iacn.model.layers import PReLU, activation
+
+    layer = activation("prelu", 4)
+    assert isinstance(layer, PReLU) and layer.weight.shape == (4,)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    x = torch.tensor([-1.0, -2.0, 3.0, -4.0]).expand(2, 5, 4)  # [B, L, H]: L (5) differs from H (4)
+    expected = torch.tensor([-0.1, -0.4, 3.0, -1.6]).expand(2, 5, 4)
+    assert torch.allclose(layer(x), expected)
+    assert torch.allclose(layer(x[0, 0]), expected[0, 0])  # [H]
+
+
+def test_dice_statistics_come_from_real_behaviours_only():
+    """The activation unit's Dice normalises with the moments of the valid behaviours: the scores equal
+    those computed on the valid rows alone."""
+    from recbole_iacn.model.layers import LocalActivationUnit
+
+    torch.manual_seed(0)
+    unit = LocalActivationUnit(6, 6, (8, 4), "dice", softmax=False).train()
+    assert unit.uses_batch_statistics
+    q, k = torch.randn(3, 6), torch.randn(3, 5, 6)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    scores = unit.scores(q, k, mask)
+    qe = q.unsqueeze(1).expand_as(k)[mask]
+    hidden = unit.first(torch.cat([qe, k[mask], qe - k[mask], qe * k[mask]], -1))  # [9, 8]
+    dice = unit.first_activation
+    p = torch.sigmoid((hidden - hidden.mean(0)) / torch.sqrt(hidden.var(0, unbiased=False) + dice.norm.eps))
+    expected = torch.zeros(3, 5)
+    expected[mask] = unit.score(unit.rest(p * hidden + (1 - p) * dice.alpha * hidden)).squeeze(-1)
+    assert torch.allclose(scores, expected, atol=1e-5)
+    assert torch.all(scores[~mask] == 0)
+
+
+def test_item_embedding_size_widens_e_orig_only(ml100k, data_root):
+    """The width control: DIN with E_orig of d + d_aux has DIN_IaCN's item-vector width and host layers."""
+    with_iacn, config = build("DIN_IaCN", ml100k, data_root)
+    width = config["embedding_size"] + config["iacn_embedding_size"]
+    wide, _ = build("DIN", ml100k, data_root, item_embedding_size=width)
+    assert wide.embedder.item_embedding.table.weight.shape[1] == width
+    assert wide.embedder.sequence_dim == with_iacn.embedder.sequence_dim
+    host_shapes = lambda m: {n: p.shape for n, p in m.named_parameters() if not n.startswith(("embedder", "iacn"))}
+    assert host_shapes(wide) == host_shapes(with_iacn)
+    dien_wide, _ = build("DIEN", ml100k, data_root, item_embedding_size=width)
+    dien_iacn, _ = build("DIEN_IaCN", ml100k, data_root)
+    assert host_shapes(dien_wide) == host_shapes(dien_iacn)
+    with pytest.raises(ConfigError, match="item_embedding_size"):
+        model_config("DIN", data_root, item_embedding_size=0)
