@@ -415,3 +415,20 @@ def test_item_embedding_size_widens_e_orig_only(ml100k, data_root):
     assert host_shapes(dien_wide) == host_shapes(dien_iacn)
     with pytest.raises(ConfigError, match="item_embedding_size"):
         model_config("DIN", data_root, item_embedding_size=0)
+
+
+def test_dien_inner_product_auxiliary_classifier_is_the_papers(ml100k, data_root):
+    """``aux_classifier: inner_product`` scores a (state, behaviour) pair as ``h_tᵀ e`` (DIEN paper eq. 2)."""
+    model, config = build("DIEN", ml100k, data_root, aux_classifier="inner_product")
+    assert model.embedder.sequence_dim == 16  # the default state is as wide as item ⊕ category
+    assert model.aux_net is None and model.aux_output is None
+    states, behaviours = torch.randn(2, 3, 16), torch.randn(2, 3, 16)
+    assert torch.allclose(model.aux_logits(states, behaviours), (states * behaviours).sum(-1))
+    loss = model.calculate_loss(sample_batch(ml100k, 64))
+    assert len(loss) == 2 and torch.isfinite(loss[1]) and loss[1] > 0
+    with pytest.raises(ConfigError, match="gru_hidden_size=24"):  # IaCN widens the behaviours, not the state
+        build("DIEN_IaCN", ml100k, data_root, aux_classifier="inner_product")
+    widened, _ = build("DIEN_IaCN", ml100k, data_root, aux_classifier="inner_product", gru_hidden_size=24)
+    assert widened.aux_net is None
+    with pytest.raises(ConfigError, match="aux_classifier"):
+        model_config("DIEN", data_root, aux_classifier="dot")

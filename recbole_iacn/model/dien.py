@@ -11,6 +11,9 @@ from recbole_iacn.model.base import CTRModel
 from recbole_iacn.model.layers import MLP, LocalActivationUnit
 
 GRU_TYPES = ("AUGRU", "AGRU", "AIGRU", "GRU")
+#: DIEN's auxiliary classifier of (state h_t, behaviour e): the DIEN authors' code scores ``[h_t, e]`` with
+#: an MLP (``mlp``); the paper (eq. 2) with the inner product ``σ(h_tᵀ e)`` (``inner_product``).
+AUX_CLASSIFIERS = ("mlp", "inner_product")
 
 
 def last_state_gru(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor, return_outputs: bool = False):
@@ -85,8 +88,14 @@ class DIEN(CTRModel):
         self.gru_type = str(config["gru_type"]).upper()
         self.aux_loss_weight = config["aux_loss_weight"]
         self.interest_extractor = nn.GRU(d, hidden, batch_first=True)
-        self.aux_net = MLP(hidden + d, config["aux_mlp_sizes"], "sigmoid")
-        self.aux_output = nn.Linear(self.aux_net.out_dim, 1)
+        self.aux_classifier = str(config["aux_classifier"] or "mlp").lower()
+        if self.aux_classifier == "inner_product" and hidden != d:
+            raise ConfigError(
+                f"aux_classifier: inner_product needs the GRU state as wide as a behaviour vector ({d}), but "
+                f"gru_hidden_size is {hidden}. Set gru_hidden_size={d}, or use aux_classifier: mlp."
+            )
+        self.aux_net = MLP(hidden + d, config["aux_mlp_sizes"], "sigmoid") if self.aux_classifier == "mlp" else None
+        self.aux_output = nn.Linear(self.aux_net.out_dim, 1) if self.aux_net is not None else None
         self.attention = LocalActivationUnit(
             d, hidden, config["attention_mlp_sizes"], config["attention_activation"], softmax=True
         )
@@ -115,6 +124,10 @@ class DIEN(CTRModel):
         weight = config["aux_loss_weight"]
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
             raise ConfigError(f"aux_loss_weight must be a number >= 0, got {weight!r}.")
+        if str(config["aux_classifier"] or "mlp").lower() not in AUX_CLASSIFIERS:
+            raise ConfigError(
+                f"aux_classifier must be one of {', '.join(AUX_CLASSIFIERS)}, got {config['aux_classifier']!r}."
+            )
         size = config["gru_hidden_size"]
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ConfigError(f"gru_hidden_size must be a positive integer or null, got {size!r}.")
@@ -146,10 +159,16 @@ class DIEN(CTRModel):
         has_categories = self.embedder.category_embedding is not None
         negative_vectors = self.embedder.embed_items(negatives, negative_categories if has_categories else None)
         current = states[:, :-1]  # [B, L-1, H]
-        click = self.aux_output(self.aux_net(torch.cat([current, features.history[:, 1:]], -1))).squeeze(-1)
-        noclick = self.aux_output(self.aux_net(torch.cat([current, negative_vectors], -1))).squeeze(-1)
+        click = self.aux_logits(current, features.history[:, 1:])  # [B, L-1]
+        noclick = self.aux_logits(current, negative_vectors)
         losses = self.bce(click, torch.ones_like(click)) + self.bce(noclick, torch.zeros_like(noclick))
         return (losses * mask).sum() / mask.sum()
+
+    def aux_logits(self, states: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor:
+        """Logit that state ``h_t [B, T, H]`` is followed by behaviour ``e [B, T, D]`` → ``[B, T]``."""
+        if self.aux_net is None:  # the paper's σ(h_tᵀ e)
+            return (states * behaviours).sum(-1)
+        return self.aux_output(self.aux_net(torch.cat([states, behaviours], -1))).squeeze(-1)
 
     def _forward(self, interaction, with_aux: bool):
         features = self.embedder(interaction)
