@@ -254,7 +254,7 @@ def test_readme_fifth_host_gets_iacn_in_one_line(ml100k, data_root):
 
         def forward(self, interaction):
             f = self.embedder(interaction)
-            x = torch.cat([f.target, f.history_mean(), f.user, f.item_extra, f.context], -1)
+            x = torch.cat([f.target, f.history_pooled(), f.user, f.item_extra, f.context], -1)
             return self.out(x).squeeze(-1)
 
     MeanPool_IaCN = with_iacn(MeanPool)
@@ -432,3 +432,27 @@ def test_dien_inner_product_auxiliary_classifier_is_the_papers(ml100k, data_root
     assert widened.aux_net is None
     with pytest.raises(ConfigError, match="aux_classifier"):
         model_config("DIEN", data_root, aux_classifier="dot")
+
+
+def test_history_pooling_and_host_user_features(ml100k, data_root):
+    """``history_pooling: sum`` adds the real behaviours (the DIEN authors' ``item_his_eb_sum``);
+    ``host_user_features: false`` leaves the user id and profile out of the host (as RecBole's DIN)."""
+    from recbole_iacn.model.embedding import CTRFeatures
+
+    history = torch.arange(12.0).view(1, 3, 4)
+    mask = torch.tensor([[True, True, False]])
+    features = CTRFeatures(None, history, mask, None, None, None, history_pooling="sum")
+    assert torch.equal(features.history_pooled(), history[0, :2].sum(0, keepdim=True))
+    features.history_pooling = "mean"
+    assert torch.equal(features.history_pooled(), history[0, :2].mean(0, keepdim=True))
+    plain, _ = build("DIN", ml100k, data_root)
+    no_user, _ = build("DIN", ml100k, data_root, host_user_features=False, history_pooling="sum")
+    assert plain.embedder.user_fields.output_dim > 0 and no_user.embedder.user_fields.output_dim == 0
+    batch = sample_batch(ml100k, 32)
+    assert no_user.predict(batch).shape == (32,)
+    changed = sample_batch(ml100k, 32)
+    changed["user_id"] = torch.randint(1, ml100k.dataset.user_num, (32,))
+    with torch.no_grad():
+        assert torch.equal(no_user.eval().predict(batch), no_user.predict(changed))  # the user id is not read
+    with pytest.raises(ConfigError, match="history_pooling"):
+        model_config("DIN", data_root, history_pooling="max")

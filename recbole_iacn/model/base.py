@@ -10,6 +10,9 @@ from torch import nn
 from recbole_iacn.errors import ConfigError
 from recbole_iacn.model.embedding import EMBEDDING_INITS, FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.layers import ACTIVATIONS
+
+#: ``history_pooling``: how the hosts pool the behaviour vectors beside their attention / GRU interest.
+HISTORY_POOLINGS = ("mean", "sum")
 from recbole_iacn.model.schema import FeatureSchema
 
 
@@ -38,7 +41,13 @@ class CTRModel(AbstractRecommender):
         self.embedding_init = config["embedding_init"]
         self.embedding_init_std = config["embedding_init_std"]
         self.label_field = self.schema.label_field
-        self.embedder = FeatureEmbedder(self.schema, self.embedding_size, self.build_item_embedding(config))
+        self.embedder = FeatureEmbedder(
+            self.schema,
+            self.embedding_size,
+            self.build_item_embedding(config),
+            user_features=config["host_user_features"] is not False,
+            history_pooling=config["history_pooling"] or "mean",
+        )
         self.loss_fct = nn.BCEWithLogitsLoss()
 
     # ------------------------------------------------------------------ hooks
@@ -63,17 +72,19 @@ class CTRModel(AbstractRecommender):
         return self.embedder.side_dim + 3 * self.embedder.sequence_dim + interest_dim
 
     def deep_interest_input(self, features, interest: torch.Tensor) -> torch.Tensor:
-        """The DNN input of DIN and DIEN (as in the DIEN authors' code): user, candidate, mean
-        behaviour, candidate ⊙ mean behaviour, the attention/evolution interest, other fields."""
-        history_mean = features.history_mean()
+        """The DNN input of DIN and DIEN: user, candidate, pooled behaviours, candidate ⊙ pooled
+        behaviours, the attention/evolution interest, other fields. (The DIEN authors' DIN and DIEN
+        concatenate user, candidate, the behaviours' sum and the interest; the candidate ⊙ pooled term is
+        their PNN baseline's, kept here: it gives the DNN the candidate-history product directly.)"""
+        pooled = features.history_pooled()
         return torch.cat(
             [
                 features.user,
                 features.target,
                 features.item_extra,
                 features.context,
-                history_mean,
-                features.target * history_mean,
+                pooled,
+                features.target * pooled,
                 interest,
             ],
             dim=-1,
@@ -111,6 +122,10 @@ class CTRModel(AbstractRecommender):
             value = config[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}.")
+        if (config["history_pooling"] or "mean") not in HISTORY_POOLINGS:
+            raise ConfigError(f"history_pooling must be one of {', '.join(HISTORY_POOLINGS)}, got {config['history_pooling']!r}.")
+        if config["host_user_features"] not in (None, True, False):
+            raise ConfigError(f"host_user_features must be true or false, got {config['host_user_features']!r}.")
         if config["embedding_init"] not in EMBEDDING_INITS:
             raise ConfigError(
                 f"embedding_init must be one of {', '.join(EMBEDDING_INITS)}, got {config['embedding_init']!r}."

@@ -103,9 +103,15 @@ class CTRFeatures:
     item_extra: torch.Tensor  # [B, Di] other item fields
     context: torch.Tensor  # [B, Dc]    other interaction fields
 
-    def history_mean(self) -> torch.Tensor:
+    history_pooling: str = "mean"  # how history_pooled() pools: "mean" or "sum" over real behaviours
+
+    def history_pooled(self) -> torch.Tensor:
+        """The behaviours pooled over the real steps ``[B, D]``: their mean (default) or their sum (the
+        DIEN authors' code, ``item_his_eb_sum``); zero for an empty history."""
         from recbole_iacn.model.layers import masked_mean
 
+        if self.history_pooling == "sum":
+            return (self.history * self.history_mask.unsqueeze(-1).to(self.history.dtype)).sum(1)
         return masked_mean(self.history, self.history_mask)
 
 
@@ -173,17 +179,20 @@ class FieldEmbedding(nn.Module):
 class FeatureEmbedder(nn.Module):
     """Turns an interaction batch into :class:`CTRFeatures`."""
 
-    def __init__(self, schema: FeatureSchema, dim: int, item_embedding: nn.Module):
+    def __init__(self, schema: FeatureSchema, dim: int, item_embedding: nn.Module, user_features: bool = True,
+                 history_pooling: str = "mean"):
         super().__init__()
         self.schema = schema
         self.item_embedding = item_embedding
+        self.history_pooling = history_pooling
         # categories are used when both the candidate's and the behaviours' are present
         self.category_embedding = (
             Embedding(schema.num(schema.item_category_field), dim, padding_idx=0)
             if schema.item_category_field and schema.history_category_field
             else None
         )
-        self.user_fields = FieldEmbedding(schema, schema.feature_fields("user"), dim)
+        # user_features=False: the host reads no user id or profile field (RecBole's DIN reads none either)
+        self.user_fields = FieldEmbedding(schema, schema.feature_fields("user") if user_features else [], dim)
         self.item_fields = FieldEmbedding(schema, schema.feature_fields("item"), dim)
         self.context_fields = FieldEmbedding(schema, schema.feature_fields("inter"), dim)
         category_dim = dim if self.category_embedding is not None else 0
@@ -225,6 +234,7 @@ class FeatureEmbedder(nn.Module):
             user=self.user_fields(interaction, batch_size, device),
             item_extra=self.item_fields(interaction, batch_size, device),
             context=self.context_fields(interaction, batch_size, device),
+            history_pooling=self.history_pooling,
         )
 
     @property

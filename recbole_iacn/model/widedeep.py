@@ -66,5 +66,5 @@ class WideDeep(CTRModel):
 
     def forward(self, interaction):
         f = self.embedder(interaction)
-        x = torch.cat([f.user, f.target, f.item_extra, f.context, f.history_mean()], dim=-1)
+        x = torch.cat([f.user, f.target, f.item_extra, f.context, f.history_pooled()], dim=-1)
         return self.deep_output(self.deep(x)).squeeze(-1) + self.wide(interaction)
