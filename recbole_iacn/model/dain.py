@@ -17,7 +17,8 @@ class DAIN(CTRModel):
     "neural collaborative filtering" MLP (128-64-32, ReLU) to one output. The behaviour sequence is
     not read by DAIN itself (DAIN + IaCN feeds it to the capsule network only).
 
-    ``loss_type``: ``BCE`` (default, on the logit) or ``MSE`` (the paper's, on the probability).
+    ``loss_type``: ``BCE`` (default, on the logit: the loss of every other host here) or ``MSE`` (the
+    paper's, on the probability). Everything else follows the paper; it has no public code.
     """
 
     def __init__(self, config, dataset):

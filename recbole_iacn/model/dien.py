@@ -74,7 +74,22 @@ class AttentionalGRU(nn.Module):
 
 class DIEN(CTRModel):
     """Interest extractor GRU with the auxiliary next-behaviour loss, attention of the candidate over
-    the extracted interests, and an interest-evolving layer (AUGRU by default; AGRU, AIGRU or GRU)."""
+    the extracted interests, and an interest-evolving layer (AUGRU by default; AGRU, AIGRU or GRU).
+
+    Where each choice comes from (paper: Zhou et al., AAAI 2019; code: the authors' TensorFlow
+    ``Model_DIN_V2_Gru_Vec_attGru_Neg``, on which the IaCN paper builds):
+
+    * GRU state size 36 = item ⊕ category size: code (``HIDDEN_SIZE``);
+    * auxiliary loss: the code's MLP 100-50 (sigmoid) over ``[h_t, e]`` (``aux_classifier: mlp``), or
+      the paper's inner product ``σ(h_tᵀ e)`` (``aux_classifier: inner_product``); its negatives are
+      drawn uniformly per batch here, once per sample in the code's data preparation;
+    * attention: the code's ``din_fcn_attention`` (candidate projected to the state size where the sizes
+      differ, 80-40
+      sigmoid MLP, softmax over the valid steps); the code always projects, through a PReLU;
+    * AUGRU, AGRU, AIGRU: paper (equations 5-9); the code's ``VecAttGRUCell`` is AUGRU;
+    * DNN 200-80 Dice over user, candidate, pooled behaviours and the final state: code, plus the
+      candidate ⊙ pooled term (:meth:`CTRModel.deep_interest_input`).
+    """
 
     size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes", "aux_mlp_sizes")
     activation_keys = CTRModel.activation_keys + ("attention_activation",)

@@ -10,7 +10,21 @@ from recbole_iacn.model.layers import MLP, LocalActivationUnit
 
 class DIN(CTRModel):
     """The candidate attends over the behaviour sequence (local activation unit, padding masked);
-    the attended interest, the candidate and the other features feed a DNN (200-80, Dice)."""
+    the attended interest, the candidate and the other features feed a DNN (200-80, Dice).
+
+    Where each choice comes from (paper: Zhou et al., KDD 2018; code: the DIEN authors' TensorFlow
+    ``Model_DIN`` and ``din_attention``, on which the IaCN paper builds):
+
+    * activation unit input ``[q, k, q − k, q ⊙ k]``, MLP 80-40 with sigmoid: code (the paper draws an
+      out product and PReLU/Dice; ``attention_activation`` offers ``prelu`` and ``dice``);
+    * softmax over the valid behaviours: code; the paper drops the softmax to keep the intensity of
+      interests: ``attention_softmax: false`` gives the paper's form;
+    * DNN 200-80 with Dice: paper and code; the code also batch-normalises the DNN input
+      (``dnn_batch_norm`` normalises after each layer instead);
+    * DNN input: see :meth:`CTRModel.deep_interest_input` (pooled behaviours by ``history_pooling``:
+      mean by default, sum as in the code; user fields by ``host_user_features``);
+    * one logit with BCE: the code's 2-way softmax with cross-entropy is the same model.
+    """
 
     size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes",)
     activation_keys = CTRModel.activation_keys + ("attention_activation",)

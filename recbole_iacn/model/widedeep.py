@@ -51,7 +51,18 @@ class WideLinear(nn.Module):
 
 
 class WideDeep(CTRModel):
-    """Deep: MLP over the user, candidate, mean behaviour and other fields; wide: :class:`WideLinear`."""
+    """Deep: MLP over the user, candidate, mean behaviour and other fields; wide: :class:`WideLinear`.
+
+    Where each choice comes from (paper: Cheng et al., 2016; code: the DIEN authors' ``Model_WideDeep``,
+    the baseline of the DIEN and IaCN tables):
+
+    * deep part 200-80 over user, candidate and pooled behaviours: code (which uses PReLU;
+      ``dnn_activation`` chooses);
+    * wide part: one learned weight per id of every sparse field (a generalised linear model over the
+      raw ids, the paper's wide part without its cross-product transformations, which this package
+      does not build); the code's wide part is instead a linear layer over the candidate, the
+      behaviours' sum and their product.
+    """
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
