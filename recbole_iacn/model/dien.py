@@ -83,9 +83,9 @@ class DIEN(CTRModel):
     * auxiliary loss: the code's MLP 100-50 (sigmoid) over ``[h_t, e]`` (``aux_classifier: mlp``), or
       the paper's inner product ``σ(h_tᵀ e)`` (``aux_classifier: inner_product``); its negatives are
       drawn uniformly per batch here, once per sample in the code's data preparation;
-    * attention: the code's ``din_fcn_attention`` (candidate projected to the state size where the sizes
-      differ, 80-40
-      sigmoid MLP, softmax over the valid steps); the code always projects, through a PReLU;
+    * attention: the code's ``din_fcn_attention`` (candidate projected to the state size where the
+      sizes differ, 80-40 sigmoid MLP, softmax over the valid steps); the code always projects, through
+      a PReLU;
     * AUGRU, AGRU, AIGRU: paper (equations 5-9); the code's ``VecAttGRUCell`` is AUGRU;
     * DNN 200-80 Dice over user, candidate, pooled behaviours and the final state: code, plus the
       candidate ⊙ pooled term (:meth:`CTRModel.deep_interest_input`).
