@@ -43,7 +43,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.reproduce import fmt_mean_sd, mean_sd  # noqa: E402
+from benchmarks.reproduce import best_epoch, fmt_mean_sd, mean_sd, read_rows, write_rows  # noqa: E402
 from recbole_iacn.data.common import NEG_SAMPLINGS  # noqa: E402
 
 DATASET = common.ML1M_NAME
@@ -55,7 +55,8 @@ RESULT_KEYS = tuple(f"{m.lower()}@{TOPK}" for m in METRICS)
 METRIC_LABELS = {"ndcg@10": "NDCG@10", "hit@10": "HR@10 (Hit)", "map@10": "MAP@10"}
 DEFAULT_SEEDS = 3
 FIRST_SEED = 2020
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 100  # the most; every model stops early on its validation metric
+DEFAULT_STOPPING_STEP = 5
 #: Users scored at once when DAIN ranks all items (rows = users × items).
 SCORE_USERS_PER_BATCH = 64
 #: Full-sort eval batch size of RecBole (rows = users × items per batch).
@@ -103,8 +104,9 @@ def write_rank_timestamps(source: Path, target: Path, time_column: str = "timest
     frame.to_csv(target, sep="\t", index=False)
 
 
-def ranking_config(root: Path, seed: int, epochs: int, device: str, overrides: dict) -> dict:
-    """RecBole config of the leave-one-out full-ranking runs."""
+def ranking_config(root: Path, seed: int, epochs: int, device: str, overrides: dict,
+                   stopping_step: int = DEFAULT_STOPPING_STEP) -> dict:
+    """RecBole config of the leave-one-out full-ranking runs (early stopping on valid NDCG@10)."""
     load_col = {"inter": ["user_id", "item_id", "timestamp"]}
     if (root / DATASET / f"{DATASET}.user").is_file():
         load_col["user"] = ["user_id", "gender", "age", "occupation"]
@@ -112,7 +114,7 @@ def ranking_config(root: Path, seed: int, epochs: int, device: str, overrides: d
         load_col["item"] = ["item_id", "cate_id"]
     return {
         **common.QUIET, **common.device_config(device),
-        "data_path": str(root), "seed": seed, "epochs": epochs,
+        "data_path": str(root), "seed": seed, "epochs": epochs, "stopping_step": stopping_step, "eval_step": 1,
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "RATING_FIELD": None, "LABEL_FIELD": "label", "load_col": load_col,
         "filter_inter_by_user_or_item": False, "user_inter_num_interval": "[0,inf)",
@@ -135,18 +137,42 @@ def dain_data_root(data_path: Path, scratch: Path, neg_sampling: str) -> Path:
     return root
 
 
-def dain_config(data_path: Path, seed: int, epochs: int, device: str, checkpoint_dir: str, overrides: dict) -> dict:
+def dain_config(data_path: Path, seed: int, epochs: int, device: str, checkpoint_dir: str, overrides: dict,
+                stopping_step: int = DEFAULT_STOPPING_STEP) -> dict:
+    """Config of the plugin models' runs (early stopping on valid AUC)."""
     return {**common.QUIET, **common.device_config(device), "data_path": str(data_path), "seed": seed,
-            "epochs": epochs, "checkpoint_dir": checkpoint_dir, **overrides}
+            "epochs": epochs, "stopping_step": stopping_step, "eval_step": 1, "checkpoint_dir": checkpoint_dir,
+            **overrides}
+
+
+class EpochLog:
+    """Records ``(epoch, valid score, seconds since the first call)`` after every validation, to report the
+    best epoch and the time it took to reach it."""
+
+    def __init__(self):
+        self.curve: list[tuple[int, float, float]] = []
+        self.started = time.perf_counter()
+
+    def __call__(self, trainer, epoch, score, result):
+        self.curve.append((epoch, float(score), time.perf_counter() - self.started))
+
+    def summary(self) -> dict:
+        best = best_epoch(self.curve)
+        if best is None:
+            return {"best_epoch": "", "epochs_run": 0, "seconds_to_best": "", "train_seconds": ""}
+        return {"best_epoch": best[0], "epochs_run": len(self.curve), "seconds_to_best": round(best[2], 2),
+                "train_seconds": round(self.curve[-1][2], 2)}
 
 
 # ------------------------------------------------------------------------------ RecBole baselines
 def run_baseline(model: str, config: dict) -> dict:
-    """Train and test a RecBole model on the leave-one-out split; its test metrics."""
+    """Train a RecBole model on the leave-one-out split to its best epoch, test it; its test metrics,
+    best epoch and time to it."""
     from recbole_iacn.quick_start import run
 
-    result = run(model, DATASET, config_dict=config, saved=True)
-    return {k: float(result["test_result"].get(k, math.nan)) for k in RESULT_KEYS}
+    log = EpochLog()
+    result = run(model, DATASET, config_dict=config, saved=True, epoch_callback=log)
+    return {**{k: float(result["test_result"].get(k, math.nan)) for k in RESULT_KEYS}, **log.summary()}
 
 
 # ------------------------------------------------------------------------------ DAIN
@@ -155,7 +181,9 @@ def train_dain(model: str, config: dict):
     from recbole_iacn.quick_start import load_model, prepare, run
 
     prepared = prepare(model, DATASET, config_dict=config)
-    result = run(model, DATASET, prepared=prepared, saved=True)
+    log = EpochLog()
+    result = run(model, DATASET, prepared=prepared, saved=True, epoch_callback=log)
+    result["epochs"] = log.summary()
     loaded = load_model(result["model_file"], device=str(prepared.config["device"]))
     return loaded.model, prepared.dataset, prepared.test_data._dataset, result
 
@@ -291,14 +319,19 @@ def summary_markdown(rows: Sequence[dict], models: Sequence[str], dain_models: S
 
 
 PROTOCOL_MD = __doc__.split("\n\n", 1)[1]
+#: the split check of a DAIN run, kept in its CSV row so that a resumed run still reports it
+CHECK_KEYS = ("users", "mismatched", "unknown_users", "unknown_items")
 
 
 def write_outputs(rows, out: Path, args, command: str, info: dict, checks: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     header = common.header_lines(command, info)
-    csv_path = common.write_csv(out / "dain_ranking.csv", rows, header)
+    csv_path = write_rows(out / "dain_ranking.csv", rows, header)
     text = common.markdown_header("DAIN ranking on the ML-1M sample (NDCG@10, HR@10, MAP@10)", command, info)
-    text += f"\nSettings: seeds {args.seed_list}, epochs {args.epochs}, overrides {args.overrides or {}}.\n"
+    text += (f"\nSettings: seeds {args.seed_list}; every model trains until {args.stopping_step} epochs bring no "
+             f"better validation metric (RecBole's models: NDCG@10; DAIN: AUC), at most {args.epochs} epochs, and "
+             f"its best epoch is tested; overrides {args.overrides or {}}. Columns best_epoch (0-based), "
+             "epochs_run and seconds_to_best of dain_ranking.csv give each run's convergence.\n")
     text += "\n## Protocol\n\n" + PROTOCOL_MD + "\n"
     text += ("\n## Split check\n\n"
              f"Evaluated users: {checks.get('users', 'n/a')}; users whose DAIN test item differs from RecBole's: "
@@ -323,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dain-models", nargs="*", default=list(DAIN_MODELS), help="plugin models ranked (DAIN, DAIN_IaCN)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--first-seed", type=int, default=FIRST_SEED)
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="maximum epochs per run")
+    p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
+                   help="stop after this many epochs without a better validation metric")
     p.add_argument("--dain-negatives", choices=NEG_SAMPLINGS, default="uniform",
                    help="how the CTR view DAIN trains on draws its negatives (the baselines': uniform)")
     p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
@@ -347,29 +382,36 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out) if args.out else common.default_out_dir("dain") / "dain_ranking"
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
-    rows, checks = [], {}
+    # runs already in the output's CSV are kept and skipped: a stopped benchmark resumes where it was
+    rows = [r for r in read_rows(out / "dain_ranking.csv") if not r.get("error")]
+    done = {(r["model"], r["seed"]) for r in rows}
+    checks = next(({k: int(r[k]) for k in CHECK_KEYS} for r in rows if r.get("users") not in (None, "")), {})
+    header = common.header_lines(command, info)
     scratch = Path(tempfile.mkdtemp(prefix="iacn-rank-"))
     try:
         root = recbole_source_root(Path(args.data_path), scratch / "recbole")
         ctr_root = dain_data_root(Path(args.data_path), scratch / "ctr", args.dain_negatives) if args.dain_models else None
         for seed in args.seed_list:
             rb_config = ranking_config(root, seed, args.epochs, device, {**args.overrides,
-                                       "checkpoint_dir": str(scratch / "saved")})
-            for model in args.baselines:
+                                       "checkpoint_dir": str(scratch / "saved")}, args.stopping_step)
+            for model in (m for m in args.baselines if (m, seed) not in done):
                 rows.append(_timed(model, seed, lambda: run_baseline(model, rb_config)))
-            if args.dain_models:
+                write_rows(out / "dain_ranking.csv", rows, header)
+            todo = [m for m in args.dain_models if (m, seed) not in done]
+            if todo:
                 test_loader, rb_cfg, rb_dataset = recbole_test_loader(rb_config)
-            for model in args.dain_models:
+            for model in todo:
                 def ranked(model=model):
-                    net, ctr, ctr_test, _ = train_dain(model, dain_config(
-                        ctr_root, seed, args.epochs, device, str(scratch / "saved"), args.overrides))
+                    net, ctr, ctr_test, result = train_dain(model, dain_config(
+                        ctr_root, seed, args.epochs, device, str(scratch / "saved"), args.overrides,
+                        args.stopping_step))
                     ranker = CTRRanker(net, ctr, ctr_test, rb_dataset, rb_cfg["device"])
                     metrics, users, mismatched = evaluate_full_sort(ranker, test_loader, rb_cfg)
                     checks.update(users=users, mismatched=mismatched, unknown_users=ranker.unknown_users,
                                   unknown_items=ranker.unknown_items)
-                    return metrics
+                    return {**metrics, **result["epochs"], **checks}
                 rows.append(_timed(model, seed, ranked))
-            common.write_csv(out / "dain_ranking.csv", rows, common.header_lines(command, info))
+                write_rows(out / "dain_ranking.csv", rows, header)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     paths = write_outputs(rows, out, args, command, info, checks)
@@ -380,7 +422,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 def _timed(model: str, seed: int, fn) -> dict:
     """Run ``fn()`` → metrics; a row with the model, seed, seconds, and the error if it failed."""
     started = time.perf_counter()
-    row = {"model": model, "seed": seed}
+    row = {"model": model, "seed": seed, "commit": common.git_commit()}
     try:
         row.update(fn(), error="")
     except Exception as exc:  # recorded, the other runs go on

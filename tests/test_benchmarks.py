@@ -187,11 +187,16 @@ def test_kernels_smoke(tmp_path):
 @pytest.mark.skipif(not (ML1M_SAMPLE / "ratings.dat").is_file(), reason="../shared/data/ml-1m-sample is not beside the checkout")
 def test_dain_ranking_smoke(tmp_path):
     """BPR and DAIN on one leave-one-out split: same test item for every user, metrics in range."""
-    paths = dain_ranking.main(["--baselines", "BPR", "--dain-models", "DAIN", "--seeds", "1", "--epochs", "1",
-                               "--threads", "1", "--device", "cpu", "--data_path", str(tmp_path / "data"),
-                               "--out", str(tmp_path / "out"), "--config_dict", "embedding_size=8"])
+    argv = ["--baselines", "BPR", "--dain-models", "DAIN", "--seeds", "1", "--epochs", "2", "--stopping-step", "1",
+            "--threads", "1", "--device", "cpu", "--data_path", str(tmp_path / "data"),
+            "--out", str(tmp_path / "out"), "--config_dict", "embedding_size=8"]
+    paths = dain_ranking.main(argv)
     table = pd.read_csv(paths["csv"], comment="#")
     assert list(table["model"]) == ["BPR", "DAIN"] and table["error"].isna().all()
+    assert (table["best_epoch"] < table["epochs_run"]).all() and (table["epochs_run"] <= 2).all()
+    again = pd.read_csv(dain_ranking.main(argv)["csv"], comment="#")  # finished runs are kept, not redone
+    assert again["seconds"].tolist() == table["seconds"].tolist()
+    assert "users whose DAIN test item differs from RecBole's: 0;" in paths["markdown"].read_text(encoding="utf-8")
     for key in dain_ranking.RESULT_KEYS:
         assert table[key].between(0, 1).all()
     text = paths["markdown"].read_text(encoding="utf-8")
