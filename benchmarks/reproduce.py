@@ -242,11 +242,13 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
             prepared = common.on_ctr_view(prepare(spec.host, spec.dataset, config_dict=config), spec.host)
         else:
             prepared = prepare(spec.model, spec.dataset, config_dict=config)
-        curve: list[tuple[int, float, float]] = []  # (epoch, valid score, seconds since training began)
-        fit_started = time.perf_counter()
+        # (epoch, valid score, wall seconds, CPU seconds of this process since training began): CPU time
+        # is what a 1-thread run costs whatever else shares the machine
+        curve: list[tuple[int, float, float, float]] = []
+        fit_started, cpu_started = time.perf_counter(), time.process_time()
         result = run(spec.model, spec.dataset, prepared=prepared, saved=True,
                      epoch_callback=lambda trainer, epoch, score, _: curve.append(
-                         (epoch, float(score), time.perf_counter() - fit_started)))
+                         (epoch, float(score), time.perf_counter() - fit_started, time.process_time() - cpu_started)))
     except Exception as exc:  # one failed run must not lose the others: recorded in the CSV
         row.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 2))
         return row
@@ -263,6 +265,8 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
         epochs_run=len(curve),
         seconds_to_best=round(best[2], 2) if best else "",
         train_seconds=round(curve[-1][2], 2) if curve else "",
+        cpu_seconds_to_best=round(best[3], 2) if best else "",
+        cpu_train_seconds=round(curve[-1][3], 2) if curve else "",
         seconds=round(time.perf_counter() - started, 2),
         max_epochs=plain.get("epochs"),
         stopping_step=plain.get("stopping_step"),
@@ -279,7 +283,8 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
 
 
 def best_epoch(curve: Sequence[tuple]) -> Optional[tuple]:
-    """The first epoch with the highest validation score, as RecBole's early stopping keeps it."""
+    """The first point ``(epoch, score, ...)`` with the highest validation score, as RecBole's early
+    stopping keeps it."""
     best = None
     for point in curve:
         if best is None or point[1] > best[1]:
@@ -391,7 +396,7 @@ def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
             body.append([variant_label(variant, host), *cells])
             epochs.append([variant_label(variant, host), *[
                 f"{mean_of(rows, 'best_epoch', table='1', dataset=d, host=host, variant=variant)} / "
-                f"{mean_of(rows, 'seconds_to_best', table='1', dataset=d, host=host, variant=variant)} s"
+                f"{mean_of(rows, 'cpu_seconds_to_best', table='1', dataset=d, host=host, variant=variant)} s"
                 for d in datasets]])
         if "iacn" not in variants:
             continue
@@ -405,8 +410,8 @@ def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
     if diffs:
         text += ("\n### X + IaCN − each control (mean ± SD of the paired differences; paired t-test over seeds)\n\n"
                  + common.markdown_table(columns, diffs))
-    text += ("\n### Best epoch (0-based) / seconds from the start of training to the end of its validation "
-             "(means over seeds)\n\n" + common.markdown_table(columns, epochs))
+    text += ("\n### Best epoch (0-based) / CPU seconds of the run from the start of training to the end of its "
+             "validation (means over seeds)\n\n" + common.markdown_table(columns, epochs))
     text += "\n" + paper_table1_markdown(hosts)
     return text
 
@@ -414,14 +419,15 @@ def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
 def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequence[str]) -> str:
     """Our DIN / DIEN against RecBole's class on the same CTR rows: test AUC and time to the best epoch."""
     columns = ["dataset", "host", "ours", "RecBole's", "ours − RecBole's", f"AUC ≥ RecBole's − {HOSTS_TARGET_AUC_GAP}",
-               "seconds to best: ours", "RecBole's", "ratio", f"ratio ≤ {HOSTS_TARGET_TIME_RATIO}"]
+               "CPU s to best: ours", "RecBole's", "ratio", f"ratio ≤ {HOSTS_TARGET_TIME_RATIO}", "best epoch: ours",
+               "RecBole's"]
     body = []
     for dataset in datasets:
         for host in (h for h in hosts if h in common.SAME_DATA_HOSTS):
             match = dict(table="hosts", dataset=dataset, host=host)
             c = paired_test(auc_by_seed(rows, variant=RECBOLE_VARIANT, **match), auc_by_seed(rows, variant="base", **match))
-            ours_t = list(auc_by_seed(rows, "seconds_to_best", variant="base", **match).values())
-            theirs_t = list(auc_by_seed(rows, "seconds_to_best", variant=RECBOLE_VARIANT, **match).values())
+            ours_t = list(auc_by_seed(rows, "cpu_seconds_to_best", variant="base", **match).values())
+            theirs_t = list(auc_by_seed(rows, "cpu_seconds_to_best", variant=RECBOLE_VARIANT, **match).values())
             ratio = statistics.fmean(ours_t) / statistics.fmean(theirs_t) if ours_t and theirs_t else math.nan
             auc_met = "n/a" if math.isnan(c.diff_mean) else ("yes" if c.diff_mean >= -HOSTS_TARGET_AUC_GAP else "NO")
             time_met = "n/a" if math.isnan(ratio) else ("yes" if ratio <= HOSTS_TARGET_TIME_RATIO else "NO")
@@ -429,11 +435,15 @@ def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequenc
                          fmt_mean_sd(c.base_mean, c.base_sd), fmt_comparison(c), auc_met,
                          f"{statistics.fmean(ours_t):.1f}" if ours_t else "n/a",
                          f"{statistics.fmean(theirs_t):.1f}" if theirs_t else "n/a",
-                         "n/a" if math.isnan(ratio) else f"{ratio:.2f}", time_met])
+                         "n/a" if math.isnan(ratio) else f"{ratio:.2f}", time_met,
+                         mean_of(rows, "best_epoch", variant="base", **match),
+                         mean_of(rows, "best_epoch", variant=RECBOLE_VARIANT, **match)])
     return ("## Our hosts against RecBole's on the same CTR rows (both early-stopped, best epoch tested)\n\n"
             "RecBole's class reads the same samples, batches and test rows (`recbole.X@ctr`, settings from "
-            "RecBole's model YAML except the shared embedding size). Seconds to best: from the start of "
-            "training to the end of the best epoch's validation, on this machine, in this run.\n\n"
+            "RecBole's model YAML except the shared embedding size). CPU s to best: CPU seconds of the run "
+            "from the start of training to the end of the best epoch's validation (with --threads 1 this is "
+            "the compute the run needed, whatever else ran on the machine; wall seconds are in runs.csv). "
+            "Best epoch: 0-based, mean over seeds.\n\n"
             + common.markdown_table(columns, body))
 
 

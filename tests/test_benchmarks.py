@@ -126,6 +126,7 @@ def test_reproduce_smoke_trains_to_convergence_and_resumes(tiny_root, tmp_path, 
     assert runs["error"].isna().all() and runs["test_auc"].between(0, 1).all()
     assert (runs["best_epoch"] < runs["epochs_run"]).all() and (runs["epochs_run"] <= 3).all()
     assert (runs["seconds_to_best"] <= runs["train_seconds"]).all()
+    assert (runs["cpu_seconds_to_best"] <= runs["cpu_train_seconds"]).all()
     width = TINY["embedding_size"] + TINY["iacn_embedding_size"]
     assert set(runs.loc[runs["variant"] == "wide", "item_embedding_size"]) == {width}
     assert set(runs.loc[runs["variant"] == "lambda0", "lambda_used"]) == {0.0}
