@@ -27,6 +27,7 @@ Usage (see benchmarks/README.md)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -339,6 +340,22 @@ def write_rows(path: Path, rows: Sequence[dict], header: list[str]) -> Path:
     common.write_csv(partial, list(rows), header)
     os.replace(partial, path)
     return path
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path):
+    """Hold ``folder/.lock`` for the length of a benchmark: a second run into the same folder stops at
+    once with a clear message instead of interleaving its rows with the first's."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"Another benchmark is writing to {folder} (it holds {folder / '.lock'}). Wait for it "
+                             "to finish, or pass a different --out.") from None
+        yield
 
 
 def run_all(runs: Sequence[RunSpec], base_config: dict, on_row: Callable[[list], None] | None = None,
@@ -674,10 +691,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 args.length_models, args.deltas, args.delta_model, args.variants)
     print(f"{len(runs)} runs on {info['device']}; results in {out}", flush=True)
     header = common.header_lines(command, info)
-    done = read_rows(out / "runs.csv")
-    rows = run_all(runs, base_config, on_row=lambda r: write_rows(out / "runs.csv", r, header),
-                   log=lambda m: print(m, flush=True), done=done)
-    paths = write_outputs(rows, out, args, command, info)
+    with exclusive(out):
+        done = read_rows(out / "runs.csv")
+        rows = run_all(runs, base_config, on_row=lambda r: write_rows(out / "runs.csv", r, header),
+                       log=lambda m: print(m, flush=True), done=done)
+        paths = write_outputs(rows, out, args, command, info)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return paths
 

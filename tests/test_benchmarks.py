@@ -202,3 +202,12 @@ def test_dain_ranking_smoke(tmp_path):
         assert table[key].between(0, 1).all()
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "users whose DAIN test item differs from RecBole's: 0;" in text
+
+
+def test_reproduce_refuses_a_second_run_into_the_same_folder(tmp_path):
+    with reproduce.exclusive(tmp_path):
+        with pytest.raises(SystemExit, match="Another benchmark is writing"):
+            with reproduce.exclusive(tmp_path):
+                pass
+    with reproduce.exclusive(tmp_path):  # released when the first run ends
+        pass
