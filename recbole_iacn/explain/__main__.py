@@ -72,11 +72,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         from recbole_iacn import explain as api
 
         if args.retrieve:
-            document = api.retrieve(args.model_file, args.users, top=args.top or 50, data_path=args.data_path,
+            document = api.retrieve(args.model_file, args.users, top=50 if args.top is None else args.top, data_path=args.data_path,
                                     dataset=args.dataset, history=args.history,
                                     exclude_history=not args.include_history, out=args.out, device=args.device)
         else:
-            document = api.explain(args.model_file, args.users, candidate=args.candidate, top=args.top or 10,
+            document = api.explain(args.model_file, args.users, candidate=args.candidate, top=10 if args.top is None else args.top,
                                    data_path=args.data_path, dataset=args.dataset, history=args.history,
                                    out=args.out, plots=not args.no_plots, device=args.device)
     except UserError as exc:
