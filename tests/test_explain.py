@@ -228,3 +228,43 @@ def test_module_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "recbole_iacn.explain", "--model-file", str(tmp_path / "x.pth"),
                            "--users", "1"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_retrieval_benchmark_smoke(tmp_path):
+    """Pop, BPR and the capsule retriever on one tiny leave-one-out split: same test items, metrics in range."""
+    import pandas as pd
+
+    from benchmarks import retrieval
+    from recbole_iacn.data import default_ml100k_source
+
+    folder, name = default_ml100k_source()
+    frame = pd.read_csv(Path(folder) / f"{name}.inter", sep="\t", dtype=str)
+    users = sorted(frame["user_id:token"].unique(), key=int)[:40]
+    (tmp_path / "data" / "tiny").mkdir(parents=True)
+    frame[frame["user_id:token"].isin(users)].to_csv(tmp_path / "data" / "tiny" / "tiny.inter", sep="\t", index=False)
+    paths = retrieval.main(["--datasets", "tiny", "absent", "--data_path", str(tmp_path / "data"), "--epochs", "1",
+                            "--baseline-epochs", "1", "--threads", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+                            "--config_dict", "embedding_size=4", "iacn_embedding_size=4"])
+    table = pd.read_csv(paths["csv"], comment="#")
+    assert list(table["model"]) == ["Pop", "BPR", "DIN_IaCN", "DIN_IaCN untrained"] and table["error"].isna().all()
+    for key in retrieval.RESULT_KEYS:
+        assert table[key].between(0, 1).all()
+    assert (table["hit@10"] <= table["recall@50"] + 1e-12).all()  # one test item per user: Recall@50 >= HR@10
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "Test users: 40; users whose test item differs between RecBole's split and the CTR view: 0;" in text
+    assert "## absent" not in text and text.startswith("# Retrieval") and "- commit: " in text
+
+
+def test_nearest_categories_by_hand(explainer):
+    record = explainer.explain(load_histories(explainer, ["u3"]), top=30)[0]
+    with torch.no_grad():
+        interests, _ = explainer.iacn.interests(explainer.encode(load_histories(explainer, ["u3"])).interaction)
+        table = explainer.iacn.aux_item_embedding.weight.detach()
+    categories = torch.tensor(explainer.schema.item_categories)
+    for k, interest in enumerate(record["interests"]):
+        by_hand = {}
+        for c in categories[1:].unique().tolist():  # the mean E_aux row of the category's items
+            by_hand[explainer.category_tokens[c]] = float(table[1:][categories[1:] == c].mean(0) @ interests[0, k])
+        names = [t["category"] for t in interest["top_categories"]]
+        assert "[PAD]" not in names and names == sorted(by_hand, key=lambda n: -by_hand[n])[:30]
+        assert [t["score"] for t in interest["top_categories"]] == pytest.approx([by_hand[n] for n in names], abs=1e-5)

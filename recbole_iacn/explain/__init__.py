@@ -91,6 +91,7 @@ def write_json(path, data) -> Path:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, ensure_ascii=False, allow_nan=False)
             f.write("\n")
+        os.chmod(staging, 0o644)  # mkstemp creates 0600
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):

@@ -158,7 +158,10 @@ class InterestExplainer:
         item_scores = self.iacn.interest_item_scores(formed.vectors, all_items)  # [B, K, N]
         item_scores[..., 0] = float("-inf")
         centroids = self._category_centroids()
-        category_scores = torch.matmul(formed.vectors, centroids.t()) if centroids is not None else None  # [B, K, C]
+        category_scores = None
+        if centroids is not None:  # [B, K, C]; [PAD] and categories without items are never "nearest"
+            category_scores = torch.matmul(formed.vectors, centroids.t())
+            category_scores[..., ~self._categories_with_items()] = float("-inf")
         if candidate is not None:
             target = emb(x[self.schema.item_field])  # [B, h]
             attention = self.iacn.attention.weights(formed.vectors, formed.mask, target)  # [B, K]
@@ -195,7 +198,7 @@ class InterestExplainer:
                     cat = torch.topk(category_scores[b, k], min(top, category_scores.shape[-1]))
                     interest["top_categories"] = [
                         {"category": self.category_tokens[c], "score": round(float(v), 6)}
-                        for v, c in zip(cat.values.tolist(), cat.indices.tolist())
+                        for v, c in zip(cat.values.tolist(), cat.indices.tolist()) if v > float("-inf")
                     ]
                 interests.append(interest)
             record = {
@@ -221,6 +224,13 @@ class InterestExplainer:
                 }
             records.append(record)
         return records
+
+    def _categories_with_items(self) -> torch.Tensor:
+        """``[C]`` True for the categories of some catalogue item ([PAD] excluded)."""
+        present = torch.zeros(len(self.category_tokens), dtype=torch.bool)
+        present[self.item_categories[1:]] = True
+        present[0] = False
+        return present.to(self.device)
 
     def _category_centroids(self) -> Optional[torch.Tensor]:
         """Mean ``E_aux`` row of each category's items: ``[C, h]`` (zero for a category without items)."""

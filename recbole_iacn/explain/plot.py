@@ -83,6 +83,7 @@ def plot_user(record: dict, path, title: str = "") -> Path:
     os.close(handle)
     try:
         fig.savefig(staging, dpi=110)
+        os.chmod(staging, 0o644)  # mkstemp creates 0600
         os.replace(staging, path)
     finally:
         plt.close(fig)
