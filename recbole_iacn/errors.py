@@ -33,3 +33,16 @@ class ConfigError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint file cannot be read as a recbole-iacn checkpoint."""
+
+
+class UnknownIdError(UserError, KeyError):
+    """A user or item id that the checkpoint's vocabulary (or the dataset's files) does not hold."""
+
+    def __str__(self):  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional dependency (an extra such as ``plots``) is not installed."""
+
+    exit_code = 3

@@ -7,7 +7,8 @@ torch or ray):
 - :func:`import_movielens_dat`, :func:`build_movielens` (``movielens``): MovieLens ``ratings.dat``.
 - :func:`build_amazon` (``amazon``): Amazon 2014 reviews + metadata, DIEN protocol.
 - :func:`build_from_dien` (``dien``): DIEN's prepared ``local_{train,test}_splitByUser`` files.
-- :func:`build_synthetic` (``synthetic``): SYNTHETIC Amazon-Books-shaped data.
+- :func:`build_synthetic`, :func:`build_planted` (``synthetic``): SYNTHETIC Amazon-Books-shaped data;
+  small data with planted interests.
 
 Command line: ``python -m recbole_iacn.data {amazon,dien,recbole,movielens,synthetic} ...``.
 See ``dataset/README.md`` for the output format and protocols.
@@ -23,6 +24,7 @@ _EXPORTS = {
     "build_amazon": "amazon",
     "build_from_dien": "dien",
     "build_synthetic": "synthetic",
+    "build_planted": "synthetic",
     "format_summary": "ctr",
     "DataError": "common",
     "MalformedLineError": "common",

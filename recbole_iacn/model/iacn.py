@@ -13,6 +13,7 @@ while every other capsule-network parameter receives ∂(λ·L_IaCN) unscaled an
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -117,9 +118,14 @@ class LabelAwareAttention(nn.Module):
         super().__init__()
         self.power = power
 
+    def weights(self, interests, interest_mask, target):
+        """interests ``[B, K, h]``, mask ``[B, K]``, target ``[B, h]`` → attention weights ``[B, K]``
+        (0 on masked interests; each row sums to 1 where the user has any interest)."""
+        return masked_softmax(batched_dot(interests, target).pow(self.power), interest_mask)
+
     def forward(self, interests, interest_mask, target):
-        scores = batched_dot(interests, target).pow(self.power)  # [B, K]
-        weights = masked_softmax(scores, interest_mask)
+        """interests ``[B, K, h]``, mask ``[B, K]``, target ``[B, h]`` → user vector ``i_u [B, h]``."""
+        weights = self.weights(interests, interest_mask, target)
         return (weights.unsqueeze(-1) * interests).sum(1)  # [B, h]
 
 
@@ -147,6 +153,14 @@ class InterestMLP(nn.Module):
 
 
 # ---------------------------------------------------------------------------- the component
+class UserInterests(NamedTuple):
+    """What the capsule network forms for a batch of users."""
+
+    vectors: torch.Tensor  # I_u [B, K, h]: zero for unused capsules
+    mask: torch.Tensor  # [B, K]: True for the user's K_u interests
+    routing_weights: torch.Tensor  # a_ij [B, L, K]: behaviour i → interest j (0 on padding and unused)
+
+
 class IaCN(nn.Module):
     """Capsule network + label-aware attention + sampled-softmax loss over its own item table."""
 
@@ -246,21 +260,34 @@ class IaCN(nn.Module):
         ``behaviours`` (``[B, L, h]``) may pass ``capsule_view`` of the history when the caller has
         looked it up already.
         """
+        formed = self.form_interests(interaction, behaviours)
+        return formed.vectors, formed.mask
+
+    def form_interests(self, interaction, behaviours=None) -> UserInterests:
+        """:meth:`interests` with the final routing weights ``[B, L, K]`` that formed them."""
         history = interaction[self.schema.history_item_field]  # [B, L]
         lengths = interaction[self.schema.history_length_field]  # [B]
         mask = length_mask(lengths, history.shape[1])
         counts = interest_counts(lengths, self.max_interests)
         if behaviours is None:
             behaviours = self.capsule_view(history)
-        capsules, interest_mask, _ = self.routing(behaviours, mask, counts)
+        capsules, interest_mask, routing_weights = self.routing(behaviours, mask, counts)
         profile = None
         if self.profile_fields:
             profile = torch.cat(self.profile_embedding([interaction[f] for f in self.profile_fields]), -1)
         interests = self.interest_mlp(capsules, profile) * interest_mask.unsqueeze(-1)
-        return interests, interest_mask
+        return UserInterests(interests, interest_mask, routing_weights)
+
+    def interest_item_scores(self, interests: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``c_tᵀ i_u^k`` for every interest and item: interests ``[B, K, h]``, item ids ``[N]`` →
+        ``[B, K, N]`` (0 for unused interests, whose vectors are zero)."""
+        return torch.matmul(interests, self.aux_item_embedding(items).t())
 
     def relationship_score(self, interaction, items=None) -> torch.Tensor:
-        """``R_score = max_k c_tᵀ i_u^k`` over the valid interests (``-inf`` for an empty history)."""
+        """``R_score = max_k c_tᵀ i_u^k`` over the valid interests (``-inf`` for an empty history).
+
+        ``items`` ``[B]`` (default: the interaction's candidate) → ``[B]``.
+        """
         items = interaction[self.schema.item_field] if items is None else items
         interests, interest_mask = self.interests(interaction)
         scores = batched_dot(interests, self.aux_item_embedding(items))
