@@ -67,6 +67,11 @@ DEFAULT_SYNTHETIC_BATCHES = 200
 DEFAULT_SYNTHETIC_MODELS = ("DIN_IaCN", "DIEN_IaCN")
 SYNTHETIC_NAME = "synthetic-books"
 IACN_TARGET = 1.3  # X_IaCN epoch time / X epoch time must be <= this
+#: Training samples/s through the tensor loader ÷ through RecBole's loader, per host (issue 15).
+LOADER_SPEEDUP_TARGETS = {"DIN": 1.2, "WideDeep": 1.5, "DAIN": 1.5}
+#: ``X:<LOADER_KEY>=<value>`` rows: the same model through each data loader, compared pairwise.
+LOADER_KEY = "data_loader"
+LOADERS = ("recbole", "tensor")
 SPEEDUP_TARGET = 2.0  # our DIN/DIEN training throughput / RecBole's must be >= this
 MEMORY_LIMIT_GB = 8.0  # peak RSS on the SYNTHETIC Books-sized data
 BYTES_PER_MB = 1024 ** 2
@@ -167,14 +172,44 @@ def time_training(model, optimizer, loader, warmup: int, batches: int, device: s
 
 
 def _train_step(model, optimizer, batch, device) -> int:
+    from torch.profiler import record_function
+
     batch = batch.to(device)
     optimizer.zero_grad()
-    loss = model.calculate_loss(batch)
-    if isinstance(loss, tuple):
-        loss = sum(loss)
-    loss.backward()
-    optimizer.step()
+    with record_function("## loss (forward)"):
+        loss = model.calculate_loss(batch)
+        if isinstance(loss, tuple):
+            loss = sum(loss)
+    with record_function("## backward"):
+        loss.backward()
+    with record_function("## optimizer step"):
+        optimizer.step()
     return len(batch)
+
+
+#: The phases of a profiled step (``record_function`` ranges), printed before the top operators.
+PROFILE_PHASES = ("## data loader", "## loss (forward)", "## backward", "## optimizer step")
+
+
+def profile_training(model, optimizer, loader, batches: int, device: str, top: int) -> dict:
+    """``torch.profiler`` over ``batches`` training steps: milliseconds per step of each phase and the
+    ``top`` operators by self CPU time (the table torch prints)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    model.train()
+    stream = _cycle(loader)
+    with profile(activities=activities) as prof:
+        for _ in range(batches):
+            with record_function("## data loader"):
+                batch = next(stream)
+            _train_step(model, optimizer, batch, device)
+        _sync(device)
+    events = prof.key_averages()
+    phases = {e.key: e.cpu_time_total / 1e3 / batches for e in events if e.key in PROFILE_PHASES}
+    table = events.table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=48)
+    return {"profile_ms_per_step": {k: round(phases.get(k, 0.0), 3) for k in PROFILE_PHASES},
+            "profile_top_ops": table, "profile_batches": batches}
 
 
 def time_evaluation(model, loader, warmup: int, batches: int, device: str) -> dict:
@@ -237,6 +272,8 @@ def measure(model_name: str, dataset: str, args) -> dict:
         batches = math.ceil(result["train_rows_per_epoch"] / prepared.config["train_batch_size"])
     result.update(time_training(net, optimizer, prepared.train_data, args.warmup, batches, device))
     result.update(time_evaluation(net, prepared.valid_data, args.warmup, args.eval_batches, device))
+    if args.profile_batches > 0:
+        result.update(profile_training(net, optimizer, prepared.train_data, args.profile_batches, device, args.profile_top))
     result["timed_batches"] = batches
     result["epoch_seconds_est"] = result["train_rows_per_epoch"] / result["train_samples_per_s"]
     result["rss_start_mb"] = rss_start / BYTES_PER_MB
@@ -299,18 +336,21 @@ def ratio_rows(results: dict) -> list[dict]:
 
     rows = []
     for host in HOSTS:
-        if host in results and f"{host}_IaCN" in results:
-            value = ratio(sps(host), sps(f"{host}_IaCN"))  # epoch time ratio = inverse throughput ratio
-            rows.append({"ratio": f"{host}_IaCN epoch time / {host} epoch time", "value": value,
-                         "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
+        for suffix in ("", *(f":{LOADER_KEY}={loader}" for loader in LOADERS)):
+            plain, aux = f"{host}{suffix}", f"{host}_IaCN{suffix}"
+            if plain in results and aux in results:
+                value = ratio(sps(plain), sps(aux))  # epoch time ratio = inverse throughput ratio
+                rows.append({"ratio": f"{aux} epoch time / {plain} epoch time", "value": value,
+                             "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
             widened = f"{host}_IaCN:{WIDENING_ONLY}"
-            if widened in results:  # the same ratio as a product of its two causes
-                for label, part in (
+            if not suffix and plain in results and aux in results and widened in results:
+                for label, part in (  # the same ratio as a product of its two causes
                     (f"... of which the wider item embedding ({widened} / {host})", ratio(sps(host), sps(widened))),
                     (f"... of which the capsule network's loss ({host}_IaCN / {widened})",
                      ratio(sps(widened), sps(f"{host}_IaCN"))),
                 ):
                     rows.append({"ratio": label, "value": part, "target": "(breakdown)", "met": "", "auc": ""})
+    rows += loader_rows(results, sps)
     for host in ("DIN", "DIEN", "WideDeep"):
         theirs = f"recbole.{host}"
         if host in results and theirs in results:
@@ -336,6 +376,25 @@ def ratio_rows(results: dict) -> list[dict]:
             rows.append({"ratio": f"{host} training samples/s, ours / RecBole's on the same CTR data, at equal or "
                                   "better test AUC", "value": value, "target": f">= {SPEEDUP_TARGET}", "met": met,
                          "auc": f"ours {ours_auc:.4f} / RecBole {their_auc:.4f} (same test rows)"})
+    return rows
+
+
+def loader_rows(results: dict, sps) -> list[dict]:
+    """Training samples/s through the tensor loader ÷ through RecBole's, for every model with both
+    ``model:data_loader=tensor`` and ``model:data_loader=recbole`` rows (same data, same model)."""
+    rows = []
+    for model in results:
+        name, settings = split_model_spec(model)
+        if settings != {LOADER_KEY: "tensor"} or f"{name}:{LOADER_KEY}=recbole" not in results:
+            continue
+        old = f"{name}:{LOADER_KEY}=recbole"
+        value = ratio(sps(model), sps(old))
+        target = LOADER_SPEEDUP_TARGETS.get(name)
+        aucs = [results[m].get("test_auc") for m in (model, old)]
+        auc = "" if None in aucs else f"tensor {aucs[0]:.4f} / recbole {aucs[1]:.4f} (same test rows)"
+        rows.append({"ratio": f"{name} training samples/s, tensor loader / RecBole's loader", "value": value,
+                     "target": f">= {target}" if target else "(none)",
+                     "met": _met(value >= target, value) if target else "", "auc": auc})
     return rows
 
 
@@ -398,6 +457,7 @@ def results_markdown(results: dict, baseline: str, synthetic: dict, args, comman
     text += "\n## Target ratios\n\n" + common.markdown_table(
         ["ratio", "value", "target", "met", "AUC beside"],
         [[t["ratio"], _f(t["value"], 2), t["target"], t["met"], t["auc"]] for t in targets])
+    text += profiles_markdown(results)
     if synthetic:
         scale = args.synthetic_scale
         bound = "one full epoch" if args.full_epoch else f"{args.synthetic_batches} training batches (not a full epoch)"
@@ -413,6 +473,31 @@ def results_markdown(results: dict, baseline: str, synthetic: dict, args, comman
                          _f(r.get("load_seconds"))])
         text += common.markdown_table(["model", "train rows/epoch", "peak RSS MB", "peak RSS GB", "target GB",
                                        "met", "train samples/s", "load s"], body)
+    return text
+
+
+def csv_fields(result: dict) -> dict:
+    """A result as CSV cells: the profile's phases as columns, its operator table left to the Markdown."""
+    fields = {k: v for k, v in result.items() if k not in ("profile_ms_per_step", "profile_top_ops")}
+    for phase, ms in result.get("profile_ms_per_step", {}).items():
+        fields[f"profile_ms_{phase.strip('# ').split()[0]}"] = ms
+    return fields
+
+
+def profiles_markdown(results: dict) -> str:
+    """Per profiled model: milliseconds per training step in each phase, then torch's top operators."""
+    profiled = {m: r for m, r in results.items() if not r.get("error") and r.get("profile_top_ops")}
+    if not profiled:
+        return ""
+    text = ("\n## Profiles (torch.profiler, training steps)\n\nMilliseconds per step in each phase (data loader: "
+            "building the batch; its copy to the device, a no-op on the CPU, is outside every phase), "
+            "then the operators with the most self CPU time. The profiler's own overhead inflates the small "
+            "operators; compare phases within a model.\n\n")
+    text += common.markdown_table(["model", *(p.strip("# ") for p in PROFILE_PHASES), "profiled steps"],
+                                  [[m, *(_f(r["profile_ms_per_step"].get(p), 2) for p in PROFILE_PHASES),
+                                    r["profile_batches"]] for m, r in profiled.items()])
+    for model, r in profiled.items():
+        text += f"\n### {model}\n\n```\n{r['profile_top_ops'].strip()}\n```\n"
     return text
 
 
@@ -441,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-models", nargs="+", default=list(DEFAULT_SYNTHETIC_MODELS))
     p.add_argument("--synthetic-batches", type=int, default=DEFAULT_SYNTHETIC_BATCHES,
                    help="timed training batches on the synthetic data")
+    p.add_argument("--profile-batches", type=int, default=0,
+                   help="also profile this many training steps per model (torch.profiler; 0: skip)")
+    p.add_argument("--profile-top", type=int, default=15, help="operators listed per profile")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
     p.add_argument("--seed", type=int, default=2020)
@@ -454,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options passed through to every worker unchanged.
 _PASSED = ("data_path", "batch_size", "eval_batch_size", "embedding_size", "max_len", "learning_rate", "warmup",
-           "eval_batches", "auc_epochs", "threads", "device", "seed")
+           "eval_batches", "auc_epochs", "threads", "device", "seed", "profile_batches", "profile_top")
 
 
 def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
@@ -497,8 +585,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     def write_results():
         """(Re)write the tables: after every row, so that a run cut short keeps what it measured."""
         header = common.header_lines(command, info)
-        rows = [{**r, "part": args.dataset} for r in results.values()]
-        rows += [{**r, "part": "synthetic"} for r in synthetic.values()]
+        rows = [{**csv_fields(r), "part": args.dataset} for r in results.values()]
+        rows += [{**csv_fields(r), "part": "synthetic"} for r in synthetic.values()]
         csv_path = common.write_csv(out / "performance.csv", rows, header)
         text = results_markdown(results, args.baseline, synthetic, args, command, info)
         md_path = out / "performance.md"
