@@ -72,6 +72,14 @@ LOADER_SPEEDUP_TARGETS = {"DIN": 1.2, "WideDeep": 1.5, "DAIN": 1.5}
 #: ``X:<LOADER_KEY>=<value>`` rows: the same model through each data loader, compared pairwise.
 LOADER_KEY = "data_loader"
 LOADERS = ("recbole", "tensor")
+
+
+def with_setting(model: str, key: str, value) -> str:
+    """``("DIN", "k", 1)`` → ``"DIN:k=1"``; ``("DIN:a=2", "k", 1)`` → ``"DIN:a=2,k=1"`` (the row syntax)."""
+    return f"{model}{',' if ':' in model else ':'}{key}={value}"
+
+
+DEFAULT_BLOCK = 5
 SPEEDUP_TARGET = 2.0  # our DIN/DIEN training throughput / RecBole's must be >= this
 MEMORY_LIMIT_GB = 8.0  # peak RSS on the SYNTHETIC Books-sized data
 BYTES_PER_MB = 1024 ** 2
@@ -156,28 +164,49 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_training(model, optimizer, loader, warmup: int, batches: int, device: str) -> dict:
-    """Untimed ``warmup`` batches, then ``batches`` timed ones (loader + forward + backward + step)."""
+def time_interleaved(step, loaders: dict, warmup: int, batches: int, block: int, device: str) -> dict:
+    """``step(batch) -> rows`` over ``warmup`` untimed, then ``batches`` timed batches of each loader in
+    ``loaders`` ({name: loader}), alternating blocks of ``block`` batches between them (the order
+    reversed every round), so that a machine shared with other work slows every loader alike.
+    Returns {name: (rows, seconds)}."""
+    streams = {name: _cycle(loader) for name, loader in loaders.items()}
+    for stream in streams.values():
+        for _ in range(warmup):
+            step(next(stream))
+    totals = {name: [0, 0.0] for name in streams}
+    names, done, round_index = list(streams), 0, 0
+    while done < batches:
+        count = min(block, batches - done)
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            _sync(device)
+            started = time.perf_counter()
+            for _ in range(count):
+                totals[name][0] += step(next(streams[name]))
+            _sync(device)
+            totals[name][1] += time.perf_counter() - started
+        done, round_index = done + count, round_index + 1
+    return {name: tuple(total) for name, total in totals.items()}
+
+
+def time_training(model, optimizer, loaders: dict, warmup: int, batches: int, device: str, loss_fn=None,
+                  block: Optional[int] = None) -> dict:
+    """Training (loader + forward + backward + step) through each of ``loaders`` (see
+    :func:`time_interleaved`; ``block`` None: one block). ``loss_fn``: what the trainer's steps call
+    (default ``model.calculate_loss``). Returns {name: result fields}."""
     model.train()
-    stream = _cycle(loader)
-    for _ in range(warmup):
-        _train_step(model, optimizer, next(stream), device)
-    _sync(device)
-    rows, started = 0, time.perf_counter()
-    for _ in range(batches):
-        rows += _train_step(model, optimizer, next(stream), device)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    return {"train_rows_timed": rows, "train_seconds": seconds, "train_samples_per_s": rows / seconds}
+    timed = time_interleaved(lambda batch: _train_step(model, optimizer, batch, device, loss_fn), loaders,
+                             warmup, batches, block or batches, device)
+    return {name: {"train_rows_timed": rows, "train_seconds": seconds, "train_samples_per_s": rows / seconds}
+            for name, (rows, seconds) in timed.items()}
 
 
-def _train_step(model, optimizer, batch, device) -> int:
+def _train_step(model, optimizer, batch, device, loss_fn=None) -> int:
     from torch.profiler import record_function
 
     batch = batch.to(device)
     optimizer.zero_grad()
     with record_function("## loss (forward)"):
-        loss = model.calculate_loss(batch)
+        loss = (loss_fn or model.calculate_loss)(batch)
         if isinstance(loss, tuple):
             loss = sum(loss)
     with record_function("## backward"):
@@ -191,7 +220,7 @@ def _train_step(model, optimizer, batch, device) -> int:
 PROFILE_PHASES = ("## data loader", "## loss (forward)", "## backward", "## optimizer step")
 
 
-def profile_training(model, optimizer, loader, batches: int, device: str, top: int) -> dict:
+def profile_training(model, optimizer, loader, batches: int, device: str, top: int, loss_fn=None) -> dict:
     """``torch.profiler`` over ``batches`` training steps: milliseconds per step of each phase and the
     ``top`` operators by self CPU time (the table torch prints)."""
     from torch.profiler import ProfilerActivity, profile, record_function
@@ -203,7 +232,7 @@ def profile_training(model, optimizer, loader, batches: int, device: str, top: i
         for _ in range(batches):
             with record_function("## data loader"):
                 batch = next(stream)
-            _train_step(model, optimizer, batch, device)
+            _train_step(model, optimizer, batch, device, loss_fn)
         _sync(device)
     events = prof.key_averages()
     phases = {e.key: e.cpu_time_total / 1e3 / batches for e in events if e.key in PROFILE_PHASES}
@@ -212,28 +241,43 @@ def profile_training(model, optimizer, loader, batches: int, device: str, top: i
             "profile_top_ops": table, "profile_batches": batches}
 
 
-def time_evaluation(model, loader, warmup: int, batches: int, device: str) -> dict:
-    """``predict`` over ``warmup`` untimed and ``batches`` timed evaluation batches."""
+def time_evaluation(model, loaders: dict, warmup: int, batches: int, device: str, block: Optional[int] = None) -> dict:
+    """``predict`` over the evaluation batches of each of ``loaders`` (see :func:`time_interleaved`)."""
     import torch
 
+    def step(batch) -> int:
+        interaction = batch_interaction(batch).to(device)
+        model.predict(interaction)
+        return len(interaction)
+
     model.eval()
-    stream = _cycle(loader)
     with torch.no_grad():
-        for _ in range(warmup):
-            model.predict(batch_interaction(next(stream)).to(device))
-        _sync(device)
-        rows, started = 0, time.perf_counter()
-        for _ in range(batches):
-            inter = batch_interaction(next(stream)).to(device)
-            model.predict(inter)
-            rows += len(inter)
-        _sync(device)
-    seconds = time.perf_counter() - started
-    return {"eval_rows_timed": rows, "eval_seconds": seconds, "eval_samples_per_s": rows / seconds}
+        timed = time_interleaved(step, loaders, warmup, batches, block or batches, device)
+    return {name: {"eval_rows_timed": rows, "eval_seconds": seconds, "eval_samples_per_s": rows / seconds}
+            for name, (rows, seconds) in timed.items()}
 
 
-def measure(model_name: str, dataset: str, args) -> dict:
-    """Everything measured for one model (run inside the worker subprocess)."""
+def loader_variants(prepared, interleave: bool) -> dict:
+    """{data loader: prepared}: the run as configured (key None), or, with ``interleave``, the same splits
+    through RecBole's loaders and through the tensor loaders (keys ``recbole``, ``tensor``)."""
+    import dataclasses
+
+    from recbole_iacn.data.loader import TensorEvalLoader, TensorTrainLoader
+
+    if not interleave:
+        return {None: prepared}
+    if not prepared.plugin or isinstance(prepared.train_data, TensorTrainLoader):
+        raise ValueError("--interleave-loaders needs plugin models prepared with data_loader=recbole.")
+    config = prepared.config
+    splits = [loader._dataset for loader in (prepared.train_data, prepared.valid_data, prepared.test_data)]
+    tensor = dataclasses.replace(prepared, train_data=TensorTrainLoader(config, splits[0], shuffle=config["shuffle"]),
+                                 valid_data=TensorEvalLoader(config, splits[1]), test_data=TensorEvalLoader(config, splits[2]))
+    return {"recbole": prepared, "tensor": tensor}
+
+
+def measure(model_name: str, dataset: str, args) -> list[dict]:
+    """Everything measured for one model (run inside the worker subprocess): one row, or with
+    ``--interleave-loaders`` one per data loader."""
     import torch
 
     from recbole_iacn import compat
@@ -252,14 +296,19 @@ def measure(model_name: str, dataset: str, args) -> dict:
     started = time.perf_counter()
     name, _ = split_model_spec(model_name)
     host = same_data_host(name)
-    prepared = prepare(host or name, dataset, config_dict=model_config(model_name, args, device))
+    config = model_config(model_name, args, device)
+    if args.interleave_loaders:
+        config[LOADER_KEY] = "recbole"  # RecBole's loaders; the tensor loaders are built on the same splits
+    prepared = prepare(host or name, dataset, config_dict=config)
     if host:
         prepared = on_ctr_view(prepared, host)
     load_seconds = time.perf_counter() - started
     rss_data = current_rss()
     net = prepared.model_class(prepared.config, prepared.train_data._dataset).to(prepared.config["device"])
-    # the optimizer training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
-    optimizer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net).optimizer
+    # the optimizer and loss training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
+    trainer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net)
+    optimizer = trainer.optimizer
+    loss_fn = trainer.training_loss()  # compiled with compile_loss: true
     result = {
         "model": model_name, "dataset": dataset, "device": common.device_name(device),
         "threads": torch.get_num_threads(), "train_batch_size": prepared.config["train_batch_size"],
@@ -270,29 +319,44 @@ def measure(model_name: str, dataset: str, args) -> dict:
     batches = args.batches
     if args.full_epoch:
         batches = math.ceil(result["train_rows_per_epoch"] / prepared.config["train_batch_size"])
-    result.update(time_training(net, optimizer, prepared.train_data, args.warmup, batches, device))
-    result.update(time_evaluation(net, prepared.valid_data, args.warmup, args.eval_batches, device))
-    if args.profile_batches > 0:
-        result.update(profile_training(net, optimizer, prepared.train_data, args.profile_batches, device, args.profile_top))
-    result["timed_batches"] = batches
-    result["epoch_seconds_est"] = result["train_rows_per_epoch"] / result["train_samples_per_s"]
-    result["rss_start_mb"] = rss_start / BYTES_PER_MB
-    result["rss_after_data_mb"] = rss_data / BYTES_PER_MB
-    result["peak_rss_mb"] = peak_rss() / BYTES_PER_MB
-    result["peak_rss_delta_mb"] = (peak_rss() - rss_start) / BYTES_PER_MB
-    if device == "cuda":
-        result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
+    variants = loader_variants(prepared, args.interleave_loaders)
+    block = args.block if args.interleave_loaders else None
+    training = time_training(net, optimizer, {k: v.train_data for k, v in variants.items()}, args.warmup, batches,
+                             device, loss_fn, block)
+    evaluation = time_evaluation(net, {k: v.valid_data for k, v in variants.items()}, args.warmup, args.eval_batches,
+                                 device, block)
+    results = []
+    for loader, variant in variants.items():
+        row_name = model_name if loader is None else with_setting(model_name, LOADER_KEY, loader)
+        row = {**result, "model": row_name, **training[loader], **evaluation[loader], "timed_batches": batches}
+        if args.interleave_loaders:
+            row["interleaved_block"] = block
+        if args.profile_batches > 0:
+            row.update(profile_training(net, optimizer, variant.train_data, args.profile_batches, device,
+                                        args.profile_top, loss_fn))
+        if getattr(loss_fn, "fallback_reason", None):
+            row["compile_fallback"] = loss_fn.fallback_reason
+        row["epoch_seconds_est"] = row["train_rows_per_epoch"] / row["train_samples_per_s"]
+        results.append(row)
+    for row in results:  # memory: the whole process (both loaders when interleaved)
+        row["rss_start_mb"] = rss_start / BYTES_PER_MB
+        row["rss_after_data_mb"] = rss_data / BYTES_PER_MB
+        row["peak_rss_mb"] = peak_rss() / BYTES_PER_MB
+        row["peak_rss_delta_mb"] = (peak_rss() - rss_start) / BYTES_PER_MB
+        if device == "cuda":
+            row["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
     if args.auc_epochs > 0:
         prepared.config["epochs"] = args.auc_epochs
-        fit = run(host or name, dataset, prepared=prepared, saved=False)
-        result["test_auc"] = float(fit["test_result"].get("auc", math.nan))
-        result["auc_epochs"] = args.auc_epochs
-    return result
+        for row, variant in zip(results, variants.values()):
+            fit = run(host or name, dataset, prepared=variant, saved=False)
+            row["test_auc"] = float(fit["test_result"].get("auc", math.nan))
+            row["auc_epochs"] = args.auc_epochs
+    return results
 
 
 # ------------------------------------------------------------------------------ orchestration
-def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> dict:
-    """Measure ``model`` in a fresh Python process; its result dict (``error`` set on failure)."""
+def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> list[dict]:
+    """Measure ``model`` in a fresh Python process; its result rows (``error`` set on failure)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         result_path = f.name
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", model, "--worker-dataset", dataset,
@@ -302,14 +366,17 @@ def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> dict:
     try:
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
-            return {"model": model, "dataset": dataset, "error": lines[-1] if lines else f"exit {proc.returncode}"}
+            error = lines[-1] if lines else f"exit {proc.returncode}"
+            names = [with_setting(model, LOADER_KEY, loader) for loader in LOADERS] if args.interleave_loaders else [model]
+            return [{"model": name, "dataset": dataset, "error": error} for name in names]
         with open(result_path, encoding="utf-8") as f:
-            result = json.load(f)
+            results = json.load(f)
     finally:
         os.unlink(result_path)
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    result["error"] = ""
-    return result
+    for result in results:
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        result["error"] = ""
+    return results
 
 
 def synthetic_dataset(data_path: str, scale: float, name: str = SYNTHETIC_NAME) -> str:
@@ -336,14 +403,14 @@ def ratio_rows(results: dict) -> list[dict]:
 
     rows = []
     for host in HOSTS:
-        for suffix in ("", *(f":{LOADER_KEY}={loader}" for loader in LOADERS)):
-            plain, aux = f"{host}{suffix}", f"{host}_IaCN{suffix}"
+        for loader in (None, *LOADERS):
+            plain, aux = (m if loader is None else with_setting(m, LOADER_KEY, loader) for m in (host, f"{host}_IaCN"))
             if plain in results and aux in results:
                 value = ratio(sps(plain), sps(aux))  # epoch time ratio = inverse throughput ratio
                 rows.append({"ratio": f"{aux} epoch time / {plain} epoch time", "value": value,
                              "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
             widened = f"{host}_IaCN:{WIDENING_ONLY}"
-            if not suffix and plain in results and aux in results and widened in results:
+            if loader is None and plain in results and aux in results and widened in results:
                 for label, part in (  # the same ratio as a product of its two causes
                     (f"... of which the wider item embedding ({widened} / {host})", ratio(sps(host), sps(widened))),
                     (f"... of which the capsule network's loss ({host}_IaCN / {widened})",
@@ -385,11 +452,12 @@ def loader_rows(results: dict, sps) -> list[dict]:
     rows = []
     for model in results:
         name, settings = split_model_spec(model)
-        if settings != {LOADER_KEY: "tensor"} or f"{name}:{LOADER_KEY}=recbole" not in results:
+        old = model.replace(f"{LOADER_KEY}=tensor", f"{LOADER_KEY}=recbole")
+        if settings.get(LOADER_KEY) != "tensor" or old not in results:
             continue
-        old = f"{name}:{LOADER_KEY}=recbole"
+        name = model.replace(f",{LOADER_KEY}=tensor", "").replace(f":{LOADER_KEY}=tensor", "")
         value = ratio(sps(model), sps(old))
-        target = LOADER_SPEEDUP_TARGETS.get(name)
+        target = LOADER_SPEEDUP_TARGETS.get(name)  # only the plain hosts have targets
         aucs = [results[m].get("test_auc") for m in (model, old)]
         auc = "" if None in aucs else f"tensor {aucs[0]:.4f} / recbole {aucs[1]:.4f} (same test rows)"
         rows.append({"ratio": f"{name} training samples/s, tensor loader / RecBole's loader", "value": value,
@@ -526,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-models", nargs="+", default=list(DEFAULT_SYNTHETIC_MODELS))
     p.add_argument("--synthetic-batches", type=int, default=DEFAULT_SYNTHETIC_BATCHES,
                    help="timed training batches on the synthetic data")
+    p.add_argument("--interleave-loaders", action="store_true",
+                   help="measure each plugin model through RecBole's and the tensor data loader in one process, "
+                        "alternating blocks of --block batches (rows X:data_loader=recbole and X:data_loader=tensor)")
+    p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="batches per block with --interleave-loaders")
     p.add_argument("--profile-batches", type=int, default=0,
                    help="also profile this many training steps per model (torch.profiler; 0: skip)")
     p.add_argument("--profile-top", type=int, default=15, help="operators listed per profile")
@@ -542,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options passed through to every worker unchanged.
 _PASSED = ("data_path", "batch_size", "eval_batch_size", "embedding_size", "max_len", "learning_rate", "warmup",
-           "eval_batches", "auc_epochs", "threads", "device", "seed", "profile_batches", "profile_top")
+           "eval_batches", "auc_epochs", "threads", "device", "seed", "profile_batches", "profile_top", "block")
 
 
 def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
@@ -553,6 +625,8 @@ def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
     argv += ["--batches", str(batches)]
     if args.full_epoch:
         argv.append("--full-epoch")
+    if args.interleave_loaders:
+        argv.append("--interleave-loaders")
     if args.config_dict:
         argv += ["--config_dict", *args.config_dict]
     return argv
@@ -595,14 +669,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     try:
         for model in args.models:
-            results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
-            _progress(model, args.dataset, results[model])
+            for row in run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs)):
+                results[row["model"]] = row
+                _progress(row["model"], args.dataset, row)
             write_results()
         if args.synthetic_scale > 0:
             name = synthetic_dataset(args.data_path, args.synthetic_scale)
             for model in args.synthetic_models:
-                synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
-                _progress(model, name, synthetic[model])
+                for row in run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0)):
+                    synthetic[row["model"]] = row
+                    _progress(row["model"], name, row)
                 write_results()
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)

@@ -99,6 +99,8 @@ class CTRModel(AbstractRecommender):
     def validate_config(cls, config) -> None:
         """Reject invalid hyperparameters (and data loader settings) before any data is loaded."""
         check_loader_config(config)
+        if not isinstance(config["compile_loss"], bool):
+            raise ConfigError(f"compile_loss must be true or false, got {config['compile_loss']!r}.")
         for key in cls.positive_int_keys:
             check_positive_int(config, key)
         if config["item_embedding_size"] is not None:
