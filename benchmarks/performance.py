@@ -67,6 +67,19 @@ DEFAULT_SYNTHETIC_BATCHES = 200
 DEFAULT_SYNTHETIC_MODELS = ("DIN_IaCN", "DIEN_IaCN")
 SYNTHETIC_NAME = "synthetic-books"
 IACN_TARGET = 1.3  # X_IaCN epoch time / X epoch time must be <= this
+#: Training samples/s through the tensor loader ÷ through RecBole's loader, per host (issue 15).
+LOADER_SPEEDUP_TARGETS = {"DIN": 1.2, "WideDeep": 1.5, "DAIN": 1.5}
+#: ``X:<LOADER_KEY>=<value>`` rows: the same model through each data loader, compared pairwise.
+LOADER_KEY = "data_loader"
+LOADERS = ("recbole", "tensor")
+
+
+def with_setting(model: str, key: str, value) -> str:
+    """``("DIN", "k", 1)`` → ``"DIN:k=1"``; ``("DIN:a=2", "k", 1)`` → ``"DIN:a=2,k=1"`` (the row syntax)."""
+    return f"{model}{',' if ':' in model else ':'}{key}={value}"
+
+
+DEFAULT_BLOCK = 5
 SPEEDUP_TARGET = 2.0  # our DIN/DIEN training throughput / RecBole's must be >= this
 MEMORY_LIMIT_GB = 8.0  # peak RSS on the SYNTHETIC Books-sized data
 BYTES_PER_MB = 1024 ** 2
@@ -151,54 +164,120 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_training(model, optimizer, loader, warmup: int, batches: int, device: str) -> dict:
-    """Untimed ``warmup`` batches, then ``batches`` timed ones (loader + forward + backward + step)."""
+def time_interleaved(step, loaders: dict, warmup: int, batches: int, block: int, device: str) -> dict:
+    """``step(batch) -> rows`` over ``warmup`` untimed, then ``batches`` timed batches of each loader in
+    ``loaders`` ({name: loader}), alternating blocks of ``block`` batches between them (the order
+    reversed every round), so that a machine shared with other work slows every loader alike.
+    Returns {name: (rows, seconds)}."""
+    streams = {name: _cycle(loader) for name, loader in loaders.items()}
+    for stream in streams.values():
+        for _ in range(warmup):
+            step(next(stream))
+    totals = {name: [0, 0.0] for name in streams}
+    names, done, round_index = list(streams), 0, 0
+    while done < batches:
+        count = min(block, batches - done)
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            _sync(device)
+            started = time.perf_counter()
+            for _ in range(count):
+                totals[name][0] += step(next(streams[name]))
+            _sync(device)
+            totals[name][1] += time.perf_counter() - started
+        done, round_index = done + count, round_index + 1
+    return {name: tuple(total) for name, total in totals.items()}
+
+
+def time_training(model, optimizer, loaders: dict, warmup: int, batches: int, device: str, loss_fn=None,
+                  block: Optional[int] = None) -> dict:
+    """Training (loader + forward + backward + step) through each of ``loaders`` (see
+    :func:`time_interleaved`; ``block`` None: one block). ``loss_fn``: what the trainer's steps call
+    (default ``model.calculate_loss``). Returns {name: result fields}."""
     model.train()
-    stream = _cycle(loader)
-    for _ in range(warmup):
-        _train_step(model, optimizer, next(stream), device)
-    _sync(device)
-    rows, started = 0, time.perf_counter()
-    for _ in range(batches):
-        rows += _train_step(model, optimizer, next(stream), device)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    return {"train_rows_timed": rows, "train_seconds": seconds, "train_samples_per_s": rows / seconds}
+    timed = time_interleaved(lambda batch: _train_step(model, optimizer, batch, device, loss_fn), loaders,
+                             warmup, batches, block or batches, device)
+    return {name: {"train_rows_timed": rows, "train_seconds": seconds, "train_samples_per_s": rows / seconds}
+            for name, (rows, seconds) in timed.items()}
 
 
-def _train_step(model, optimizer, batch, device) -> int:
+def _train_step(model, optimizer, batch, device, loss_fn=None) -> int:
+    from torch.profiler import record_function
+
     batch = batch.to(device)
     optimizer.zero_grad()
-    loss = model.calculate_loss(batch)
-    if isinstance(loss, tuple):
-        loss = sum(loss)
-    loss.backward()
-    optimizer.step()
+    with record_function("## loss (forward)"):
+        loss = (loss_fn or model.calculate_loss)(batch)
+        if isinstance(loss, tuple):
+            loss = sum(loss)
+    with record_function("## backward"):
+        loss.backward()
+    with record_function("## optimizer step"):
+        optimizer.step()
     return len(batch)
 
 
-def time_evaluation(model, loader, warmup: int, batches: int, device: str) -> dict:
-    """``predict`` over ``warmup`` untimed and ``batches`` timed evaluation batches."""
+#: The phases of a profiled step (``record_function`` ranges), printed before the top operators.
+PROFILE_PHASES = ("## data loader", "## loss (forward)", "## backward", "## optimizer step")
+
+
+def profile_training(model, optimizer, loader, batches: int, device: str, top: int, loss_fn=None) -> dict:
+    """``torch.profiler`` over ``batches`` training steps: milliseconds per step of each phase and the
+    ``top`` operators by self CPU time (the table torch prints)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    model.train()
+    stream = _cycle(loader)
+    with profile(activities=activities) as prof:
+        for _ in range(batches):
+            with record_function("## data loader"):
+                batch = next(stream)
+            _train_step(model, optimizer, batch, device, loss_fn)
+        _sync(device)
+    events = prof.key_averages()
+    phases = {e.key: e.cpu_time_total / 1e3 / batches for e in events if e.key in PROFILE_PHASES}
+    table = events.table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=48)
+    return {"profile_ms_per_step": {k: round(phases.get(k, 0.0), 3) for k in PROFILE_PHASES},
+            "profile_top_ops": table, "profile_batches": batches}
+
+
+def time_evaluation(model, loaders: dict, warmup: int, batches: int, device: str, block: Optional[int] = None) -> dict:
+    """``predict`` over the evaluation batches of each of ``loaders`` (see :func:`time_interleaved`)."""
     import torch
 
+    def step(batch) -> int:
+        interaction = batch_interaction(batch).to(device)
+        model.predict(interaction)
+        return len(interaction)
+
     model.eval()
-    stream = _cycle(loader)
     with torch.no_grad():
-        for _ in range(warmup):
-            model.predict(batch_interaction(next(stream)).to(device))
-        _sync(device)
-        rows, started = 0, time.perf_counter()
-        for _ in range(batches):
-            inter = batch_interaction(next(stream)).to(device)
-            model.predict(inter)
-            rows += len(inter)
-        _sync(device)
-    seconds = time.perf_counter() - started
-    return {"eval_rows_timed": rows, "eval_seconds": seconds, "eval_samples_per_s": rows / seconds}
+        timed = time_interleaved(step, loaders, warmup, batches, block or batches, device)
+    return {name: {"eval_rows_timed": rows, "eval_seconds": seconds, "eval_samples_per_s": rows / seconds}
+            for name, (rows, seconds) in timed.items()}
 
 
-def measure(model_name: str, dataset: str, args) -> dict:
-    """Everything measured for one model (run inside the worker subprocess)."""
+def loader_variants(prepared, interleave: bool) -> dict:
+    """{data loader: prepared}: the run as configured (key None), or, with ``interleave``, the same splits
+    through RecBole's loaders and through the tensor loaders (keys ``recbole``, ``tensor``)."""
+    import dataclasses
+
+    from recbole_iacn.data.loader import TensorEvalLoader, TensorTrainLoader
+
+    if not interleave:
+        return {None: prepared}
+    if not prepared.plugin or isinstance(prepared.train_data, TensorTrainLoader):
+        raise ValueError("--interleave-loaders needs plugin models prepared with data_loader=recbole.")
+    config = prepared.config
+    splits = [loader._dataset for loader in (prepared.train_data, prepared.valid_data, prepared.test_data)]
+    tensor = dataclasses.replace(prepared, train_data=TensorTrainLoader(config, splits[0], shuffle=config["shuffle"]),
+                                 valid_data=TensorEvalLoader(config, splits[1]), test_data=TensorEvalLoader(config, splits[2]))
+    return {"recbole": prepared, "tensor": tensor}
+
+
+def measure(model_name: str, dataset: str, args) -> list[dict]:
+    """Everything measured for one model (run inside the worker subprocess): one row, or with
+    ``--interleave-loaders`` one per data loader."""
     import torch
 
     from recbole_iacn import compat
@@ -217,14 +296,19 @@ def measure(model_name: str, dataset: str, args) -> dict:
     started = time.perf_counter()
     name, _ = split_model_spec(model_name)
     host = same_data_host(name)
-    prepared = prepare(host or name, dataset, config_dict=model_config(model_name, args, device))
+    config = model_config(model_name, args, device)
+    if args.interleave_loaders:
+        config[LOADER_KEY] = "recbole"  # RecBole's loaders; the tensor loaders are built on the same splits
+    prepared = prepare(host or name, dataset, config_dict=config)
     if host:
         prepared = on_ctr_view(prepared, host)
     load_seconds = time.perf_counter() - started
     rss_data = current_rss()
     net = prepared.model_class(prepared.config, prepared.train_data._dataset).to(prepared.config["device"])
-    # the optimizer training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
-    optimizer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net).optimizer
+    # the optimizer and loss training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
+    trainer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net)
+    optimizer = trainer.optimizer
+    loss_fn = trainer.training_loss()  # compiled with compile_loss: true
     result = {
         "model": model_name, "dataset": dataset, "device": common.device_name(device),
         "threads": torch.get_num_threads(), "train_batch_size": prepared.config["train_batch_size"],
@@ -235,27 +319,44 @@ def measure(model_name: str, dataset: str, args) -> dict:
     batches = args.batches
     if args.full_epoch:
         batches = math.ceil(result["train_rows_per_epoch"] / prepared.config["train_batch_size"])
-    result.update(time_training(net, optimizer, prepared.train_data, args.warmup, batches, device))
-    result.update(time_evaluation(net, prepared.valid_data, args.warmup, args.eval_batches, device))
-    result["timed_batches"] = batches
-    result["epoch_seconds_est"] = result["train_rows_per_epoch"] / result["train_samples_per_s"]
-    result["rss_start_mb"] = rss_start / BYTES_PER_MB
-    result["rss_after_data_mb"] = rss_data / BYTES_PER_MB
-    result["peak_rss_mb"] = peak_rss() / BYTES_PER_MB
-    result["peak_rss_delta_mb"] = (peak_rss() - rss_start) / BYTES_PER_MB
-    if device == "cuda":
-        result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
+    variants = loader_variants(prepared, args.interleave_loaders)
+    block = args.block if args.interleave_loaders else None
+    training = time_training(net, optimizer, {k: v.train_data for k, v in variants.items()}, args.warmup, batches,
+                             device, loss_fn, block)
+    evaluation = time_evaluation(net, {k: v.valid_data for k, v in variants.items()}, args.warmup, args.eval_batches,
+                                 device, block)
+    results = []
+    for loader, variant in variants.items():
+        row_name = model_name if loader is None else with_setting(model_name, LOADER_KEY, loader)
+        row = {**result, "model": row_name, **training[loader], **evaluation[loader], "timed_batches": batches}
+        if args.interleave_loaders:
+            row["interleaved_block"] = block
+        if args.profile_batches > 0:
+            row.update(profile_training(net, optimizer, variant.train_data, args.profile_batches, device,
+                                        args.profile_top, loss_fn))
+        if getattr(loss_fn, "fallback_reason", None):
+            row["compile_fallback"] = loss_fn.fallback_reason
+        row["epoch_seconds_est"] = row["train_rows_per_epoch"] / row["train_samples_per_s"]
+        results.append(row)
+    for row in results:  # memory: the whole process (both loaders when interleaved)
+        row["rss_start_mb"] = rss_start / BYTES_PER_MB
+        row["rss_after_data_mb"] = rss_data / BYTES_PER_MB
+        row["peak_rss_mb"] = peak_rss() / BYTES_PER_MB
+        row["peak_rss_delta_mb"] = (peak_rss() - rss_start) / BYTES_PER_MB
+        if device == "cuda":
+            row["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / BYTES_PER_MB
     if args.auc_epochs > 0:
         prepared.config["epochs"] = args.auc_epochs
-        fit = run(host or name, dataset, prepared=prepared, saved=False)
-        result["test_auc"] = float(fit["test_result"].get("auc", math.nan))
-        result["auc_epochs"] = args.auc_epochs
-    return result
+        for row, variant in zip(results, variants.values()):
+            fit = run(host or name, dataset, prepared=variant, saved=False)
+            row["test_auc"] = float(fit["test_result"].get("auc", math.nan))
+            row["auc_epochs"] = args.auc_epochs
+    return results
 
 
 # ------------------------------------------------------------------------------ orchestration
-def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> dict:
-    """Measure ``model`` in a fresh Python process; its result dict (``error`` set on failure)."""
+def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> list[dict]:
+    """Measure ``model`` in a fresh Python process; its result rows (``error`` set on failure)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         result_path = f.name
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", model, "--worker-dataset", dataset,
@@ -265,14 +366,17 @@ def run_worker(model: str, dataset: str, args, argv_common: list[str]) -> dict:
     try:
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
-            return {"model": model, "dataset": dataset, "error": lines[-1] if lines else f"exit {proc.returncode}"}
+            error = lines[-1] if lines else f"exit {proc.returncode}"
+            names = [with_setting(model, LOADER_KEY, loader) for loader in LOADERS] if args.interleave_loaders else [model]
+            return [{"model": name, "dataset": dataset, "error": error} for name in names]
         with open(result_path, encoding="utf-8") as f:
-            result = json.load(f)
+            results = json.load(f)
     finally:
         os.unlink(result_path)
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    result["error"] = ""
-    return result
+    for result in results:
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        result["error"] = ""
+    return results
 
 
 def synthetic_dataset(data_path: str, scale: float, name: str = SYNTHETIC_NAME) -> str:
@@ -299,18 +403,21 @@ def ratio_rows(results: dict) -> list[dict]:
 
     rows = []
     for host in HOSTS:
-        if host in results and f"{host}_IaCN" in results:
-            value = ratio(sps(host), sps(f"{host}_IaCN"))  # epoch time ratio = inverse throughput ratio
-            rows.append({"ratio": f"{host}_IaCN epoch time / {host} epoch time", "value": value,
-                         "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
+        for loader in (None, *LOADERS):
+            plain, aux = (m if loader is None else with_setting(m, LOADER_KEY, loader) for m in (host, f"{host}_IaCN"))
+            if plain in results and aux in results:
+                value = ratio(sps(plain), sps(aux))  # epoch time ratio = inverse throughput ratio
+                rows.append({"ratio": f"{aux} epoch time / {plain} epoch time", "value": value,
+                             "target": f"<= {IACN_TARGET}", "met": _met(value <= IACN_TARGET, value), "auc": ""})
             widened = f"{host}_IaCN:{WIDENING_ONLY}"
-            if widened in results:  # the same ratio as a product of its two causes
-                for label, part in (
+            if loader is None and plain in results and aux in results and widened in results:
+                for label, part in (  # the same ratio as a product of its two causes
                     (f"... of which the wider item embedding ({widened} / {host})", ratio(sps(host), sps(widened))),
                     (f"... of which the capsule network's loss ({host}_IaCN / {widened})",
                      ratio(sps(widened), sps(f"{host}_IaCN"))),
                 ):
                     rows.append({"ratio": label, "value": part, "target": "(breakdown)", "met": "", "auc": ""})
+    rows += loader_rows(results, sps)
     for host in ("DIN", "DIEN", "WideDeep"):
         theirs = f"recbole.{host}"
         if host in results and theirs in results:
@@ -336,6 +443,26 @@ def ratio_rows(results: dict) -> list[dict]:
             rows.append({"ratio": f"{host} training samples/s, ours / RecBole's on the same CTR data, at equal or "
                                   "better test AUC", "value": value, "target": f">= {SPEEDUP_TARGET}", "met": met,
                          "auc": f"ours {ours_auc:.4f} / RecBole {their_auc:.4f} (same test rows)"})
+    return rows
+
+
+def loader_rows(results: dict, sps) -> list[dict]:
+    """Training samples/s through the tensor loader ÷ through RecBole's, for every model with both
+    ``model:data_loader=tensor`` and ``model:data_loader=recbole`` rows (same data, same model)."""
+    rows = []
+    for model in results:
+        name, settings = split_model_spec(model)
+        old = model.replace(f"{LOADER_KEY}=tensor", f"{LOADER_KEY}=recbole")
+        if settings.get(LOADER_KEY) != "tensor" or old not in results:
+            continue
+        name = model.replace(f",{LOADER_KEY}=tensor", "").replace(f":{LOADER_KEY}=tensor", "")
+        value = ratio(sps(model), sps(old))
+        target = LOADER_SPEEDUP_TARGETS.get(name)  # only the plain hosts have targets
+        aucs = [results[m].get("test_auc") for m in (model, old)]
+        auc = "" if None in aucs else f"tensor {aucs[0]:.4f} / recbole {aucs[1]:.4f} (same test rows)"
+        rows.append({"ratio": f"{name} training samples/s, tensor loader / RecBole's loader", "value": value,
+                     "target": f">= {target}" if target else "(none)",
+                     "met": _met(value >= target, value) if target else "", "auc": auc})
     return rows
 
 
@@ -398,6 +525,7 @@ def results_markdown(results: dict, baseline: str, synthetic: dict, args, comman
     text += "\n## Target ratios\n\n" + common.markdown_table(
         ["ratio", "value", "target", "met", "AUC beside"],
         [[t["ratio"], _f(t["value"], 2), t["target"], t["met"], t["auc"]] for t in targets])
+    text += profiles_markdown(results)
     if synthetic:
         scale = args.synthetic_scale
         bound = "one full epoch" if args.full_epoch else f"{args.synthetic_batches} training batches (not a full epoch)"
@@ -413,6 +541,31 @@ def results_markdown(results: dict, baseline: str, synthetic: dict, args, comman
                          _f(r.get("load_seconds"))])
         text += common.markdown_table(["model", "train rows/epoch", "peak RSS MB", "peak RSS GB", "target GB",
                                        "met", "train samples/s", "load s"], body)
+    return text
+
+
+def csv_fields(result: dict) -> dict:
+    """A result as CSV cells: the profile's phases as columns, its operator table left to the Markdown."""
+    fields = {k: v for k, v in result.items() if k not in ("profile_ms_per_step", "profile_top_ops")}
+    for phase, ms in result.get("profile_ms_per_step", {}).items():
+        fields[f"profile_ms_{phase.strip('# ').split()[0]}"] = ms
+    return fields
+
+
+def profiles_markdown(results: dict) -> str:
+    """Per profiled model: milliseconds per training step in each phase, then torch's top operators."""
+    profiled = {m: r for m, r in results.items() if not r.get("error") and r.get("profile_top_ops")}
+    if not profiled:
+        return ""
+    text = ("\n## Profiles (torch.profiler, training steps)\n\nMilliseconds per step in each phase (data loader: "
+            "building the batch; its copy to the device, a no-op on the CPU, is outside every phase), "
+            "then the operators with the most self CPU time. The profiler's own overhead inflates the small "
+            "operators; compare phases within a model.\n\n")
+    text += common.markdown_table(["model", *(p.strip("# ") for p in PROFILE_PHASES), "profiled steps"],
+                                  [[m, *(_f(r["profile_ms_per_step"].get(p), 2) for p in PROFILE_PHASES),
+                                    r["profile_batches"]] for m, r in profiled.items()])
+    for model, r in profiled.items():
+        text += f"\n### {model}\n\n```\n{r['profile_top_ops'].strip()}\n```\n"
     return text
 
 
@@ -441,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-models", nargs="+", default=list(DEFAULT_SYNTHETIC_MODELS))
     p.add_argument("--synthetic-batches", type=int, default=DEFAULT_SYNTHETIC_BATCHES,
                    help="timed training batches on the synthetic data")
+    p.add_argument("--interleave-loaders", action="store_true",
+                   help="measure each plugin model through RecBole's and the tensor data loader in one process, "
+                        "alternating blocks of --block batches (rows X:data_loader=recbole and X:data_loader=tensor)")
+    p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="batches per block with --interleave-loaders")
+    p.add_argument("--profile-batches", type=int, default=0,
+                   help="also profile this many training steps per model (torch.profiler; 0: skip)")
+    p.add_argument("--profile-top", type=int, default=15, help="operators listed per profile")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
     p.add_argument("--seed", type=int, default=2020)
@@ -454,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options passed through to every worker unchanged.
 _PASSED = ("data_path", "batch_size", "eval_batch_size", "embedding_size", "max_len", "learning_rate", "warmup",
-           "eval_batches", "auc_epochs", "threads", "device", "seed")
+           "eval_batches", "auc_epochs", "threads", "device", "seed", "profile_batches", "profile_top", "block")
 
 
 def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
@@ -465,6 +625,8 @@ def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
     argv += ["--batches", str(batches)]
     if args.full_epoch:
         argv.append("--full-epoch")
+    if args.interleave_loaders:
+        argv.append("--interleave-loaders")
     if args.config_dict:
         argv += ["--config_dict", *args.config_dict]
     return argv
@@ -497,8 +659,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     def write_results():
         """(Re)write the tables: after every row, so that a run cut short keeps what it measured."""
         header = common.header_lines(command, info)
-        rows = [{**r, "part": args.dataset} for r in results.values()]
-        rows += [{**r, "part": "synthetic"} for r in synthetic.values()]
+        rows = [{**csv_fields(r), "part": args.dataset} for r in results.values()]
+        rows += [{**csv_fields(r), "part": "synthetic"} for r in synthetic.values()]
         csv_path = common.write_csv(out / "performance.csv", rows, header)
         text = results_markdown(results, args.baseline, synthetic, args, command, info)
         md_path = out / "performance.md"
@@ -507,14 +669,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     try:
         for model in args.models:
-            results[model] = run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs))
-            _progress(model, args.dataset, results[model])
+            for row in run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs)):
+                results[row["model"]] = row
+                _progress(row["model"], args.dataset, row)
             write_results()
         if args.synthetic_scale > 0:
             name = synthetic_dataset(args.data_path, args.synthetic_scale)
             for model in args.synthetic_models:
-                synthetic[model] = run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0))
-                _progress(model, name, synthetic[model])
+                for row in run_worker(model, name, args, worker_argv(args, args.synthetic_batches, 0)):
+                    synthetic[row["model"]] = row
+                    _progress(row["model"], name, row)
                 write_results()
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)

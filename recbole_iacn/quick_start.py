@@ -34,7 +34,8 @@ def make_config(model: str, dataset: str, config_file_list=None, config_dict=Non
 
 
 def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -> Prepared:
-    """Configuration, dataset and dataloaders, as RecBole's ``run_recbole`` builds them."""
+    """Configuration, dataset and dataloaders, as RecBole's ``run_recbole`` builds them (plugin models:
+    the loaders chosen by ``data_loader``, see :mod:`recbole_iacn.data.loader`)."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
@@ -45,6 +46,7 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     logger = getLogger()
     if plugin:
         from recbole_iacn.data.dataset import CTRDataset
+        from recbole_iacn.data.loader import data_preparation as build_loaders
         from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
 
         resolve_ctr_dataset(config, logger)
@@ -53,9 +55,10 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     else:
         _check_raw_dataset(config)
         data = create_dataset(config)
+        build_loaders = data_preparation
     logger.info(config)
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    train_data, valid_data, test_data = build_loaders(config, data)
     return Prepared(config, data, train_data, valid_data, test_data, plugin, model_class)
 
 

@@ -1,6 +1,9 @@
-"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook and fused Adam."""
+"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, fused Adam and an optionally
+compiled loss."""
 
 from __future__ import annotations
+
+from logging import getLogger
 
 from recbole_iacn.compat import SafeCheckpointMixin
 
@@ -60,15 +63,72 @@ class FusedOptimizerMixin:
         )
 
 
+class CompiledLoss:
+    """``loss_fn`` through ``torch.compile``, or ``loss_fn`` itself once compiling has failed.
+
+    Compilation happens at the first call (and again for a new batch shape, e.g. the last, partial
+    batch of an epoch). If building or running the compiled function raises (no C compiler, an
+    operator the backend cannot lower, ...), the reason is logged once and this call and every later
+    one run ``loss_fn`` eagerly: an error of the model itself then surfaces from the eager call.
+    """
+
+    def __init__(self, loss_fn, **compile_options):
+        import torch
+
+        self.eager = loss_fn
+        self.compiled = None
+        self.fallback_reason = None
+        try:
+            self.compiled = torch.compile(loss_fn, **compile_options)
+        except Exception as exc:  # noqa: BLE001 -- any failure means: run eagerly, and say why
+            self._fall_back(exc)
+
+    def __call__(self, interaction):
+        if self.compiled is not None:
+            try:
+                return self.compiled(interaction)
+            except Exception as exc:  # noqa: BLE001
+                self._fall_back(exc)
+        return self.eager(interaction)
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.compiled = None
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        self.fallback_reason = f"{type(exc).__name__}: {first_line}"
+        getLogger().warning(f"compile_loss: torch.compile failed ({self.fallback_reason}); the loss runs eagerly.")
+
+
+class CompiledLossMixin:
+    """``compile_loss: true``: each training step calls the model's ``calculate_loss`` through
+    :class:`CompiledLoss` (fewer, fused kernels; eager when compiling fails). Evaluation stays eager."""
+
+    _compiled_loss = None
+
+    def training_loss(self):
+        """The loss function training steps call: ``model.calculate_loss``, compiled if ``compile_loss``."""
+        if not self.config["compile_loss"]:
+            return self.model.calculate_loss
+        if self._compiled_loss is None or self._compiled_loss.eager != self.model.calculate_loss:
+            self._compiled_loss = CompiledLoss(self.model.calculate_loss)
+        return self._compiled_loss
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss_func = loss_func or self.training_loss()
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+
 _CLASSES = {}
 
 
 def trainer_class(config, plugin: bool):
-    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above."""
+    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above (RecBole's
+    own models' configs lack ``fused_optimizer`` and ``compile_loss``: both stay off for them)."""
     from recbole.trainer import Trainer
     from recbole.utils import get_trainer
 
     base = Trainer if plugin else get_trainer(config["MODEL_TYPE"], config["model"])
     if base not in _CLASSES:
-        _CLASSES[base] = type(base.__name__, (SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin, base), {})
+        _CLASSES[base] = type(
+            base.__name__, (SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin, CompiledLossMixin, base), {}
+        )
     return _CLASSES[base]

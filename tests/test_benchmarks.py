@@ -114,6 +114,23 @@ def test_overrides_and_ratios():
     assert [m["met"] for m in mem] == ["NO", "yes"]
 
 
+def test_loader_ratios():
+    assert performance.with_setting("DIN", "data_loader", "tensor") == "DIN:data_loader=tensor"
+    assert performance.with_setting("DIN_IaCN:iacn_lambda=0", "data_loader", "tensor") == (
+        "DIN_IaCN:iacn_lambda=0,data_loader=tensor")
+    results = {f"{m}:data_loader={loader}": {"train_samples_per_s": sps}
+               for m, loader, sps in [("DAIN", "recbole", 100.0), ("DAIN", "tensor", 160.0), ("DAIN_IaCN", "recbole", 50.0),
+                                      ("DAIN_IaCN", "tensor", 140.0), ("DIN", "recbole", 100.0), ("DIN", "tensor", 110.0)]}
+    rows = {r["ratio"]: r for r in performance.ratio_rows(results)}
+    assert rows["DAIN training samples/s, tensor loader / RecBole's loader"]["value"] == pytest.approx(1.6)
+    assert rows["DAIN training samples/s, tensor loader / RecBole's loader"]["met"] == "yes"
+    assert rows["DIN training samples/s, tensor loader / RecBole's loader"]["met"] == "NO"  # 1.1 < 1.2
+    assert rows["DAIN_IaCN training samples/s, tensor loader / RecBole's loader"]["target"] == "(none)"
+    tensor_ratio = rows["DAIN_IaCN:data_loader=tensor epoch time / DAIN:data_loader=tensor epoch time"]
+    assert tensor_ratio["value"] == pytest.approx(160 / 140) and tensor_ratio["met"] == "yes"
+    assert rows["DAIN_IaCN:data_loader=recbole epoch time / DAIN:data_loader=recbole epoch time"]["met"] == "NO"
+
+
 # ------------------------------------------------------------------------------ smoke runs
 def test_reproduce_smoke_trains_to_convergence_and_resumes(tiny_root, tmp_path, monkeypatch):
     out = tmp_path / "out"
@@ -165,7 +182,7 @@ def test_performance_smoke(tiny_root, tmp_path, monkeypatch):
     out = tmp_path / "perf"
     args = ["--models", "DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "recbole.DIN@ctr", "recbole.DIEN@ctr", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
             "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
-            "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
+            "--embedding-size", "8", "--threads", "1", "--device", "cpu", "--profile-batches", "1"]
     paths = performance.main(args)
     table = pd.read_csv(paths["csv"], comment="#")
     assert list(table["model"]) == ["DIN", "DIN_IaCN:iacn_lambda=0", "DIN_IaCN", "recbole.DIN@ctr", "recbole.DIEN@ctr"]
@@ -174,7 +191,20 @@ def test_performance_smoke(tiny_root, tmp_path, monkeypatch):
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "| DIN_IaCN epoch time / DIN epoch time |" in text and "of which the capsule network" in text
     assert "- cpu: " in text and "- device: cpu" in text
+    assert "## Profiles" in text and "| DIN_IaCN |" in text and "aten::" in text
     assert not list(scratch.glob("iacn-perf-*")), "performance.py left temporary folders behind"
+
+
+def test_performance_interleaves_the_data_loaders(tiny_root, tmp_path):
+    out = tmp_path / "perf"
+    args = ["--models", "DIN", "--interleave-loaders", "--block", "1", "--dataset", "tiny", "--data_path", str(tiny_root),
+            "--out", str(out), "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "1",
+            "--batch-size", "256", "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
+    table = pd.read_csv(performance.main(args)["csv"], comment="#")
+    assert list(table["model"]) == ["DIN:data_loader=recbole", "DIN:data_loader=tensor"]
+    assert table["error"].isna().all() and (table["train_samples_per_s"] > 0).all()
+    assert table["test_auc"].between(0, 1).all()
+    assert "| DIN training samples/s, tensor loader / RecBole's loader |" in (out / "performance.md").read_text("utf-8")
 
 
 def test_kernels_smoke(tmp_path):

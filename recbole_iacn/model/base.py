@@ -7,6 +7,7 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 from torch import nn
 
+from recbole_iacn.data.loader import check_loader_config
 from recbole_iacn.errors import ConfigError
 from recbole_iacn.model.embedding import EMBEDDING_INITS, FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.layers import ACTIVATIONS
@@ -107,7 +108,10 @@ class CTRModel(AbstractRecommender):
     # ------------------------------------------------------------------ validation
     @classmethod
     def validate_config(cls, config) -> None:
-        """Reject invalid hyperparameters before any data is loaded."""
+        """Reject invalid hyperparameters (and data loader settings) before any data is loaded."""
+        check_loader_config(config)
+        if not isinstance(config["compile_loss"], bool):
+            raise ConfigError(f"compile_loss must be true or false, got {config['compile_loss']!r}.")
         for key in cls.positive_int_keys:
             check_positive_int(config, key)
         if config["item_embedding_size"] is not None:
