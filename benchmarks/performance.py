@@ -575,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--models", nargs="+", default=[*PLUGIN_MODELS, *RECBOLE_MODELS])
     p.add_argument("--baseline", default="DIN", help="model the ratio columns divide by")
+    p.add_argument("--convergence-seeds", type=int, default=0,
+                   help="also train our DIN/DIEN and RecBole's on the same CTR rows to convergence over this many "
+                        "seeds (early stopping, best epoch tested) and report test AUC and CPU seconds to the best "
+                        "epoch beside the throughput ratios (reproduce.py --table hosts); 0 skips")
+    p.add_argument("--convergence-models", nargs="+", default=list(SAME_DATA_HOSTS), choices=SAME_DATA_HOSTS)
+    p.add_argument("--convergence-stopping-step", type=int, default=5)
     p.add_argument("--dataset", default=DEFAULT_DATASET)
     p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
@@ -654,7 +660,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args.workdir = tempfile.mkdtemp(prefix="iacn-perf-run-")  # RecBole writes log/ into the cwd
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
-    results, synthetic = {}, {}
+    results, synthetic, convergence = {}, {}, []
 
     def write_results():
         """(Re)write the tables: after every row, so that a run cut short keeps what it measured."""
@@ -663,6 +669,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         rows += [{**csv_fields(r), "part": "synthetic"} for r in synthetic.values()]
         csv_path = common.write_csv(out / "performance.csv", rows, header)
         text = results_markdown(results, args.baseline, synthetic, args, command, info)
+        if convergence:
+            from benchmarks import reproduce
+
+            reproduce.write_rows(out / "convergence.csv", convergence, header)
+            text += "\n" + reproduce.hosts_markdown(convergence, args.convergence_models, [args.dataset])
         md_path = out / "performance.md"
         md_path.write_text(text, encoding="utf-8")
         return text, md_path, csv_path
@@ -680,11 +691,35 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                     synthetic[row["model"]] = row
                     _progress(row["model"], name, row)
                 write_results()
+        if args.convergence_seeds > 0:
+            run_convergence(args, device, convergence, write_results)
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)
     text, md_path, csv_path = write_results()
     print(text)
     return {"markdown": md_path, "csv": csv_path, "results": results, "synthetic": synthetic}
+
+
+def run_convergence(args, device: str, rows: list, on_row) -> list[dict]:
+    """Our hosts and RecBole's classes on the same CTR rows, early-stopped (``reproduce.py --table hosts``):
+    the AUC-at-convergence and time-to-best-epoch pair, in this run, beside the throughput ratios. ``rows``
+    is filled as runs finish, and ``on_row()`` called after each (to rewrite the tables)."""
+    from benchmarks import reproduce
+
+    seeds = [reproduce.FIRST_SEED + i for i in range(args.convergence_seeds)]
+    runs = reproduce.plan(("hosts",), args.convergence_models, [args.dataset], seeds)
+    base_config = {**common.QUIET, **common.device_config(device), "data_path": args.data_path,
+                   "epochs": reproduce.DEFAULT_MAX_EPOCHS, "stopping_step": args.convergence_stopping_step,
+                   "train_batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
+                   "embedding_size": args.embedding_size, "MAX_ITEM_LIST_LENGTH": args.max_len,
+                   "learning_rate": args.learning_rate, **args.overrides}
+
+    def keep(done):
+        rows[:] = done
+        on_row()
+
+    reproduce.run_all(runs, base_config, on_row=keep, log=lambda m: print(m, flush=True))
+    return rows
 
 
 def _progress(model: str, dataset: str, r: dict) -> None:

@@ -241,3 +241,18 @@ def test_reproduce_refuses_a_second_run_into_the_same_folder(tmp_path):
                 pass
     with reproduce.exclusive(tmp_path):  # released when the first run ends
         pass
+
+
+def test_performance_reports_convergence_beside_throughput(tiny_root, tmp_path):
+    """--convergence-seeds: our DIN and RecBole's on the same rows, early-stopped, in the same report."""
+    out = tmp_path / "perf"
+    paths = performance.main(["--models", "DIN", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
+                              "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0",
+                              "--batch-size", "256", "--embedding-size", "8", "--threads", "1", "--device", "cpu",
+                              "--convergence-seeds", "1", "--convergence-models", "DIN",
+                              "--convergence-stopping-step", "1", "--config_dict", "epochs=2"])
+    runs = pd.read_csv(out / "convergence.csv", comment="#")
+    assert list(runs["model"]) == ["DIN", "recbole.DIN@ctr"] and runs["error"].isna().all()
+    assert (runs["cpu_seconds_to_best"] > 0).all() and (runs["epochs_run"] <= 2).all()
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Our hosts against RecBole's on the same CTR rows" in text and "| tiny | DIN |" in text
