@@ -12,9 +12,6 @@ class DIN(CTRModel):
     """The candidate attends over the behaviour sequence (local activation unit, padding masked);
     the attended interest, the candidate and the other features feed a DNN (200-80, Dice)."""
 
-    size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes",)
-    activation_keys = CTRModel.activation_keys + ("attention_activation",)
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = self.embedder.sequence_dim

@@ -58,7 +58,7 @@ class Embedding(nn.Embedding):
 
 #: ``embedding_init`` values: every id table drawn from N(0, embedding_init_std²), or Xavier-normal per
 #: table (RecBole's ``xavier_normal_initialization``; its scale then depends on each table's row count).
-EMBEDDING_INITS = ("normal", "xavier_normal")
+from recbole_iacn.settings import EMBEDDING_INITS  # noqa: E402
 
 
 def init_embedding_(weight: torch.Tensor, method: str, std: float, padding_idx: Optional[int] = None) -> None:

@@ -12,16 +12,14 @@ while every other capsule-network parameter receives ∂(λ·L_IaCN) unscaled an
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from recbole_iacn.errors import ConfigError
+from recbole_iacn import settings
 from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
-NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+from recbole_iacn.settings import NEGATIVE_SAMPLERS  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- gradient mixing
@@ -189,46 +187,8 @@ class IaCN(nn.Module):
     # ------------------------------------------------------------------ validation
     @staticmethod
     def validate_config(config) -> None:
-        def number(key):
-            value = config[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-                raise ConfigError(f"{key} must be a number, got {value!r}.")
-            return value
-
-        def integer(key, minimum):
-            value = config[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}.")
-
-        if not 0.0 <= number("iacn_delta") <= 1.0:
-            raise ConfigError(
-                f"iacn_delta (δ, gradient mixing) must lie in [0, 1], got {config['iacn_delta']!r}: "
-                "0 lets only the auxiliary loss move E_aux, 1 only the main loss."
-            )
-        if number("iacn_lambda") < 0:
-            raise ConfigError(f"iacn_lambda (λ, auxiliary loss weight) must be >= 0, got {config['iacn_lambda']!r}.")
-        integer("iacn_max_interests", 1)
-        integer("iacn_routing_iterations", 1)
-        integer("iacn_embedding_size", 1)
-        integer("iacn_profile_embedding_size", 1)
-        integer("iacn_num_negatives", 1)
-        integer("iacn_attention_power", 0)
-        if not isinstance(config["iacn_routing_stop_gradient"], bool):
-            raise ConfigError(
-                f"iacn_routing_stop_gradient must be true or false, got {config['iacn_routing_stop_gradient']!r}."
-            )
-        hidden = config["iacn_mlp_hidden_size"]
-        if not isinstance(hidden, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in hidden):
-            raise ConfigError(f"iacn_mlp_hidden_size must be a list of positive integers (may be empty), got {hidden!r}.")
-        if not isinstance(config["iacn_select_rows"], bool):
-            raise ConfigError(
-                f"iacn_select_rows must be true (gather the auxiliary loss's rows first) or false (compute every "
-                f"row, weight the others 0), got {config['iacn_select_rows']!r}."
-            )
-        if config["iacn_negative_sampler"] not in NEGATIVE_SAMPLERS:
-            raise ConfigError(
-                f"iacn_negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {config['iacn_negative_sampler']!r}."
-            )
+        """Check the ``iacn_*`` settings against their declarations (:mod:`recbole_iacn.settings`)."""
+        settings.validate(config, ("IaCN",))
 
     # ------------------------------------------------------------------ views of E_aux
     def host_view(self, ids: torch.Tensor) -> torch.Tensor:

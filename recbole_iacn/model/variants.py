@@ -31,11 +31,6 @@ def with_iacn(host):
                 auxiliary = torch.zeros((), device=interaction[self.label_field].device)
             return (*main, auxiliary) if isinstance(main, tuple) else (main, auxiliary)
 
-        @classmethod
-        def validate_config(cls, config):
-            super().validate_config(config)
-            IaCN.validate_config(config)
-
     name = f"{host.__name__}_IaCN"
     WithIaCN.__name__ = WithIaCN.__qualname__ = name
     WithIaCN.__module__ = __name__
