@@ -45,16 +45,17 @@ def yaml_loader():
     return Config._build_yaml_loader(None)
 
 
-def read_yaml_file(path: str | os.PathLike) -> dict:
-    """Read one YAML config file, with clear errors for a missing, unreadable or invalid file."""
+def read_yaml_file(path: str | os.PathLike, what: str = "Config file") -> dict:
+    """Read one YAML config file, with clear errors for a missing, unreadable or invalid file
+    (``what`` names the kind of file in them)."""
     path = os.fspath(path)
     try:
         with open(path, "r", encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise ConfigError(f"Config file {path!r} does not exist. Check the path given to --config_files.") from None
+        raise ConfigError(f"{what} {path!r} does not exist. Check the path given to --config_files.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Config file {path!r} cannot be read: {exc}.") from None
+        raise ConfigError(f"{what} {path!r} cannot be read: {exc}.") from None
     try:
         data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError as exc:
@@ -63,12 +64,12 @@ def read_yaml_file(path: str | os.PathLike) -> dict:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"Config file {path!r} is not valid YAML{where}: {problem}.") from None
+        raise ConfigError(f"{what} {path!r} is not valid YAML{where}: {problem}.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"Config file {path!r} must hold a mapping of `key: value` lines, not a {type(data).__name__}."
+            f"{what} {path!r} must hold a mapping of `key: value` lines, not a {type(data).__name__}."
         )
     return data
 
