@@ -115,12 +115,11 @@ def build_overrides(raw: dict, model: str, dataset: str) -> dict:
 
 
 def format_result(result: dict) -> str:
-    def metrics(values):
-        return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in values.items())
+    from recbole_iacn.quick_start import format_metrics
 
     lines = [
-        f"best valid: {metrics(result['best_valid_result'])}",
-        f"test result: {metrics(result['test_result'])}",
+        f"best valid: {format_metrics(result['best_valid_result'])}",
+        f"test result: {format_metrics(result['test_result'])}",
     ]
     if result.get("model_file"):
         lines.append(f"checkpoint: {result['model_file']}")

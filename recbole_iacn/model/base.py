@@ -23,6 +23,8 @@ class CTRModel(AbstractRecommender):
 
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
+    #: names of the parts of ``calculate_loss``'s value, for the training log
+    loss_names = ("main",)
 
     def __init__(self, config, dataset):
         super().__init__()

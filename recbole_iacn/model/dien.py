@@ -163,6 +163,10 @@ class DIEN(CTRModel):
     def forward(self, interaction):
         return self._forward(interaction, with_aux=False)[0]
 
+    @property
+    def loss_names(self):
+        return ("main", "dien_aux") if self.aux_loss_weight > 0 else ("main",)
+
     def calculate_loss(self, interaction):
         logits, aux = self._forward(interaction, with_aux=self.aux_loss_weight > 0)
         main = self.loss_fct(logits, interaction[self.label_field])

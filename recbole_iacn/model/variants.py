@@ -23,6 +23,10 @@ def with_iacn(host):
             self.iacn = IaCN(config, self.schema)
             return ConcatItemEmbedding(super().build_item_embedding(config), self.iacn)
 
+        @property
+        def loss_names(self):
+            return (*super().loss_names, "iacn")
+
         def calculate_loss(self, interaction):
             main = super().calculate_loss(interaction)
             if self.iacn.weight > 0:
