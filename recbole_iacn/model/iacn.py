@@ -1,6 +1,6 @@
 """IaCN: the Interest-aware Capsule Network, an auxiliary task that attaches to any host model.
 
-See ``IACN_SPEC.md`` sections 1-5. The component owns the auxiliary item table ``E_aux``. The host
+The method is described in ``docs/method.md``. The component owns the auxiliary item table ``E_aux``. The host
 reads it through :meth:`IaCN.host_view` (gradient scaled by δ), the capsule network through
 :meth:`IaCN.capsule_view` (gradient scaled by 1 − δ), so that
 
@@ -90,7 +90,7 @@ class BehaviourToInterestRouting(nn.Module):
             ~interest_mask.unsqueeze(-1), torch.finfo(x_hat.dtype).min
         )
         # logits are kept as [B, K, L]: the softmax over interests then runs over a middle dimension,
-        # several times faster on CPU than over a last dimension of size K
+        # faster on CPU than over a last dimension of size K (benchmarks/kernels.py)
         logits = self.initial_logits[:length].t().unsqueeze(0).expand(batch, k, length)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.stop_gradient):
             refining = x_hat.detach() if self.stop_gradient else x_hat
@@ -104,7 +104,8 @@ class BehaviourToInterestRouting(nn.Module):
 
 def batched_dot(vectors: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """``vectors [B, N, h]`` · ``query [B, h]`` → ``[B, N]``. A broadcast product and sum: for these
-    small N, on CPU about twice as fast forward + backward as ``einsum``/``bmm`` (``benchmarks/kernels.py``)."""
+    small N, on CPU faster forward + backward than ``einsum``/``bmm`` (``benchmarks/kernels.py``; numbers in
+    ``benchmarks/results/*/kernels``)."""
     return (vectors * query.unsqueeze(1)).sum(-1)
 
 
@@ -233,8 +234,8 @@ class IaCN(nn.Module):
 
         ``select_rows`` (default: ``iacn_select_rows``) gathers those rows first, which halves the work;
         else every row is computed and the others are weighted 0, which gives the same value and
-        gradients without the two host synchronisations (``any``, ``nonzero``). On an H100 at batch 1024
-        that made no consistent difference (benchmarks/results/2026-11-23/performance-cuda-select-rows).
+        gradients without the two host synchronisations (``any``, ``nonzero``); the measured effect is in
+        ``benchmarks/results/2026-11-23/performance-cuda-select-rows``.
         """
         s = self.schema
         label = interaction[s.label_field]
