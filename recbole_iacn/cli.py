@@ -2,10 +2,15 @@
 
     python run_recbole_iacn.py --model=DIEN_IaCN --dataset=ml-100k
     python run_recbole_iacn.py --model=DIN --dataset=ml-100k --config_files="a.yaml b.yaml" --learning_rate=1e-4
+
+``argparse`` reads the options of this command (``--model``, ``--dataset``, ``--config_files``,
+``--tune``); every other ``--key=value`` is a RecBole or model setting, read as YAML and checked against
+:mod:`recbole_iacn.settings`, which also writes the settings part of ``--help``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import List, Optional
 
@@ -17,43 +22,73 @@ DEFAULT_MODEL = "DIEN_IaCN"
 DEFAULT_DATASET = "ml-100k"
 
 
-def help_text() -> str:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a ConfigError (one paragraph, exit 2) instead of argparse's exit
+        raise ConfigError(f"{message}. Usage: {USAGE}")
+
+
+class _Once(argparse.Action):
+    """Stores the value; the same option given twice with different values is an error."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        previous = getattr(namespace, self.dest)
+        if previous is not None and previous != value:
+            raise ConfigError(f"{option_string} is given twice, with different values ({previous!r} and {value!r}).")
+        setattr(namespace, self.dest, value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="run_recbole_iacn.py", usage=USAGE, add_help=False, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train, validate and test a click-through-rate model (RecBole's pipeline), print the best "
+        "validation and test metrics, and save the best model as a safe checkpoint.",
+    )
+    parser.add_argument("--model", action=_Once, metavar="NAME",
+                        help=f"model to train (default {DEFAULT_MODEL}): a registered model below, or any RecBole "
+                        "model (e.g. BPR; RecBole's own DIN is recbole.DIN)")
+    parser.add_argument("--dataset", action=_Once, metavar="NAME",
+                        help=f"dataset (default {DEFAULT_DATASET}, bundled with RecBole); see dataset/README.md")
+    parser.add_argument("--config_files", action=_Once, metavar="FILES", help="space-separated YAML files, as in RecBole")
+    parser.add_argument("--tune", action=_Once, metavar="SPACE.yaml",
+                        help="run a Ray Tune study over the search space in SPACE.yaml instead (examples in "
+                        "properties/tune/; study settings below)")
+    parser.add_argument("-h", "--help", action="store_true", help="show this message (with --model=NAME: that "
+                        "model's settings and defaults)")
+    return parser
+
+
+def help_text(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET) -> str:
+    """``--help``: the options, the registered models, and every declared setting of ``model`` with its
+    default from the YAML files."""
+    from recbole_iacn import settings
     from recbole_iacn.registry import MODELS
 
     width = max(len(n) for n in MODELS)
     models = "\n".join(f"  {name:<{width}}  {spec.summary}" for name, spec in MODELS.items())
-    return f"""usage: {USAGE}
-
-Train, validate and test a click-through-rate model (RecBole's pipeline), print the best validation
-and test metrics, and save the best model as a safe checkpoint.
-
-options:
-  --model=NAME          model to train (default {DEFAULT_MODEL}); registered models below, or any
-                        RecBole model (e.g. BPR; RecBole's own DIN is recbole.DIN)
-  --dataset=NAME        dataset (default {DEFAULT_DATASET}, bundled with RecBole); see dataset/README.md
-  --config_files=FILES  space-separated YAML files, as in RecBole
-  --tune=SPACE.yaml     run a Ray Tune study over the search space in SPACE.yaml instead
-                        (examples in properties/tune/); with it: --tune_cpus_per_trial=N,
-                        --tune_gpus_per_trial=N, --tune_max_concurrent=N, --tune_num_samples=N,
-                        --tune_storage=DIR (default ray_results), --tune_name=NAME, --tune_verbose=0|1|2,
-                        --tune_max_failures=N, --address=auto|ray://HOST:10001 (join a Ray cluster)
-  --KEY=VALUE           any RecBole or model parameter, read as YAML (e.g. --learning_rate=1e-4,
-                        --iacn_delta=0.3, --mlp_hidden_size='[200, 80]', --gpu_id=0)
-  -h, --help            show this message
-
-registered models:
-{models}
-"""
+    spec = MODELS.get(model, MODELS[DEFAULT_MODEL])
+    try:
+        values = settings.defaults(spec.config_files, dataset, with_recbole=True)
+    except UserError:
+        values = {}
+    names = [n for n, s in settings.SETTINGS.items() if n in values or s.group in ("training", "study")]
+    return (
+        build_parser().format_help()
+        + f"\nregistered models:\n{models}\n\n"
+        + f"settings of {spec.name} (--KEY=VALUE, read as YAML; defaults from properties/ for {dataset}):\n"
+        + settings.help_table(names, values)
+        + "\n\nAny other RecBole setting is accepted as --KEY=VALUE too (e.g. --gpu_id=0).\n"
+    )
 
 
 def parse_args(argv: List[str]) -> dict:
-    """``--key=value`` arguments → ``{key: raw string}``, with clear errors for anything else."""
-    parsed = {}
-    for arg in argv:
+    """``--key=value`` arguments → ``{key: raw string}`` (``model``, ``dataset``, ``config_files`` and
+    ``tune`` read by argparse), with clear errors for anything else."""
+    known, rest = build_parser().parse_known_args(argv)
+    parsed = {k: v for k, v in vars(known).items() if v is not None and k != "help"}
+    for arg in rest:
         if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
-            hint = ""
-            if arg.startswith("--") and "=" not in arg:
-                hint = f" Write it as {arg}=VALUE."
+            hint = f" Write it as {arg}=VALUE." if arg.startswith("--") and "=" not in arg else ""
             raise ConfigError(f"Unrecognised argument {arg!r}.{hint} Usage: {USAGE}")
         key, value = arg[2:].split("=", 1)
         if key in parsed and parsed[key] != value:
@@ -63,23 +98,28 @@ def parse_args(argv: List[str]) -> dict:
 
 
 def build_overrides(raw: dict, model: str, dataset: str) -> dict:
-    """Typed overrides from raw strings, checked against the defaults' types where known."""
-    from recbole_iacn.config import check_override_types, load_defaults, parse_override
+    """Typed overrides from raw strings, checked against the settings' declarations (and, for other
+    keys, the type of their YAML default); unknown keys of plugin models get a warning."""
+    from recbole_iacn import settings
+    from recbole_iacn.config import parse_override
     from recbole_iacn.registry import MODELS
 
     overrides = {k: parse_override(k, v) for k, v in raw.items()}
     if model in MODELS:
-        check_override_types(overrides, load_defaults(MODELS[model], dataset))
+        defaults = settings.defaults(MODELS[model].config_files, dataset)
+        for key, value in overrides.items():
+            settings.check(key, value, defaults.get(key), where="from the command line")
+        for line in settings.unknown_key_warnings(k for k in overrides if k not in defaults):
+            print(f"warning: --{line}", file=sys.stderr)
     return overrides
 
 
 def format_result(result: dict) -> str:
-    def metrics(values):
-        return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in values.items())
+    from recbole_iacn.quick_start import format_metrics
 
     lines = [
-        f"best valid: {metrics(result['best_valid_result'])}",
-        f"test result: {metrics(result['test_result'])}",
+        f"best valid: {format_metrics(result['best_valid_result'])}",
+        f"test result: {format_metrics(result['test_result'])}",
     ]
     if result.get("model_file"):
         lines.append(f"checkpoint: {result['model_file']}")
@@ -88,11 +128,11 @@ def format_result(result: dict) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(help_text())
-        return 0
     try:
         raw = parse_args(argv)
+        if any(a in ("-h", "--help") for a in argv):
+            print(help_text(raw.get("model", DEFAULT_MODEL), raw.get("dataset", DEFAULT_DATASET)))
+            return 0
         model = raw.pop("model", DEFAULT_MODEL)
         dataset = raw.pop("dataset", DEFAULT_DATASET)
         from recbole_iacn.config import iter_config_files

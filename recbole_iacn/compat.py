@@ -19,8 +19,11 @@ np.float_``, which raises on numpy 2   :class:`recbole_iacn.config.IaCNConfig`) 
 pandas copy-on-write makes RecBole's   :func:`patch_fill_nan` replaces ``Dataset._fill_nan`` with a
 in-place ``fillna`` a silent no-op     version that assigns the result; :func:`check_pandas` rejects
 (then IndexError in an embedding)      pandas >= 3 with a clear message (``setup.cfg`` pins < 3).
-torch >= 2.6 ``weights_only`` loads    :class:`SafeCheckpointMixin` saves tensors plus plain data
+torch >= 2.6 ``weights_only`` loads    :mod:`recbole_iacn.checkpoint` saves tensors plus plain data
 reject RecBole's pickled Config        (the config as a dict) and loads with ``weights_only=True``.
+RecBole's trainer builds               :func:`patch_grad_scaler` gives it ``torch.amp.GradScaler("cuda",
+``torch.cuda.amp.GradScaler`` every    ...)``, the same object without the FutureWarning that torch
+epoch (deprecated: a FutureWarning)    prints every epoch.
 ``recbole.quick_start`` imports Ray    this package never imports ``recbole.quick_start``; it runs
 at import; its ``tune.report(**kw)``   RecBole's pipeline itself (:mod:`recbole_iacn.quick_start`),
 is gone from current Ray Tune          and :mod:`recbole_iacn.tune` uses ``tune.report(metrics)``.
@@ -187,144 +190,37 @@ def apply() -> None:
     check_pandas()
     install_numpy_aliases()
     patch_fill_nan()
+    patch_grad_scaler()
     # RecBole's tensorboard writer spawns nothing but creates ./log_tensorboard; keep it quiet.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _APPLIED = True
 
 
-# --------------------------------------------------------------------------------------------
-# Safe checkpoints (torch >= 2.6: weights_only=True by default)
-# --------------------------------------------------------------------------------------------
-
-CHECKPOINT_FORMAT = "recbole-iacn/1"
-
-
-def to_plain(value: Any) -> Any:
-    """Convert a config value to plain data that ``torch.load(weights_only=True)`` accepts.
-
-    Enums become their names, devices and other objects their ``str``; containers are converted
-    recursively. Plain data (None, bool, int, float, str, lists, dicts) passes unchanged.
-    """
-    from enum import Enum
+def patch_grad_scaler() -> None:
+    """RecBole's trainer calls ``torch.cuda.amp.GradScaler(enabled=...)`` once per epoch, which torch
+    deprecates with a FutureWarning each time; give its module ``torch.amp.GradScaler("cuda", ...)``,
+    which is what the deprecated class builds. Nothing else in RecBole or torch changes."""
+    import functools
+    import types
 
     import torch
+    from recbole.trainer import trainer
 
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Enum):
-        return value.name
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_plain(v) for v in value]
-    return str(value)
-
-
-def config_to_plain(config) -> dict:
-    """The final configuration of a RecBole ``Config`` as a plain dict."""
-    return to_plain(dict(config.final_config_dict))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint written by :class:`SafeCheckpointMixin` with ``weights_only=True``.
-
-    Loading cannot execute code. A file in another format gives a clear :class:`CheckpointError`.
-    """
-    import pickle
-
-    import torch
-
-    from recbole_iacn.errors import CheckpointError
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint file {path!r} does not exist.")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise CheckpointError(
-            f"{path!r} is not a safe recbole-iacn checkpoint (it holds pickled objects or is "
-            f"corrupt), so it was not loaded: {str(exc).splitlines()[0]}. Checkpoints written by "
-            "RecBole itself pickle their Config; re-train with run_recbole_iacn.py to get a safe one."
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path!r} is not a {CHECKPOINT_FORMAT} checkpoint.")
-    return state
-
-
-def plain_other_parameters(model) -> dict:
-    """``model.other_parameter()`` without modules: RecBole's DIN/DIEN list their embedding layer
-    there (it holds the dataset and config, which cannot be stored safely); its weights are in the
-    state dict anyway."""
-    import torch
-
-    others = model.other_parameter() or {}
-    return {k: v for k, v in others.items() if not isinstance(v, torch.nn.Module)}
-
-
-class SafeCheckpointMixin:
-    """Mix into a RecBole trainer: checkpoints hold tensors and plain data only.
-
-    RecBole's trainer pickles its ``Config`` into the checkpoint and reloads it with ``torch.load``,
-    which torch >= 2.6 refuses by default (``weights_only=True``). Here the config is stored as a
-    plain dict, the model's feature schema as plain data, and loading uses ``weights_only=True``,
-    so a checkpoint cannot run code when it is loaded.
-    """
-
-    def checkpoint_state(self, epoch: int) -> dict:
-        model = self.model
-        schema = getattr(model, "schema", None)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.config["model"],
-            "config": config_to_plain(self.config),
-            "schema": schema.to_dict() if schema is not None else None,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": float(self.best_valid_score),
-            "state_dict": model.state_dict(),
-            "other_parameter": plain_other_parameters(model),
-            "optimizer": self.optimizer.state_dict(),
-        }
-
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        import torch
-        from recbole.utils import set_color
-
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save(self.checkpoint_state(epoch), saved_model_file)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
-
-    def _load_weights(self, checkpoint_file) -> dict:
-        checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
-        others = checkpoint.get("other_parameter")
-        if others:
-            self.model.load_other_parameter(others)
-        return checkpoint
-
-    def resume_checkpoint(self, resume_file):
-        resume_file = str(resume_file)
-        self.saved_model_file = resume_file
-        checkpoint = self._load_weights(resume_file)
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if eval_data and load_best_model:
-            checkpoint_file = model_file or self.saved_model_file
-            self._load_weights(checkpoint_file)
-            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        return super().evaluate(
-            eval_data, load_best_model=False, model_file=None, show_progress=show_progress
+    if not isinstance(getattr(trainer, "amp", None), types.SimpleNamespace):
+        trainer.amp = types.SimpleNamespace(  # the two names RecBole's trainer module uses
+            GradScaler=functools.partial(torch.amp.GradScaler, "cuda"),
+            autocast=functools.partial(torch.autocast, "cuda"),
         )
+
+
+#: Names that moved to :mod:`recbole_iacn.checkpoint`, still importable from here.
+_MOVED = ("CHECKPOINT_FORMAT", "to_plain", "config_to_plain", "load_checkpoint", "plain_other_parameters",
+          "SafeCheckpointMixin")
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        from recbole_iacn import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from logging import getLogger
 from typing import Callable, Optional, Sequence
 
 from recbole_iacn import compat, registry
+from recbole_iacn.checkpoint import config_to_plain, load_checkpoint
 from recbole_iacn.config import IaCNConfig
 from recbole_iacn.errors import CheckpointError, DatasetNotFoundError
 
@@ -119,16 +120,21 @@ def run(
     )
     test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {format_metrics(_plain_metrics(best_valid_result))}")
+    logger.info(set_color("test result", "yellow") + f": {format_metrics(_plain_metrics(test_result))}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": _plain_metrics(best_valid_result),
         "test_result": _plain_metrics(test_result),
         "model_file": trainer.saved_model_file if saved else None,
-        "config": compat.config_to_plain(config),
+        "config": config_to_plain(config),
     }
+
+
+def format_metrics(values: dict) -> str:
+    """``auc : 0.7624    logloss : 0.5894``: metrics as plain numbers, 4 decimals."""
+    return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in values.items())
 
 
 def _plain_metrics(result) -> dict:
@@ -220,7 +226,7 @@ def load_model(path, device: str = "cpu") -> LoadedModel:
     from recbole_iacn.model.schema import FeatureSchema
 
     compat.apply()
-    state = compat.load_checkpoint(path, map_location=device)
+    state = load_checkpoint(path, map_location=device)
     spec, model_class = registry.resolve(state["model"])
     if spec is None or state.get("schema") is None:
         raise CheckpointError(

@@ -1,11 +1,11 @@
-"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, fused Adam and an optionally
-compiled loss."""
+"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, named losses, fused Adam and an
+optionally compiled loss."""
 
 from __future__ import annotations
 
 from logging import getLogger
 
-from recbole_iacn.compat import SafeCheckpointMixin
+from recbole_iacn.checkpoint import SafeCheckpointMixin
 
 
 class EpochReportMixin:
@@ -30,11 +30,27 @@ class EpochReportMixin:
         return super().fit(train_data, valid_data, verbose, saved, show_progress, report)
 
 
+class NamedLossMixin:
+    """Names the parts of a tuple loss in the epoch log (``main``, ``dien_aux``, ``iacn``: the model's
+    ``loss_names``) instead of RecBole's ``train_loss1``, ``train_loss2``, ..."""
+
+    def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
+        names = getattr(self.model, "loss_names", None)
+        if not isinstance(losses, tuple) or names is None or len(names) != len(losses):
+            return super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
+        from recbole.utils import set_color
+
+        places = self.config["loss_decimal_place"] or 4
+        parts = ", ".join(f"{name}: {loss:.{places}f}" for name, loss in zip(names, losses))
+        return (set_color(f"epoch {epoch_idx} training", "green") + " [" + set_color("time", "blue")
+                + f": {e_time - s_time:.2f}s, " + set_color("train loss", "blue") + f" {parts}]")
+
+
 class FusedOptimizerMixin:
     """Adam and AdamW with torch's fused kernels when ``fused_optimizer`` is true (the plugin default).
 
-    Same update rule as RecBole's per-parameter loop, computed in one kernel over all parameters: on
-    2 CPU cores one step over DIN_IaCN's parameters takes 0.26 ms instead of 0.89 ms (``benchmarks/kernels.py``).
+    Same update rule as RecBole's per-parameter loop, computed in one kernel over all parameters (the
+    measured gain is in ``benchmarks/results/*/kernels``, from ``benchmarks/kernels.py``).
     Other learners, RecBole's own models (whose configs lack the key) and devices without fused
     kernels keep RecBole's optimizer.
     """
@@ -129,6 +145,8 @@ def trainer_class(config, plugin: bool):
     base = Trainer if plugin else get_trainer(config["MODEL_TYPE"], config["model"])
     if base not in _CLASSES:
         _CLASSES[base] = type(
-            base.__name__, (SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin, CompiledLossMixin, base), {}
+            base.__name__,
+            (SafeCheckpointMixin, EpochReportMixin, NamedLossMixin, FusedOptimizerMixin, CompiledLossMixin, base),
+            {},
         )
     return _CLASSES[base]

@@ -76,5 +76,5 @@ def test_the_trainer_steps_through_the_compiled_loss_only_when_asked(ml100k, dat
 
 
 def test_compile_loss_must_be_a_boolean(data_root):
-    with pytest.raises(ConfigError, match="compile_loss must be true or false"):
+    with pytest.raises(ConfigError, match="compile_loss expects true or false"):
         model_config("DIN", data_root, compile_loss="yes")

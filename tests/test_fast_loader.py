@@ -130,8 +130,8 @@ def test_two_epochs_through_either_loader_reach_the_same_auc_within_noise(widede
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"data_loader": "pandas"}, "data_loader must be one of tensor, recbole"),
-        ({"data_device_memory_fraction": 1.5}, "data_device_memory_fraction must be a number in"),
+        ({"data_loader": "pandas"}, "data_loader expects one of tensor, recbole"),
+        ({"data_device_memory_fraction": 1.5}, r"data_device_memory_fraction expects a number in \[0, 1\]"),
         ({"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}}, "train_neg_sample_args"),
     ],
 )

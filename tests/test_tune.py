@@ -32,7 +32,7 @@ search: grid
 scheduler: fifo
 max_concurrent_trials: 1
 params:
-  iacn_delta: {grid: [0.1, 0.9]}
+  iacn_delta: {grid_search: [0.1, 0.9]}
   iacn_lambda: 1.0
 """
 
@@ -159,36 +159,41 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
 def test_resuming_with_a_different_space_is_refused(tmp_path):
     from recbole_iacn.tune.driver import check_resumable, write_definition
 
-    write_definition(tmp_path, {"model": MODEL, "space": {"params": {"iacn_delta": {"grid": [0.1]}}}})
-    with pytest.raises(ConfigError, match=r"different settings \(space.params.iacn_delta.grid differ.*--tune_name"):
-        check_resumable(tmp_path, {"model": MODEL, "space": {"params": {"iacn_delta": {"grid": [0.2]}}}})
+    write_definition(tmp_path, {"model": MODEL, "space": {"params": {"iacn_delta": {"grid_search": [0.1]}}}})
+    with pytest.raises(ConfigError, match=r"different settings \(space.params.iacn_delta.grid_search differ.*--tune_name"):
+        check_resumable(tmp_path, {"model": MODEL, "space": {"params": {"iacn_delta": {"grid_search": [0.2]}}}})
 
 
 # ------------------------------------------------------------------------------ bad spaces
 MALFORMED = {
-    "unknown top-level key": ("serach: grid\nparams: {iacn_delta: {grid: [0.1]}}", r"serach.*did you mean 'search'"),
-    "unknown distribution": ("params: {iacn_delta: {unifrom: [0.1, 0.5]}}", r"params.iacn_delta.*unknown distribution 'unifrom'.*did you mean 'uniform'"),
-    "uniform arity": ("search: random\nparams: {iacn_delta: {uniform: [0.1]}}", r"params.iacn_delta.*uniform: needs 2 numbers"),
-    "quniform arity": ("search: random\nparams: {dropout_prob: {quniform: [0.0, 0.5]}}", r"quniform: needs 3 numbers \[low, high, q\]"),
-    "low >= high": ("search: random\nparams: {iacn_delta: {uniform: [0.9, 0.1]}}", r"low \(0.9\) must be smaller than high \(0.1\)"),
-    "loguniform from 0": ("search: random\nparams: {learning_rate: {loguniform: [0, 0.01]}}", r"loguniform: bounds must be > 0"),
+    "unknown top-level key": ("serach: grid\nparams: {iacn_delta: {grid_search: [0.1]}}", r"serach.*did you mean 'search'"),
+    "unknown function": ("params: {iacn_delta: {unifrom: [0.1, 0.5]}}", r"params.iacn_delta uses 'unifrom', which is not a Ray Tune sampling function.*did you mean 'uniform'"),
+    "the old grid form": ("params: {iacn_delta: {grid: [0.1, 0.3]}}", r"params.iacn_delta uses grid:.*write \{grid_search: \[0.1, 0.3\]\}"),
+    "uniform arity": ("search: random\nparams: {iacn_delta: {uniform: [0.1]}}", r"params.iacn_delta uniform: .*missing.*'upper'.*ray.tune.uniform\(lower, upper\)"),
+    "quniform arity": ("search: random\nparams: {dropout_prob: {quniform: [0.0, 0.5]}}", r"quniform: .*missing.*'q'"),
+    "unknown keyword": ("search: random\nparams: {embedding_size: {randint: {low: 8, upper: 33}}}", r"randint: .*unexpected keyword argument 'low'"),
+    "low >= high": ("search: random\nparams: {iacn_delta: {uniform: [0.9, 0.1]}}", r"lower \(0.9\) must be smaller than upper \(0.1\)"),
+    "loguniform from 0": ("search: random\nparams: {learning_rate: {loguniform: [0, 0.01]}}", r"loguniform: LogUniform requires a lower bound greater than 0"),
     "randint floats": ("search: random\nparams: {embedding_size: {randint: [4.5, 9]}}", r"randint: bounds must be whole numbers"),
-    "empty grid": ("params: {iacn_delta: {grid: []}}", r"grid: needs a non-empty list"),
-    "grid with optuna": ("search: optuna\nparams: {iacn_delta: {grid: [0.1, 0.3]}}", r"Optuna cannot search; use choice"),
-    "grid search without grid": ("search: grid\nparams: {iacn_delta: {uniform: [0.1, 0.3]}}", r"search is grid but no parameter uses grid"),
-    "unknown search": ("search: bayes\nparams: {iacn_delta: {grid: [0.1]}}", r"search is 'bayes'.*grid, random, optuna"),
-    "unknown scheduler": ("scheduler: hyperband\nparams: {iacn_delta: {grid: [0.1]}}", r"scheduler is 'hyperband'"),
-    "asha block with fifo": ("asha: {grace_period: 1}\nparams: {iacn_delta: {grid: [0.1]}}", r"asha is given but scheduler is 'fifo'"),
-    "bad asha key": ("scheduler: asha\nasha: {grace: 1}\nparams: {iacn_delta: {grid: [0.1]}}", r"asha.grace is not an ASHA setting"),
-    "reduction factor": ("scheduler: asha\nasha: {reduction_factor: 1}\nparams: {iacn_delta: {grid: [0.1]}}", r"reduction_factor.*> 1"),
-    "zero samples": ("num_samples: 0\nparams: {iacn_delta: {grid: [0.1]}}", r"num_samples is 0; it must be a whole number >= 1"),
-    "bad resource": ("resources_per_trial: {cpus: 2}\nparams: {iacn_delta: {grid: [0.1]}}", r"resources_per_trial.cpus.*did you mean 'cpu'"),
+    "outside the setting's range": ("params: {iacn_delta: {grid_search: [0.3, 1.5]}}", r"params.iacn_delta takes a number in \[0, 1\], not 1.5"),
+    "sampled outside the range": ("search: random\nparams: {iacn_delta: {uniform: [0.5, 2]}}", r"params.iacn_delta uniform reaches 2"),
+    "floats for an integer": ("search: random\nparams: {iacn_num_negatives: {uniform: [4, 16]}}", r"params.iacn_num_negatives takes whole numbers.*randint"),
+    "empty grid": ("params: {iacn_delta: {grid_search: []}}", r"grid_search: needs a non-empty list"),
+    "grid with optuna": ("search: optuna\nparams: {iacn_delta: {grid_search: [0.1, 0.3]}}", r"Optuna cannot search; use choice"),
+    "grid search without grid": ("search: grid\nparams: {iacn_delta: {uniform: [0.1, 0.3]}}", r"search is grid but no parameter uses grid_search"),
+    "unknown search": ("search: bayes\nparams: {iacn_delta: {grid_search: [0.1]}}", r"search is 'bayes'.*grid, random, optuna"),
+    "unknown scheduler": ("scheduler: hyperband\nparams: {iacn_delta: {grid_search: [0.1]}}", r"scheduler is 'hyperband'"),
+    "asha block with fifo": ("asha: {grace_period: 1}\nparams: {iacn_delta: {grid_search: [0.1]}}", r"asha is given but scheduler is 'fifo'"),
+    "bad asha key": ("scheduler: asha\nasha: {grace: 1}\nparams: {iacn_delta: {grid_search: [0.1]}}", r"asha.grace is not allowed.*grace_period"),
+    "reduction factor": ("scheduler: asha\nasha: {reduction_factor: 1}\nparams: {iacn_delta: {grid_search: [0.1]}}", r"reduction_factor.*> 1"),
+    "zero samples": ("num_samples: 0\nparams: {iacn_delta: {grid_search: [0.1]}}", r"num_samples is 0; it must be an integer >= 1"),
+    "bad resource": ("resources_per_trial: {cpus: 2}\nparams: {iacn_delta: {grid_search: [0.1]}}", r"resources_per_trial.cpus.*did you mean 'cpu'"),
     "no params": ("search: grid", r"params is missing or empty"),
     "only fixed params": ("params: {iacn_delta: 0.3}", r"has only fixed values"),
-    "two keys": ("params: {iacn_delta: {grid: [0.1], choice: [0.2]}}", r"has 2 keys"),
-    "tuning the data": ("params: {ctr_max_history: {grid: [10, 20]}}", r"params.ctr_max_history cannot be tuned"),
-    "not a mapping": ("- iacn_delta", r"must be a YAML mapping"),
-    "invalid yaml": ("params: {iacn_delta: {grid: [0.1, }", r"is not valid YAML at line"),
+    "two keys": ("params: {iacn_delta: {grid_search: [0.1], choice: [0.2]}}", r"has 2 keys"),
+    "tuning the data": ("params: {ctr_max_history: {grid_search: [10, 20]}}", r"params.ctr_max_history cannot be tuned"),
+    "not a mapping": ("- iacn_delta", r"must hold a mapping"),
+    "invalid yaml": ("params: {iacn_delta: {grid_search: [0.1, }", r"is not valid YAML at line"),
 }
 
 
@@ -212,7 +217,7 @@ def test_missing_space_file_names_the_flag(tmp_path):
 def test_space_keys_are_checked_against_the_model_config(tmp_path, syn_root):
     from recbole_iacn.tune import run_study
 
-    typo = write(tmp_path / "typo.yaml", "params: {iacn_detla: {grid: [0.1, 0.2]}}\n")
+    typo = write(tmp_path / "typo.yaml", "params: {iacn_detla: {grid_search: [0.1, 0.2]}}\n")
     with pytest.raises(ConfigError, match=r"params.iacn_detla is not a RecBole or model setting.*'iacn_delta'"):
         run_study(MODEL, DATASET, typo, overrides={**TINY, "data_path": syn_root})
     floats = write(tmp_path / "floats.yaml", "search: random\nparams: {iacn_num_negatives: {uniform: [4, 16]}}\n")

@@ -34,16 +34,10 @@ DATA_LOADERS = ("tensor", "recbole")
 
 # ------------------------------------------------------------------------------ settings
 def check_loader_config(config) -> None:
-    """Reject ``data_loader`` settings the tensor loader cannot honour, before any data is loaded."""
+    """Reject settings the tensor loader cannot honour, before any data is loaded (``data_loader`` and
+    ``data_device_memory_fraction`` themselves are checked by their declarations in
+    :mod:`recbole_iacn.settings`)."""
     choice = config["data_loader"]
-    if choice not in DATA_LOADERS:
-        raise ConfigError(f"data_loader must be one of {', '.join(DATA_LOADERS)}, got {choice!r}.")
-    fraction = config["data_device_memory_fraction"]
-    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction <= 1:
-        raise ConfigError(
-            f"data_device_memory_fraction must be a number in [0, 1] (the share of the free accelerator "
-            f"memory the data may take; 0 keeps it in host memory), got {fraction!r}."
-        )
     if choice != "tensor":
         return
     unsupported = []

@@ -7,14 +7,11 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 from torch import nn
 
+from recbole_iacn import settings
 from recbole_iacn.data.loader import check_loader_config
-from recbole_iacn.errors import ConfigError
-from recbole_iacn.model.embedding import EMBEDDING_INITS, FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
-from recbole_iacn.model.layers import ACTIVATIONS
-
-#: ``history_pooling``: how the hosts pool the behaviour vectors beside their attention / GRU interest.
-HISTORY_POOLINGS = ("mean", "sum")
+from recbole_iacn.model.embedding import FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.schema import FeatureSchema
+from recbole_iacn.settings import HISTORY_POOLINGS  # noqa: F401  (how the hosts pool the behaviours)
 
 
 class CTRModel(AbstractRecommender):
@@ -27,12 +24,8 @@ class CTRModel(AbstractRecommender):
 
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
-
-    #: config keys that must be positive integers / lists of positive integers / probabilities
-    positive_int_keys = ("embedding_size",)
-    size_list_keys = ("mlp_hidden_size",)
-    probability_keys = ("dropout_prob",)
-    activation_keys = ("dnn_activation",)
+    #: names of the parts of ``calculate_loss``'s value, for the training log
+    loss_names = ("main",)
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -108,42 +101,8 @@ class CTRModel(AbstractRecommender):
     # ------------------------------------------------------------------ validation
     @classmethod
     def validate_config(cls, config) -> None:
-        """Reject invalid hyperparameters (and data loader settings) before any data is loaded."""
+        """Reject invalid hyperparameters and data loader settings before any data is loaded: every
+        setting the config holds is checked against its declaration in :mod:`recbole_iacn.settings`."""
+        settings.validate(config)
         check_loader_config(config)
-        if not isinstance(config["compile_loss"], bool):
-            raise ConfigError(f"compile_loss must be true or false, got {config['compile_loss']!r}.")
-        for key in cls.positive_int_keys:
-            check_positive_int(config, key)
-        if config["item_embedding_size"] is not None:
-            check_positive_int(config, "item_embedding_size")
-        for key in cls.size_list_keys:
-            value = config[key]
-            if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
-            ):
-                raise ConfigError(f"{key} must be a list of positive integers such as [200, 80], got {value!r}.")
-        for key in cls.probability_keys:
-            value = config[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}.")
-        if (config["history_pooling"] or "mean") not in HISTORY_POOLINGS:
-            raise ConfigError(f"history_pooling must be one of {', '.join(HISTORY_POOLINGS)}, got {config['history_pooling']!r}.")
-        if config["host_user_features"] not in (None, True, False):
-            raise ConfigError(f"host_user_features must be true or false, got {config['host_user_features']!r}.")
-        if config["embedding_init"] not in EMBEDDING_INITS:
-            raise ConfigError(
-                f"embedding_init must be one of {', '.join(EMBEDDING_INITS)}, got {config['embedding_init']!r}."
-            )
-        std = config["embedding_init_std"]
-        if not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0:  # NaN fails > 0 too
-            raise ConfigError(f"embedding_init_std must be a number > 0 such as 0.01, got {std!r}.")
-        for key in cls.activation_keys:
-            if str(config[key]).lower() not in ACTIVATIONS:
-                raise ConfigError(f"{key} must be one of {', '.join(ACTIVATIONS)}, got {config[key]!r}.")
 
-
-def check_positive_int(config, key: str) -> int:
-    value = config[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
-    return value

@@ -1,15 +1,14 @@
-"""DAIN: Deep Adaptive Interest Network (arXiv 2409.02425), as summarised in seed 003."""
+"""DAIN: Deep Adaptive Interest Network (arXiv 2409.02425), as described in ``docs/method.md``."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from recbole_iacn.errors import ConfigError
 from recbole_iacn.model.base import CTRModel
 from recbole_iacn.model.layers import MLP
 
-LOSS_TYPES = ("BCE", "MSE")
+from recbole_iacn.settings import LOSS_TYPES  # noqa: F401
 
 
 class DAIN(CTRModel):
@@ -31,12 +30,6 @@ class DAIN(CTRModel):
         self.loss_type = str(config["loss_type"]).upper()
         self.mse = nn.MSELoss()
         self.reset_parameters()
-
-    @classmethod
-    def validate_config(cls, config):
-        super().validate_config(config)
-        if str(config["loss_type"]).upper() not in LOSS_TYPES:
-            raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)} for DAIN, got {config['loss_type']!r}.")
 
     def forward(self, interaction):
         f = self.embedder(interaction, with_history=False)

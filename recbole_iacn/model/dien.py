@@ -10,10 +10,9 @@ from recbole_iacn.errors import ConfigError
 from recbole_iacn.model.base import CTRModel
 from recbole_iacn.model.layers import MLP, LocalActivationUnit
 
-GRU_TYPES = ("AUGRU", "AGRU", "AIGRU", "GRU")
 #: DIEN's auxiliary classifier of (state h_t, behaviour e): the DIEN authors' code scores ``[h_t, e]`` with
 #: an MLP (``mlp``); the paper (eq. 2) with the inner product ``σ(h_tᵀ e)`` (``inner_product``).
-AUX_CLASSIFIERS = ("mlp", "inner_product")
+from recbole_iacn.settings import AUX_CLASSIFIERS, GRU_TYPES  # noqa: F401,E402
 
 
 def last_state_gru(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor, return_outputs: bool = False):
@@ -91,9 +90,6 @@ class DIEN(CTRModel):
       candidate ⊙ pooled term (:meth:`CTRModel.deep_interest_input`).
     """
 
-    size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes", "aux_mlp_sizes")
-    activation_keys = CTRModel.activation_keys + ("attention_activation",)
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = self.embedder.sequence_dim
@@ -130,22 +126,6 @@ class DIEN(CTRModel):
         self.register_buffer("item_categories", categories, persistent=False)
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
         self.reset_parameters()
-
-    @classmethod
-    def validate_config(cls, config):
-        super().validate_config(config)
-        if str(config["gru_type"]).upper() not in GRU_TYPES:
-            raise ConfigError(f"gru_type must be one of {', '.join(GRU_TYPES)}, got {config['gru_type']!r}.")
-        weight = config["aux_loss_weight"]
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-            raise ConfigError(f"aux_loss_weight must be a number >= 0, got {weight!r}.")
-        if str(config["aux_classifier"] or "mlp").lower() not in AUX_CLASSIFIERS:
-            raise ConfigError(
-                f"aux_classifier must be one of {', '.join(AUX_CLASSIFIERS)}, got {config['aux_classifier']!r}."
-            )
-        size = config["gru_hidden_size"]
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise ConfigError(f"gru_hidden_size must be a positive integer or null, got {size!r}.")
 
     # ------------------------------------------------------------------ layers
     def _evolve(self, states, attention, lengths):
@@ -197,6 +177,10 @@ class DIEN(CTRModel):
 
     def forward(self, interaction):
         return self._forward(interaction, with_aux=False)[0]
+
+    @property
+    def loss_names(self):
+        return ("main", "dien_aux") if self.aux_loss_weight > 0 else ("main",)
 
     def calculate_loss(self, interaction):
         logits, aux = self._forward(interaction, with_aux=self.aux_loss_weight > 0)

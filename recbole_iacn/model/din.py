@@ -26,9 +26,6 @@ class DIN(CTRModel):
     * one logit with BCE: the code's 2-way softmax with cross-entropy is the same model.
     """
 
-    size_list_keys = CTRModel.size_list_keys + ("attention_mlp_sizes",)
-    activation_keys = CTRModel.activation_keys + ("attention_activation",)
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = self.embedder.sequence_dim

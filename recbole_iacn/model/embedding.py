@@ -32,7 +32,7 @@ class _IndexAddLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (flat,) = ctx.saved_tensors
-        # a contiguous source: index_add_ is 2-3x slower on the strided views that cat/split backward pass
+        # a contiguous source: index_add_ is slower on the strided views that cat/split backward pass
         rows = grad.reshape(-1, ctx.table_shape[1]).contiguous()
         grad_weight = grad.new_zeros(ctx.table_shape).index_add_(0, flat, rows)
         if ctx.padding_idx is not None:
@@ -43,10 +43,10 @@ class _IndexAddLookup(torch.autograd.Function):
 class Embedding(nn.Embedding):
     """``nn.Embedding`` (same parameters, state dict and gradient) with a faster CPU backward.
 
-    On CPU, ``embedding_dense_backward`` sorts the ids and takes over 3x as long as a plain
-    ``index_add_`` of the output gradient into a zero table (``benchmarks/kernels.py``: 1.3 ms vs
-    0.39 ms for a 512 x 31 lookup on 2 cores): every model here does several lookups per step, so the
-    CPU path uses the latter. Elsewhere ``F.embedding`` stays (on CUDA ``index_add_`` accumulates with
+    On CPU, ``embedding_dense_backward`` sorts the ids and is slower than a plain ``index_add_`` of the
+    output gradient into a zero table (measured by ``benchmarks/kernels.py``; the numbers are in
+    ``benchmarks/results/*/kernels``): every model here does several lookups per step, so the CPU path
+    uses the latter. Elsewhere ``F.embedding`` stays (on CUDA ``index_add_`` accumulates with
     atomics, whose order varies from run to run).
     """
 
@@ -58,7 +58,7 @@ class Embedding(nn.Embedding):
 
 #: ``embedding_init`` values: every id table drawn from N(0, embedding_init_std²), or Xavier-normal per
 #: table (RecBole's ``xavier_normal_initialization``; its scale then depends on each table's row count).
-EMBEDDING_INITS = ("normal", "xavier_normal")
+from recbole_iacn.settings import EMBEDDING_INITS  # noqa: E402
 
 
 def init_embedding_(weight: torch.Tensor, method: str, std: float, padding_idx: Optional[int] = None) -> None:

@@ -1,6 +1,6 @@
 """IaCN: the Interest-aware Capsule Network, an auxiliary task that attaches to any host model.
 
-See ``IACN_SPEC.md`` sections 1-5. The component owns the auxiliary item table ``E_aux``. The host
+The method is described in ``docs/method.md``. The component owns the auxiliary item table ``E_aux``. The host
 reads it through :meth:`IaCN.host_view` (gradient scaled by δ), the capsule network through
 :meth:`IaCN.capsule_view` (gradient scaled by 1 − δ), so that
 
@@ -12,17 +12,16 @@ while every other capsule-network parameter receives ∂(λ·L_IaCN) unscaled an
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from recbole_iacn.errors import ConfigError
+from recbole_iacn import settings
 from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
-NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+from recbole_iacn.settings import NEGATIVE_SAMPLERS  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- gradient mixing
@@ -93,7 +92,7 @@ class BehaviourToInterestRouting(nn.Module):
             ~interest_mask.unsqueeze(-1), torch.finfo(x_hat.dtype).min
         )
         # logits are kept as [B, K, L]: the softmax over interests then runs over a middle dimension,
-        # several times faster on CPU than over a last dimension of size K
+        # faster on CPU than over a last dimension of size K (benchmarks/kernels.py)
         logits = self.initial_logits[:length].t().unsqueeze(0).expand(batch, k, length)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.stop_gradient):
             refining = x_hat.detach() if self.stop_gradient else x_hat
@@ -107,7 +106,8 @@ class BehaviourToInterestRouting(nn.Module):
 
 def batched_dot(vectors: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """``vectors [B, N, h]`` · ``query [B, h]`` → ``[B, N]``. A broadcast product and sum: for these
-    small N, on CPU about twice as fast forward + backward as ``einsum``/``bmm`` (``benchmarks/kernels.py``)."""
+    small N, on CPU faster forward + backward than ``einsum``/``bmm`` (``benchmarks/kernels.py``; numbers in
+    ``benchmarks/results/*/kernels``)."""
     return (vectors * query.unsqueeze(1)).sum(-1)
 
 
@@ -203,46 +203,8 @@ class IaCN(nn.Module):
     # ------------------------------------------------------------------ validation
     @staticmethod
     def validate_config(config) -> None:
-        def number(key):
-            value = config[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-                raise ConfigError(f"{key} must be a number, got {value!r}.")
-            return value
-
-        def integer(key, minimum):
-            value = config[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}.")
-
-        if not 0.0 <= number("iacn_delta") <= 1.0:
-            raise ConfigError(
-                f"iacn_delta (δ, gradient mixing) must lie in [0, 1], got {config['iacn_delta']!r}: "
-                "0 lets only the auxiliary loss move E_aux, 1 only the main loss."
-            )
-        if number("iacn_lambda") < 0:
-            raise ConfigError(f"iacn_lambda (λ, auxiliary loss weight) must be >= 0, got {config['iacn_lambda']!r}.")
-        integer("iacn_max_interests", 1)
-        integer("iacn_routing_iterations", 1)
-        integer("iacn_embedding_size", 1)
-        integer("iacn_profile_embedding_size", 1)
-        integer("iacn_num_negatives", 1)
-        integer("iacn_attention_power", 0)
-        if not isinstance(config["iacn_routing_stop_gradient"], bool):
-            raise ConfigError(
-                f"iacn_routing_stop_gradient must be true or false, got {config['iacn_routing_stop_gradient']!r}."
-            )
-        hidden = config["iacn_mlp_hidden_size"]
-        if not isinstance(hidden, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in hidden):
-            raise ConfigError(f"iacn_mlp_hidden_size must be a list of positive integers (may be empty), got {hidden!r}.")
-        if not isinstance(config["iacn_select_rows"], bool):
-            raise ConfigError(
-                f"iacn_select_rows must be true (gather the auxiliary loss's rows first) or false (compute every "
-                f"row, weight the others 0), got {config['iacn_select_rows']!r}."
-            )
-        if config["iacn_negative_sampler"] not in NEGATIVE_SAMPLERS:
-            raise ConfigError(
-                f"iacn_negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {config['iacn_negative_sampler']!r}."
-            )
+        """Check the ``iacn_*`` settings against their declarations (:mod:`recbole_iacn.settings`)."""
+        settings.validate(config, ("IaCN",))
 
     # ------------------------------------------------------------------ views of E_aux
     def host_view(self, ids: torch.Tensor) -> torch.Tensor:
@@ -300,8 +262,8 @@ class IaCN(nn.Module):
 
         ``select_rows`` (default: ``iacn_select_rows``) gathers those rows first, which halves the work;
         else every row is computed and the others are weighted 0, which gives the same value and
-        gradients without the two host synchronisations (``any``, ``nonzero``). On an H100 at batch 1024
-        that made no consistent difference (benchmarks/results/2026-11-23/performance-cuda-select-rows).
+        gradients without the two host synchronisations (``any``, ``nonzero``); the measured effect is in
+        ``benchmarks/results/2026-11-23/performance-cuda-select-rows``.
         """
         s = self.schema
         label = interaction[s.label_field]

@@ -44,7 +44,7 @@ class PReLU(nn.Module):
         return torch.where(x >= 0, x, self.weight * x)
 
 
-ACTIVATIONS = ("relu", "prelu", "dice", "sigmoid", "tanh", "none")
+from recbole_iacn.settings import ACTIVATIONS  # noqa: E402  (declared with dnn_activation)
 
 
 def activation(name: str, dim: int) -> nn.Module:

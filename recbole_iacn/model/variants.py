@@ -23,6 +23,10 @@ def with_iacn(host):
             self.iacn = IaCN(config, self.schema)
             return ConcatItemEmbedding(super().build_item_embedding(config), self.iacn)
 
+        @property
+        def loss_names(self):
+            return (*super().loss_names, "iacn")
+
         def calculate_loss(self, interaction):
             main = super().calculate_loss(interaction)
             if self.iacn.weight > 0:
@@ -30,11 +34,6 @@ def with_iacn(host):
             else:  # λ = 0 moves no parameter: the host with the wider item embedding, at its cost
                 auxiliary = torch.zeros((), device=interaction[self.label_field].device)
             return (*main, auxiliary) if isinstance(main, tuple) else (main, auxiliary)
-
-        @classmethod
-        def validate_config(cls, config):
-            super().validate_config(config)
-            IaCN.validate_config(config)
 
     name = f"{host.__name__}_IaCN"
     WithIaCN.__name__ = WithIaCN.__qualname__ = name

@@ -5,52 +5,41 @@ from __future__ import annotations
 import logging
 import sys
 
+from recbole_iacn import settings
 from recbole_iacn.errors import ConfigError
 from recbole_iacn.tune.driver import StudyOptions, StudyResult, run_study
 from recbole_iacn.tune.report import STATUS_FINISHED
 
-#: --flag -> (StudyOptions field, type check, what it takes)
+#: --flag -> StudyOptions field (types and ranges: recbole_iacn.settings, group "study")
 OPTION_FLAGS = {
-    "tune_cpus_per_trial": ("cpus_per_trial", "number > 0"),
-    "tune_gpus_per_trial": ("gpus_per_trial", "number >= 0"),
-    "tune_max_concurrent": ("max_concurrent", "whole number >= 1"),
-    "tune_num_samples": ("num_samples", "whole number >= 1"),
-    "tune_storage": ("storage_path", "folder"),
-    "tune_name": ("name", "name"),
-    "tune_verbose": ("verbose", "0, 1 or 2"),
-    "tune_max_failures": ("max_failures", "whole number >= 0"),
-    "address": ("address", "Ray address (auto or ray://host:10001)"),
+    "tune_cpus_per_trial": "cpus_per_trial",
+    "tune_gpus_per_trial": "gpus_per_trial",
+    "tune_max_concurrent": "max_concurrent",
+    "tune_num_samples": "num_samples",
+    "tune_storage": "storage_path",
+    "tune_name": "name",
+    "tune_verbose": "verbose",
+    "tune_max_failures": "max_failures",
+    "address": "address",
 }
 EXIT_OK = 0
 EXIT_NO_RESULT = 1
 
 
-def _valid(kind: str, value) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    return {
-        "number > 0": number and value > 0,
-        "number >= 0": number and value >= 0,
-        "whole number >= 1": whole and value >= 1,
-        "whole number >= 0": whole and value >= 0,
-        "0, 1 or 2": value in (0, 1, 2) and whole,
-    }.get(kind, isinstance(value, str) and bool(value))
-
-
 def pop_study_options(overrides: dict) -> StudyOptions:
     """Remove the ``--tune_*`` and ``--address`` flags from ``overrides`` into :class:`StudyOptions`."""
     options = StudyOptions()
-    for flag, (attr, kind) in OPTION_FLAGS.items():
+    for flag, attr in OPTION_FLAGS.items():
         if flag not in overrides:
             continue
-        value = overrides.pop(flag)
-        if not _valid(kind, value):
-            raise ConfigError(f"--{flag}={value!r} is not valid: it takes a {kind}.")
+        value, setting = overrides.pop(flag), settings.SETTINGS[flag]
+        if not setting.ok(value):
+            raise ConfigError(f"--{flag}={value!r} is not valid: it takes {setting.expects()} ({setting.meaning}).")
         setattr(options, attr, value)
     unknown = [k for k in overrides if k.startswith("tune_")]
     if unknown:
-        raise ConfigError(f"--{unknown[0]} is not a study option; use one of "
-                          + ", ".join(f"--{f}" for f in OPTION_FLAGS) + ".")
+        raise ConfigError(f"--{unknown[0]} is not a study option{settings.did_you_mean(unknown[0], OPTION_FLAGS)}; "
+                          "use one of " + ", ".join(f"--{f}" for f in OPTION_FLAGS) + ".")
     return options
 
 

@@ -1,59 +1,57 @@
-"""Search-space files for Ray Tune studies: read, validate strictly, and turn into Ray Tune objects.
+"""Search-space files in Ray Tune's own terms, checked with the settings' declarations.
 
-A space file is YAML (see ``properties/tune/*.yaml`` for the documented format)::
+A parameter is ``{FUNCTION: ARGUMENTS}``: ``ray.tune.FUNCTION`` (one of :data:`SAMPLERS`) called with a
+list (positional arguments; for ``grid_search`` and ``choice``, the values) or a mapping (keyword
+arguments). Any other value is fixed for every trial (a mapping as ``{value: {...}}``). The other keys
+(search, scheduler, asha, num_samples, ...) are documented in ``properties/tune/delta.yaml``::
 
-    search: grid            # grid | random | optuna
-    scheduler: fifo         # fifo | asha
-    num_samples: 1
-    max_concurrent_trials: 1
-    resources_per_trial: {cpu: 1, gpu: 0}
     params:
-      iacn_delta: {grid: [0.1, 0.2, 0.3]}
-      iacn_lambda: 1.0      # a plain value is fixed for every trial
-
-This module does not import Ray; :meth:`StudySpace.param_space` does, when called.
+      iacn_delta: {grid_search: [0.1, 0.3]}              # tune.grid_search([0.1, 0.3])
+      embedding_size: {randint: {lower: 8, upper: 33}}   # tune.randint(lower=8, upper=33)
+      iacn_lambda: 1.0
 """
 
 from __future__ import annotations
 
-import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import yaml
-
+from recbole_iacn import settings
 from recbole_iacn.errors import ConfigError
+from recbole_iacn.settings import Setting, did_you_mean
 
-SEARCHES = ("grid", "random", "optuna")
-SCHEDULERS = ("fifo", "asha")
-#: distribution name -> number of arguments
-DISTRIBUTIONS = {"grid": None, "choice": None, "uniform": 2, "loguniform": 2, "quniform": 3, "randint": 2}
-SAMPLED = ("choice", "uniform", "loguniform", "quniform", "randint")
-FIXED_WRAPPER = "value"  # {value: {...}} fixes a mapping-valued parameter
-RESOURCE_KEYS = ("cpu", "gpu")
-ASHA_KEYS = ("grace_period", "reduction_factor", "max_t")
-TOP_LEVEL_KEYS = (
-    "search", "scheduler", "num_samples", "max_concurrent_trials", "resources_per_trial", "asha", "seed", "params",
-)
+SAMPLERS = ("grid_search", "choice", "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
+            "randint", "qrandint", "lograndint", "qlograndint")
+VALUE_LISTS = ("grid_search", "choice")  # a list is the values, not positional arguments
+OLD_NAMES = {"grid": "grid_search"}  # the format before Ray's names
+FIXED_WRAPPER = "value"
 #: Keys a study may not tune: they define the data, where things are written, or the objective.
 FORBIDDEN_PARAMS = ("model", "dataset", "data_path", "checkpoint_dir", "valid_metric", "valid_metric_bigger",
                     "benchmark_filename")
 FORBIDDEN_PREFIXES = ("ctr_",)
-
-DEFAULT_SEARCH = "grid"
-DEFAULT_SCHEDULER = "fifo"
-DEFAULT_NUM_SAMPLES = 1
-DEFAULT_MAX_CONCURRENT = 1
-DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
-DEFAULT_GRACE_PERIOD = 1
-DEFAULT_REDUCTION_FACTOR = 2
+TOP_LEVEL = ("search", "scheduler", "num_samples", "max_concurrent_trials", "resources_per_trial", "asha", "seed",
+             "params")
+CHECKED = {s.name: s for s in (
+    Setting("search", "str", "space", "search algorithm", choices=("grid", "random", "optuna")),
+    Setting("scheduler", "str", "space", "trial scheduler", choices=("fifo", "asha")),
+    Setting("num_samples", "int", "space", "repeats of the grid, or trials drawn", low=1),
+    Setting("max_concurrent_trials", "int", "space", "trials running at once", low=1),
+    Setting("seed", "int", "space", "seed of the sampler", null=True),
+    Setting("cpu", "float", "space", "CPUs of one trial", low=0, open="low"),
+    Setting("gpu", "float", "space", "GPUs of one trial", low=0),
+    Setting("grace_period", "int", "space", "reports before ASHA may stop a trial", low=1),
+    Setting("max_t", "int", "space", "reports of a full trial", low=1),
+    Setting("reduction_factor", "float", "space", "ASHA's halving rate", low=1, open="low"),
+)}
+DEFAULTS = {"search": "grid", "scheduler": "fifo", "num_samples": 1, "max_concurrent_trials": 1, "seed": None}
 
 
 @dataclass(frozen=True)
 class Param:
-    """One entry of ``params``: a distribution (``kind`` in DISTRIBUTIONS) or ``kind == 'fixed'``."""
+    """One entry of ``params``: a Ray Tune function (``kind`` in SAMPLERS) or ``kind == 'fixed'``."""
 
     name: str
     kind: str
@@ -64,22 +62,18 @@ class Param:
         return self.kind != "fixed"
 
     def values(self) -> list:
-        """The values a grid, a choice or a fixed entry can take (empty for continuous distributions)."""
-        if self.kind in ("grid", "choice"):
-            return list(self.args)
-        return [self.args] if self.kind == "fixed" else []
+        """The values of a grid_search, choice or fixed entry (empty for the other functions)."""
+        return list(self.args) if self.kind in VALUE_LISTS else [self.args] if self.kind == "fixed" else []
 
     def to_ray(self):
-        """The Ray Tune object for this entry (the plain value when fixed)."""
+        """The Ray Tune object (the plain value when fixed)."""
         from ray import tune
 
         if self.kind == "fixed":
             return self.args
-        if self.kind == "grid":
-            return tune.grid_search(list(self.args))
-        if self.kind == "choice":
-            return tune.choice(list(self.args))
-        return getattr(tune, self.kind)(*self.args)
+        if self.kind in VALUE_LISTS and isinstance(self.args, list):
+            return getattr(tune, self.kind)(list(self.args))
+        return getattr(tune, self.kind)(**self.args) if isinstance(self.args, dict) else getattr(tune, self.kind)(*self.args)
 
 
 @dataclass
@@ -87,18 +81,17 @@ class StudySpace:
     """A validated search-space file."""
 
     path: str
-    search: str = DEFAULT_SEARCH
-    scheduler: str = DEFAULT_SCHEDULER
-    num_samples: int = DEFAULT_NUM_SAMPLES
-    max_concurrent_trials: int = DEFAULT_MAX_CONCURRENT
-    resources: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
-    asha: Dict[str, float] = field(default_factory=dict)
+    search: str = DEFAULTS["search"]
+    scheduler: str = DEFAULTS["scheduler"]
+    num_samples: int = DEFAULTS["num_samples"]
+    max_concurrent_trials: int = DEFAULTS["max_concurrent_trials"]
+    resources: Dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    asha: Dict[str, float] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
     seed: Optional[int] = None
     params: Dict[str, Param] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """The file name without extension (part of the default study name)."""
         return Path(self.path).stem
 
     def tuned(self) -> Dict[str, Param]:
@@ -114,272 +107,169 @@ class StudySpace:
     def definition(self) -> dict:
         """What defines the trials (not how many run at once): compared when a study is resumed."""
         definition = {"search": self.search, "scheduler": self.scheduler, "num_samples": self.num_samples,
-                      "seed": self.seed, "params": {k: {p.kind: _plain(p.args)} for k, p in self.params.items()}}
+                      "seed": self.seed, "params": {k: {p.kind: plain(p.args)} for k, p in self.params.items()}}
         if self.scheduler == "asha":
             definition["asha"] = dict(self.asha)
         return definition
 
 
-# ------------------------------------------------------------------------------ reading
-def load_space(path) -> StudySpace:
-    """Read and validate the search-space file ``path``; :class:`ConfigError` says what to fix."""
-    path = os.fspath(path)
-    data = _read_yaml(path)
-    unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
-    if unknown:
-        raise _error(path, unknown[0], f"is not a search-space setting{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)}. "
-                     f"Allowed top-level keys: {', '.join(TOP_LEVEL_KEYS)}; put RecBole/model keys under params:")
-    space = StudySpace(path=path)
-    space.search = _one_of(path, "search", data.get("search", DEFAULT_SEARCH), SEARCHES)
-    space.scheduler = _one_of(path, "scheduler", data.get("scheduler", DEFAULT_SCHEDULER), SCHEDULERS)
-    space.num_samples = _positive_int(path, "num_samples", data.get("num_samples", DEFAULT_NUM_SAMPLES))
-    space.max_concurrent_trials = _positive_int(
-        path, "max_concurrent_trials", data.get("max_concurrent_trials", DEFAULT_MAX_CONCURRENT))
-    space.resources = _resources(path, data.get("resources_per_trial", {}))
-    space.asha = _asha(path, data.get("asha"), space.scheduler)
-    space.seed = _optional_int(path, "seed", data.get("seed"))
-    space.params = _params(path, data.get("params"))
-    _check_search(space)
-    return space
-
-
-def _read_yaml(path: str) -> dict:
-    from recbole_iacn.config import yaml_loader
-
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"Search-space file {path!r} does not exist. Check the path given to --tune= (examples are in "
-            "properties/tune/)."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Search-space file {path!r} cannot be read: {exc}.") from None
-    try:
-        data = yaml.load(text, Loader=yaml_loader())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"Search-space file {path!r} is not valid YAML{where}: {problem}.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"Search-space file {path!r} must be a YAML mapping with at least a params: section, not "
-            f"{'an empty file' if data is None else 'a ' + type(data).__name__}. See properties/tune/delta.yaml."
-        )
-    return data
-
-
-# ------------------------------------------------------------------------------ checks
 def _error(path: str, key: str, problem: str) -> ConfigError:
     return ConfigError(f"Search-space file {path!r}: {key} {problem}.")
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _one_of(path, key, value, choices) -> str:
-    if value not in choices:
-        raise _error(path, key, f"is {value!r}{_did_you_mean(value, choices)}; write one of {', '.join(choices)}")
+def _checked(path: str, key: str, setting: Setting, value):
+    if not setting.ok(value):
+        raise _error(path, key, f"is {value!r}; it must be {setting.expects()}")
     return value
 
 
-def _positive_int(path, key, value) -> int:
-    if not _is_int(value) or value < 1:
-        raise _error(path, key, f"is {value!r}; it must be a whole number >= 1")
-    return value
-
-
-def _optional_int(path, key, value) -> Optional[int]:
-    if value is not None and not _is_int(value):
-        raise _error(path, key, f"is {value!r}; it must be a whole number (or left out)")
-    return value
-
-
-def _mapping(path, key, value) -> dict:
+def _mapping(path: str, key: str, value, allowed) -> dict:
     if not isinstance(value, dict):
         raise _error(path, key, f"is {value!r}; it must be a mapping such as {{a: 1, b: 2}}")
-    return value
+    for name in value:
+        if name not in allowed:
+            raise _error(path, f"{key}.{name}", f"is not allowed{did_you_mean(name, allowed)}; use {', '.join(allowed)}")
+    return {k: _checked(path, f"{key}.{k}", CHECKED[k], v) for k, v in value.items()}
 
 
-def _resources(path, value) -> Dict[str, float]:
-    value = _mapping(path, "resources_per_trial", value or {})
-    for key, amount in value.items():
-        if key not in RESOURCE_KEYS:
-            raise _error(path, f"resources_per_trial.{key}",
-                         f"is not a resource{_did_you_mean(key, RESOURCE_KEYS)}; use cpu and gpu")
-        if not _is_number(amount) or amount < 0:
-            raise _error(path, f"resources_per_trial.{key}", f"is {amount!r}; it must be a number >= 0")
-    resources = {**DEFAULT_RESOURCES, **value}
-    if resources["cpu"] <= 0:
-        raise _error(path, "resources_per_trial.cpu", "must be > 0 (each trial needs a CPU to run on)")
-    return resources
+def load_space(path) -> StudySpace:
+    """Read and validate the search-space file ``path``; :class:`ConfigError` says what to fix."""
+    from recbole_iacn.config import read_yaml_file
 
-
-def _asha(path, value, scheduler) -> Dict[str, float]:
-    if value is None:
-        return {"grace_period": DEFAULT_GRACE_PERIOD, "reduction_factor": DEFAULT_REDUCTION_FACTOR}
-    if scheduler != "asha":
-        raise _error(path, "asha", f"is given but scheduler is {scheduler!r}; set scheduler: asha or remove asha:")
-    value = _mapping(path, "asha", value)
-    for key, amount in value.items():
-        if key not in ASHA_KEYS:
-            raise _error(path, f"asha.{key}", f"is not an ASHA setting{_did_you_mean(key, ASHA_KEYS)}; "
-                         f"use {', '.join(ASHA_KEYS)}")
-    merged = {"grace_period": DEFAULT_GRACE_PERIOD, "reduction_factor": DEFAULT_REDUCTION_FACTOR, **value}
-    for key in ("grace_period", "max_t"):
-        if key in merged:
-            _positive_int(path, f"asha.{key}", merged[key])
-    if not _is_number(merged["reduction_factor"]) or merged["reduction_factor"] <= 1:
-        raise _error(path, "asha.reduction_factor", f"is {merged['reduction_factor']!r}; it must be a number > 1")
-    return merged
-
-
-def _params(path, value) -> Dict[str, Param]:
-    if not value:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"Search-space file {path!r} does not exist. Check the path given to --tune= (examples "
+                          "are in properties/tune/).")
+    data = read_yaml_file(path, what="Search-space file")
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise _error(path, key, f"is not a search-space setting{did_you_mean(key, TOP_LEVEL)}. Allowed top-level "
+                         f"keys: {', '.join(TOP_LEVEL)}; put RecBole/model keys under params:")
+    space = StudySpace(path=path)
+    for key in DEFAULTS:
+        setattr(space, key, _checked(path, key, CHECKED[key], data.get(key, DEFAULTS[key])))
+    space.resources.update(_mapping(path, "resources_per_trial", data.get("resources_per_trial") or {}, ("cpu", "gpu")))
+    if data.get("asha") is not None:
+        if space.scheduler != "asha":
+            raise _error(path, "asha", f"is given but scheduler is {space.scheduler!r}; set scheduler: asha or remove asha:")
+        space.asha.update(_mapping(path, "asha", data["asha"], ("grace_period", "reduction_factor", "max_t")))
+    if not data.get("params"):
         raise _error(path, "params", "is missing or empty; list the RecBole/model keys to tune, e.g. "
-                     "params: {iacn_delta: {grid: [0.1, 0.3]}}")
-    value = _mapping(path, "params", value)
-    params = {}
-    for name, spec in value.items():
-        _check_param_name(path, str(name))
-        params[str(name)] = _param(path, str(name), spec)
-    return params
+                     "params: {iacn_delta: {grid_search: [0.1, 0.3]}}")
+    if not isinstance(data["params"], dict):
+        raise _error(path, "params", f"is {data['params']!r}; it must be a mapping such as {{iacn_delta: 0.3}}")
+    space.params = {str(k): _param(path, str(k), v) for k, v in data["params"].items()}
+    _check_search(space)
+    return space
 
 
-def _check_param_name(path, name) -> None:
-    if name in FORBIDDEN_PARAMS or name.startswith(FORBIDDEN_PREFIXES):
-        raise _error(path, f"params.{name}", "cannot be tuned: it defines the data, the output folders or the "
-                     "objective of the study; set it once with --config_files or --KEY=VALUE (and run one study "
-                     "per dataset build for ctr_* settings)")
-
-
-def _param(path, name, spec) -> Param:
+def _param(path: str, name: str, spec) -> Param:
     key = f"params.{name}"
+    if name in FORBIDDEN_PARAMS or name.startswith(FORBIDDEN_PREFIXES):
+        raise _error(path, key, "cannot be tuned: it defines the data, the output folders or the objective of the "
+                     "study; set it once with --config_files or --KEY=VALUE (and run one study per dataset build for "
+                     "ctr_* settings)")
+    setting = settings.get(name)
     if not isinstance(spec, dict):
-        return Param(name, "fixed", spec)
+        return Param(name, "fixed", _check_value(path, key, setting, spec))
     if len(spec) != 1:
-        raise _error(path, key, f"has {len(spec)} keys ({', '.join(map(str, spec))}); write exactly one "
-                     f"distribution ({', '.join(DISTRIBUTIONS)}), a plain value, or {{{FIXED_WRAPPER}: ...}} "
-                     "to fix a mapping-valued parameter")
+        raise _error(path, key, f"has {len(spec)} keys ({', '.join(map(str, spec))}); write one Ray Tune function "
+                     f"({', '.join(SAMPLERS)}), a plain value, or {{{FIXED_WRAPPER}: ...}} to fix a mapping")
     kind, args = next(iter(spec.items()))
     if kind == FIXED_WRAPPER:
         return Param(name, "fixed", args)
-    if kind not in DISTRIBUTIONS:
-        raise _error(path, key, f"uses the unknown distribution {kind!r}{_did_you_mean(kind, DISTRIBUTIONS)}; "
-                     f"write one of {', '.join(DISTRIBUTIONS)}, or {{{FIXED_WRAPPER}: ...}} to fix a "
-                     "mapping-valued parameter")
-    return Param(name, kind, _distribution_args(path, key, kind, args))
-
-
-def _distribution_args(path, key, kind, args):
-    arity = DISTRIBUTIONS[kind]
-    if arity is None:
+    if kind in OLD_NAMES:
+        raise _error(path, key, f"uses {kind}:, the form before Ray Tune's names; write {{{OLD_NAMES[kind]}: "
+                     f"{plain(args)}}} (ray.tune.{OLD_NAMES[kind]})")
+    if kind not in SAMPLERS:
+        raise _error(path, key, f"uses {kind!r}, which is not a Ray Tune sampling function{did_you_mean(kind, SAMPLERS)}; "
+                     f"write one of {', '.join(SAMPLERS)}, or {{{FIXED_WRAPPER}: ...}} to fix a mapping")
+    param = Param(name, kind, args)
+    if kind in VALUE_LISTS:
         if not isinstance(args, list) or not args:
             raise _error(path, key, f"{kind}: needs a non-empty list of values, e.g. {{{kind}: [0.1, 0.3]}}")
-        return args
-    usage = {2: "[low, high]", 3: "[low, high, q]"}[arity]
-    if not isinstance(args, list) or len(args) != arity or not all(_is_number(a) for a in args):
-        raise _error(path, key, f"{kind}: needs {arity} numbers {usage}, got {args!r}")
-    low, high = args[0], args[1]
-    if low >= high:
-        raise _error(path, key, f"{kind}: low ({low}) must be smaller than high ({high})")
-    if kind == "loguniform" and low <= 0:
-        raise _error(path, key, f"loguniform: bounds must be > 0 (got {args!r}); use uniform for ranges from 0")
-    if kind == "quniform" and args[2] <= 0:
-        raise _error(path, key, f"quniform: the step q must be > 0 (got {args[2]!r})")
-    if kind == "randint" and not (_is_int(low) and _is_int(high)):
-        raise _error(path, key, f"randint: bounds must be whole numbers [low, high) (got {args!r})")
-    return args
+        for value in args:
+            _check_value(path, key, setting, value)
+        return param
+    _check_domain(path, key, setting, param)
+    return param
+
+
+def _check_value(path, key, setting: Optional[Setting], value):
+    if setting is not None and not setting.ok(value):
+        raise _error(path, key, f"takes {setting.expects()}, not {value!r}")
+    return value
+
+
+def _check_domain(path, key, setting: Optional[Setting], param: Param) -> None:
+    """Build Ray's object (its own argument checks), then bounds and type against the declaration."""
+    import inspect
+
+    from ray import tune
+
+    function = getattr(tune, param.kind)
+    usage = f"ray.tune.{param.kind}({', '.join(inspect.signature(function).parameters)})"
+    if not isinstance(param.args, (list, dict)):
+        raise _error(path, key, f"{param.kind}: needs a list of arguments or a mapping of keyword arguments ({usage})")
+    try:
+        domain = param.to_ray()
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise _error(path, key, f"{param.kind}: {exc} ({usage}; got {plain(param.args)})") from None
+    low, high = getattr(domain, "lower", None), getattr(domain, "upper", None)
+    whole = type(domain).__name__ == "Integer"
+    if whole and not all(isinstance(b, int) and not isinstance(b, bool) for b in (low, high)):
+        raise _error(path, key, f"{param.kind}: bounds must be whole numbers (got {plain(param.args)})")
+    if low is not None and high is not None and not low < high:
+        raise _error(path, key, f"{param.kind}: lower ({low}) must be smaller than upper ({high})")
+    if setting is None or low is None:
+        return
+    if setting.kind == "int" and not whole:
+        raise _error(path, key, f"takes whole numbers ({setting.expects()}), not {param.kind} values; use randint: "
+                     "[lower, upper) or choice: [...] for whole numbers")
+    for bound in (low, high - 1 if whole else high):
+        if math.isfinite(bound) and not setting.ok(bound):
+            raise _error(path, key, f"{param.kind} reaches {bound}; {setting.name} takes {setting.expects()}")
 
 
 def _check_search(space: StudySpace) -> None:
     tuned = space.tuned()
     if not tuned:
-        raise _error(space.path, "params", "has only fixed values; give at least one parameter a distribution "
-                     f"({', '.join(DISTRIBUTIONS)})")
-    if space.search == "optuna":
-        grids = [k for k, p in tuned.items() if p.kind == "grid"]
-        if grids:
-            raise _error(space.path, f"params.{grids[0]}", "uses grid, which Optuna cannot search; use choice "
-                         "with the same values, or search: grid")
-    if space.search == "grid" and not any(p.kind == "grid" for p in tuned.values()):
-        raise _error(space.path, "search", "is grid but no parameter uses grid; use search: random for "
-                     f"sampled distributions ({', '.join(SAMPLED)}), or give a parameter {{grid: [...]}}")
+        raise _error(space.path, "params", f"has only fixed values; give at least one parameter a Ray Tune function "
+                     f"({', '.join(SAMPLERS)})")
+    grids = [k for k, p in tuned.items() if p.kind == "grid_search"]
+    if space.search == "optuna" and grids:
+        raise _error(space.path, f"params.{grids[0]}", "uses grid_search, which Optuna cannot search; use choice "
+                     "with the same values, or search: grid")
+    if space.search == "grid" and not grids:
+        raise _error(space.path, "search", "is grid but no parameter uses grid_search; use search: random for "
+                     "sampled parameters, or give a parameter {grid_search: [...]}")
 
 
-# ------------------------------------------------------------------------------ types
 def check_param_types(space: StudySpace, defaults: dict) -> None:
-    """Reject values that cannot fit a parameter's default type (e.g. ``embedding_size: {uniform: ...}``)."""
+    """Undeclared settings: the values of a grid_search, choice or fixed entry must fit the default's type."""
     for name, param in space.params.items():
-        default = defaults.get(name)
-        if default is None:
-            continue
-        for value in _example_values(param):
-            problem = _type_problem(value, default)
-            if problem:
-                raise _error(space.path, f"params.{name}", f"{problem} (its default is {default!r}); "
-                             f"{_type_hint(param, default)}")
-
-
-def _example_values(param: Param) -> list:
-    if param.kind in ("uniform", "loguniform", "quniform"):
-        return [float(param.args[0])]
-    if param.kind == "randint":
-        return [int(param.args[0])]
-    return param.values()
-
-
-def _type_problem(value, default) -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"takes true or false, not {value!r}"
-    if _is_int(default):
-        return None if _is_int(value) else f"takes whole numbers, not {value!r}"
-    if isinstance(default, float):
-        return None if _is_number(value) else f"takes numbers, not {value!r}"
-    if isinstance(default, list):
-        return None if isinstance(value, (list, str)) else f"takes a list, not {value!r}"
-    return None
-
-
-def _type_hint(param: Param, default) -> str:
-    if _is_int(default) and param.kind in ("uniform", "loguniform", "quniform"):
-        return "use randint: [low, high) or choice: [...] for whole numbers"
-    return "fix the values"
+        for value in param.values():
+            try:
+                settings.check(name, value, defaults.get(name))
+            except ConfigError as exc:
+                raise _error(space.path, f"params.{name}", str(exc).rstrip(".")) from None
 
 
 def check_unknown_keys(space: StudySpace, known) -> None:
     """Reject parameter names that no configuration file defines (typos would tune nothing)."""
-    known = set(known)
     for name in space.params:
         if name not in known:
-            raise _error(space.path, f"params.{name}", "is not a RecBole or model setting"
-                         f"{_did_you_mean(name, known)}; check the spelling against properties/overall.yaml and "
-                         "properties/model/*.yaml")
+            raise _error(space.path, f"params.{name}", f"is not a RecBole or model setting{did_you_mean(name, known)}; "
+                         "check the spelling against properties/overall.yaml and properties/model/*.yaml")
 
 
-def _plain(value):
+def plain(value):
     """Numpy scalars and tuples → plain Python values (for YAML/JSON)."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return value
 
-
-plain = _plain

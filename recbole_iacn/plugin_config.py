@@ -1,0 +1,61 @@
+"""``PluginConfig``: RecBole's ``Config`` for a model class, with this package's YAML defaults.
+
+Built through :func:`recbole_iacn.config.IaCNConfig` (which applies the compatibility fixes first).
+"""
+
+from __future__ import annotations
+
+import os
+
+from recbole.config import Config
+
+from recbole_iacn import compat
+from recbole_iacn.config import default_layers, properties_dir, read_yaml_file
+
+
+class PluginConfig(Config):
+    """RecBole's ``Config``; plugin models (``plugin=True``) read :func:`default_layers` and are
+    validated with their ``validate_config`` (the declarations of :mod:`recbole_iacn.settings`)."""
+
+    def __init__(self, model, dataset, config_file_list=None, config_dict=None, plugin=True):
+        self._plugin = plugin
+        super().__init__(model, dataset, config_file_list, config_dict)
+        validate = getattr(self.model_class, "validate_config", None)
+        if plugin and validate is not None:
+            validate(self)
+
+    def compatibility_settings(self):
+        compat.install_numpy_aliases()
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for path in file_list or []:
+            merged.update(read_yaml_file(path))
+        return merged
+
+    def _load_cmd_line(self):
+        # The command line is parsed by recbole_iacn.cli and arrives as config_dict, so the
+        # Python API never picks up a host program's argv (pytest, Ray workers).
+        return {}
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        if not self._plugin:
+            return super()._load_internal_config_dict(model, model_class, dataset)
+        from recbole_iacn.registry import get_spec
+
+        dataset_file = properties_dir() / "dataset" / f"{dataset}.yaml"
+        self.internal_config_dict = {}
+        for file in default_layers(get_spec(model).config_files, dataset):
+            values = read_yaml_file(file)
+            self.internal_config_dict.update(values)
+            if file == dataset_file:
+                self.parameters["Dataset"] += [k for k in values if k not in self.parameters["Dataset"]]
+        self.internal_config_dict["MODEL_TYPE"] = model_class.type
+
+    def _set_default_parameters(self):
+        data_root = self.final_config_dict["data_path"]
+        super()._set_default_parameters()
+        if self._plugin:
+            # RecBole points ml-100k at its bundled raw files; plugin models read the CTR view
+            # under data_path (recbole_iacn.data.prepare builds it on first use).
+            self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)

@@ -1,0 +1,324 @@
+"""Every setting this package reads, declared once: name, type, range and meaning.
+
+The declarations are the one description used by the models' validation (:func:`validate`), the
+command-line ``--key=value`` check and its help text (:mod:`recbole_iacn.cli`), the study flags
+(:mod:`recbole_iacn.tune.cli`) and the search-space check (:mod:`recbole_iacn.tune.space`). Defaults are
+not written here: they live in the YAML files under ``properties/`` (:func:`defaults` reads them), so a
+default is written once. A new setting is one :class:`Setting` line below plus its default in YAML.
+
+This module imports neither torch, nor RecBole, nor Ray.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Tuple
+
+from recbole_iacn.errors import ConfigError
+
+# choices shared with the modules that implement them
+ACTIVATIONS = ("relu", "prelu", "dice", "sigmoid", "tanh", "none")
+EMBEDDING_INITS = ("normal", "xavier_normal")
+HISTORY_POOLINGS = ("mean", "sum")
+GRU_TYPES = ("AUGRU", "AGRU", "AIGRU", "GRU")
+AUX_CLASSIFIERS = ("mlp", "inner_product")
+LOSS_TYPES = ("BCE", "MSE")
+NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+CTR_PROTOCOLS = ("dense", "dien")
+NEG_SAMPLINGS = ("popularity", "uniform")
+
+#: ``group`` of a setting: who reads it (the help text lists settings by group).
+GROUPS = {
+    "training": "training (RecBole's keys, with ranges checked here)",
+    "data": "data and the CTR view",
+    "model": "every plugin model",
+    "DIN": "DIN",
+    "DIEN": "DIEN",
+    "DAIN": "DAIN",
+    "IaCN": "IaCN (X_IaCN models)",
+    "study": "Ray Tune studies (with --tune=SPACE.yaml)",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. ``kind``: int, float, bool, str or sizes (a list of integers >= 1).
+
+    ``low``/``high`` bound numbers (``open`` names the bounds that are excluded: "low", "high" or
+    "both"); ``choices`` lists the values of a str setting (compared after ``case`` folding, "lower"
+    or "upper"); ``null`` allows None; ``empty`` allows an empty sizes list. Numbers must be finite.
+    """
+
+    name: str
+    kind: str
+    group: str
+    meaning: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open: str = ""
+    choices: Tuple[str, ...] = ()
+    case: str = ""
+    null: bool = False
+    empty: bool = False
+
+    def expects(self) -> str:
+        """What the setting takes, in words (``an integer >= 1``, ``a number in [0, 1]``)."""
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "str":
+            text = f"one of {', '.join(self.choices)}" if self.choices else "a string"
+        elif self.kind == "sizes":
+            text = "a list of integers >= 1 such as [200, 80]" + (" (may be empty)" if self.empty else "")
+        else:
+            text = ("an integer" if self.kind == "int" else "a number") + self._range()
+        return text + (" or null" if self.null else "")
+
+    def _range(self) -> str:
+        lo_open, hi_open = self.open in ("low", "both"), self.open in ("high", "both")
+        if self.low is not None and self.high is not None:
+            return f" in {'(' if lo_open else '['}{self.low:g}, {self.high:g}{')' if hi_open else ']'}"
+        if self.low is not None:
+            return f" {'>' if lo_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f" {'<' if hi_open else '<='} {self.high:g}"
+        return ""
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.null
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            if not self.choices:
+                return isinstance(value, str) and value != ""
+            folded = value.lower() if self.case == "lower" else value.upper() if self.case == "upper" else value
+            return isinstance(value, str) and folded in self.choices
+        if self.kind == "sizes":
+            return isinstance(value, (list, tuple)) and (bool(value) or self.empty) and all(
+                _is_int(v) and v >= 1 for v in value)
+        if not (_is_int(value) if self.kind == "int" else _is_number(value)) or not math.isfinite(value):
+            return False
+        return self.in_range(value)
+
+    def in_range(self, value: float) -> bool:
+        lo_open, hi_open = self.open in ("low", "both"), self.open in ("high", "both")
+        if self.low is not None and (value < self.low or (lo_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (hi_open and value == self.high))
+
+    def check(self, value: Any, where: str = "") -> Any:
+        """``value`` if valid; else a :class:`ConfigError` naming the setting, the value and the fix."""
+        if not self.ok(value):
+            where = f" ({where})" if where else ""
+            raise ConfigError(f"{self.name}={value!r}{where} is not valid: {self.name} expects {self.expects()}. "
+                              f"{self.name}: {self.meaning}.")
+        return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _declare(*settings: Setting) -> dict:
+    return {s.name: s for s in settings}
+
+
+S = Setting
+SETTINGS = _declare(
+    # ---- training: RecBole's own keys (defaults in RecBole's and our overall.yaml)
+    S("epochs", "int", "training", "maximum number of training epochs", low=1),
+    S("train_batch_size", "int", "training", "training batch size", low=1),
+    S("eval_batch_size", "int", "training", "evaluation batch size", low=1),
+    S("learning_rate", "float", "training", "learning rate of the optimizer", low=0, open="low"),
+    S("weight_decay", "float", "training", "L2 penalty of the optimizer", low=0),
+    S("stopping_step", "int", "training", "validations without improvement before training stops", low=1),
+    S("seed", "int", "training", "random seed"),
+    S("reproducibility", "bool", "training", "deterministic torch kernels"),
+    S("show_progress", "bool", "training", "progress bars per epoch"),
+    S("fused_optimizer", "bool", "training", "Adam/AdamW with torch's fused kernels (CPU, CUDA); false: RecBole's loop"),
+    S("compile_loss", "bool", "training", "run the training loss through torch.compile (eager, with the reason "
+      "logged, where compiling fails)"),
+    S("data_loader", "str", "data", "tensor: each split's columns become tensors once, a batch is an index slice; "
+      "recbole: RecBole's loaders", choices=("tensor", "recbole")),
+    S("data_device_memory_fraction", "float", "data", "share of the free accelerator memory the tensor loader's "
+      "data may take (0: keep it in host memory)", low=0, high=1),
+    # ---- data
+    S("MAX_ITEM_LIST_LENGTH", "int", "data", "behaviour length l: the most recent l behaviours are used", low=1),
+    S("ctr_protocol", "str", "data", "CTR view of a raw dataset: dense (every interaction after a user's first) "
+      "or dien (one sample per user)", choices=CTR_PROTOCOLS),
+    S("ctr_max_history", "int", "data", "behaviours stored per sample (>= any MAX_ITEM_LIST_LENGTH used)", low=1),
+    S("ctr_neg_sampling", "str", "data", "negatives of the CTR view: by popularity (as DIEN's preprocessing) or "
+      "uniform", choices=NEG_SAMPLINGS),
+    S("ctr_seed", "int", "data", "seed of the CTR view's negative samples and user split"),
+    # ---- every plugin model
+    S("embedding_size", "int", "model", "size of each field embedding (item and category each)", low=1),
+    S("item_embedding_size", "int", "model", "width of the host's item-id table E_orig (null: embedding_size)",
+      low=1, null=True),
+    S("embedding_init", "str", "model", "xavier_normal: per table, as RecBole; normal: every id table N(0, std^2)",
+      choices=EMBEDDING_INITS),
+    S("embedding_init_std", "float", "model", "std of the normal init and of the float-field vectors",
+      low=0, open="low"),
+    S("host_user_features", "bool", "model", "the host reads the user id and profile fields (RecBole's DIN "
+      "reads none)", null=True),
+    S("history_pooling", "str", "model", "pooled behaviours beside the interest: mean, or sum (DIEN authors' "
+      "code)", choices=HISTORY_POOLINGS, null=True),
+    S("mlp_hidden_size", "sizes", "model", "hidden sizes of the final DNN (DAIN: the NCF MLP; WideDeep: the deep "
+      "part)"),
+    S("dnn_activation", "str", "model", "activation of the final DNN", choices=ACTIVATIONS, case="lower"),
+    S("dnn_batch_norm", "bool", "model", "batch norm after each DNN layer"),
+    S("dropout_prob", "float", "model", "dropout after each DNN layer", low=0, high=1, open="high"),
+    # ---- DIN and DIEN
+    S("attention_mlp_sizes", "sizes", "DIN", "hidden sizes of the attention (local activation unit) MLP"),
+    S("attention_activation", "str", "DIN", "activation of the attention MLP", choices=ACTIVATIONS, case="lower"),
+    S("attention_softmax", "bool", "DIN", "normalise DIN's attention over the real behaviours"),
+    S("gru_hidden_size", "int", "DIEN", "GRU state size (null: the host's item + category size)", low=1,
+      null=True),
+    S("gru_type", "str", "DIEN", "interest evolving layer", choices=GRU_TYPES, case="upper"),
+    S("aux_loss_weight", "float", "DIEN", "weight of DIEN's auxiliary next-behaviour loss (alpha)", low=0),
+    S("aux_classifier", "str", "DIEN", "mlp: MLP over [h_t, e] (DIEN authors' code); inner_product: "
+      "sigmoid(h_t . e) (paper eq. 2)", choices=AUX_CLASSIFIERS, case="lower", null=True),
+    S("aux_mlp_sizes", "sizes", "DIEN", "hidden sizes of the auxiliary network (with aux_classifier: mlp)"),
+    # ---- DAIN
+    S("loss_type", "str", "DAIN", "BCE on the logit, or MSE on the probability (the paper's)",
+      choices=LOSS_TYPES, case="upper"),
+    # ---- IaCN
+    S("iacn_delta", "float", "IaCN", "delta, gradient mixing: E_aux's gradient = (1-delta) aux + delta main; 0 lets "
+      "only the auxiliary loss move E_aux, 1 only the main loss", low=0, high=1),
+    S("iacn_lambda", "float", "IaCN", "lambda, weight of the auxiliary loss", low=0),
+    S("iacn_embedding_size", "int", "IaCN", "h: size of E_aux and of each interest capsule", low=1),
+    S("iacn_max_interests", "int", "IaCN", "K_max: K_u = max(1, min(K_max, ceil(log2 n)))", low=1),
+    S("iacn_routing_iterations", "int", "IaCN", "dynamic routing iterations r", low=1),
+    S("iacn_routing_stop_gradient", "bool", "IaCN", "refine routing logits without gradient (MIND's and "
+      "ComiRec's code)"),
+    S("iacn_attention_power", "int", "IaCN", "p of label-aware attention (0: mean of interests)", low=0),
+    S("iacn_num_negatives", "int", "IaCN", "sampled negatives per positive in the sampled softmax", low=1),
+    S("iacn_select_rows", "bool", "IaCN", "true: gather the auxiliary loss's rows first; false: compute every row, "
+      "weight the others 0 (same result, no host sync)"),
+    S("iacn_negative_sampler", "str", "IaCN", "uniform (sampled items) or in_batch (other samples' items)",
+      choices=NEGATIVE_SAMPLERS),
+    S("iacn_mlp_hidden_size", "sizes", "IaCN", "hidden sizes of the ReLU MLP after routing (MIND's H layers)",
+      empty=True),
+    S("iacn_profile_embedding_size", "int", "IaCN", "size of each user-profile field embedding fed to that MLP",
+      low=1),
+    # ---- study flags (command line only)
+    S("tune_cpus_per_trial", "float", "study", "CPUs of one trial (torch uses as many threads)", low=0,
+      open="low"),
+    S("tune_gpus_per_trial", "float", "study", "GPUs of one trial", low=0),
+    S("tune_max_concurrent", "int", "study", "trials running at once", low=1),
+    S("tune_num_samples", "int", "study", "grid: repeats of the whole grid; random/optuna: number of trials",
+      low=1),
+    S("tune_storage", "str", "study", "folder of the studies (default ray_results)"),
+    S("tune_name", "str", "study", "name of the study (default SPACE-MODEL-DATASET)"),
+    S("tune_verbose", "int", "study", "Ray Tune's verbosity", low=0, high=2),
+    S("tune_max_failures", "int", "study", "retries of a failed trial", low=0),
+    S("address", "str", "study", "join a Ray cluster: auto or ray://HOST:10001"),
+)
+del S
+
+#: settings read by the models (validated when a plugin model's config is built)
+MODEL_GROUPS = ("training", "data", "model", "DIN", "DIEN", "DAIN", "IaCN")
+
+
+def get(name: str) -> Optional[Setting]:
+    return SETTINGS.get(name)
+
+
+def check(key: str, value: Any, default: Any = None, where: str = "") -> Any:
+    """Check one value: against its declaration, or, for an undeclared key, against the type of its
+    YAML ``default`` (e.g. ``eval_step: ten`` where the default is an integer)."""
+    setting = SETTINGS.get(key)
+    if setting is not None:
+        return setting.check(value, where)
+    if default is None or value is None:
+        return value
+    for kind, expected in ((bool, "true or false"), (int, "an integer"), (float, "a number"),
+                           (list, "a list such as '[64, 32]'"), (dict, "a mapping such as \"{'a': 1}\"")):
+        if isinstance(default, kind):
+            ok = {bool: isinstance(value, bool), int: _is_int(value), float: _is_number(value),
+                  list: isinstance(value, (list, str)), dict: isinstance(value, dict)}[kind]
+            if not ok:
+                where = f" ({where})" if where else ""
+                raise ConfigError(f"{key}={value!r}{where} is not valid: {key} expects {expected} "
+                                  f"(its default is {default!r}).")
+            break
+    return value
+
+
+def validate(config, groups: Iterable[str] = MODEL_GROUPS) -> None:
+    """Check every declared setting of ``groups`` that ``config`` (a RecBole ``Config`` or a dict) holds."""
+    groups = set(groups)
+    for name, setting in SETTINGS.items():
+        if setting.group in groups and name in config:
+            setting.check(config[name])
+
+
+def defaults(config_files: Iterable[str], dataset: Optional[str] = None, with_recbole: bool = False) -> dict:
+    """The merged YAML defaults of ``properties/overall.yaml``, the given model files (relative to
+    ``properties/``) and the dataset's file, as a plugin model's config reads them (no RecBole import);
+    ``with_recbole``: RecBole's own default files first."""
+    from recbole_iacn.config import default_layers, plugin_layers, read_yaml_file
+
+    merged = {}
+    for file in (default_layers if with_recbole else plugin_layers)(config_files, dataset):
+        merged.update(read_yaml_file(file))
+    return merged
+
+
+def known_keys() -> set:
+    """Every key RecBole or this package knows: RecBole's ``overall.yaml`` and dataset keys, every YAML
+    file under ``properties/`` (except search spaces) and the declarations."""
+    import yaml
+
+    from recbole_iacn.config import properties_dir, recbole_properties_dir
+
+    keys = set(SETTINGS)
+    folders = [properties_dir()]
+    recbole = recbole_properties_dir()
+    if recbole is not None:
+        folders.append(recbole)
+    for folder in folders:
+        for path in Path(folder).rglob("*.yaml"):
+            if "tune" in path.relative_to(folder).parts:
+                continue
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict):
+                keys.update(str(k) for k in data)
+    return keys
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_key_warnings(keys: Iterable[str], known: Optional[set] = None) -> list:
+    """One warning line per key that no YAML file and no declaration knows (RecBole would silently
+    accept it and use the default instead)."""
+    known = known_keys() if known is None else known
+    return [f"{key} is not a known setting{did_you_mean(key, known)}; RecBole accepts it but nothing reads it."
+            for key in keys if key not in known]
+
+
+def help_table(names: Iterable[str], values: dict) -> str:
+    """``--name=TYPE  meaning (default ...)`` lines, grouped, for ``--help``."""
+    lines = []
+    by_group = {}
+    for name in names:
+        by_group.setdefault(SETTINGS[name].group, []).append(SETTINGS[name])
+    for group, settings in by_group.items():
+        lines.append(f"{GROUPS[group]}:")
+        for s in settings:
+            default = f"; default {values[s.name]!r}" if s.name in values else ""
+            lines.append(f"  --{s.name}  {s.expects()}{default}\n      {s.meaning}")
+    return "\n".join(lines)
