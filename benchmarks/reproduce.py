@@ -71,7 +71,7 @@ DEFAULT_DELTA_HOST = "DIEN"
 METRIC = "auc"
 DECIMALS = 4
 
-#: The paper's reported AUC (IACN_SPEC.md section 6): Amazon Books / Electronics, DIEN protocol.
+#: The paper's reported AUC (docs/method.md, "Paper settings"): Amazon Books / Electronics, DIEN protocol.
 PAPER_TABLE1 = {
     "WideDeep": (("0.7860 ± 0.0013", "0.7461 ± 0.0015"), ("0.7928 ± 0.0009", "0.7502 ± 0.0010")),
     "DIN": (("0.7970 ± 0.0010", "0.7569 ± 0.0009"), ("0.8002 ± 0.0009", "0.7606 ± 0.0013")),
@@ -477,7 +477,7 @@ def paper_table1_markdown(hosts: Sequence[str]) -> str:
         return ""
     return ("### For reference only: the PAPER's Table 1 AUC on AMAZON data (not the data above)\n\n"
             "These are the figures reported in the IaCN paper on Amazon Books and Electronics (DIEN "
-            "protocol, IACN_SPEC.md section 6). They come from different datasets and are not "
+            "protocol, docs/method.md). They come from different datasets and are not "
             "comparable with the numbers measured above. The paper has no DAIN row.\n\n"
             + common.markdown_table(["model", "paper: Amazon Books", "paper: Amazon Electronics"], rows))
 
