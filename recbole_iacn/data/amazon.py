@@ -21,7 +21,6 @@ import pandas as pd
 
 from .common import (
     DEFAULT_CATEGORY,
-    DEFAULT_MAX_HISTORY,
     DEFAULT_NEG_SAMPLING,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
@@ -32,7 +31,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
-from .ctr import BuildOptions, Interactions, build_ctr_dataset
+from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
 META_ASIN_KEY = "asin"
@@ -159,7 +158,7 @@ def build_amazon(
     name: str,
     protocol: str = "dien",
     seed: int = DEFAULT_SEED,
-    max_history: Optional[int] = DEFAULT_MAX_HISTORY,
+    max_history: Optional[int] | str = AUTO_MAX_HISTORY,
     neg_sampling: str = DEFAULT_NEG_SAMPLING,
     valid_ratio: float = DEFAULT_VALID_RATIO,
     test_ratio: float = DEFAULT_TEST_RATIO,
