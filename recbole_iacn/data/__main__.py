@@ -96,8 +96,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> dict:
-    """Dispatch a parsed command; returns the build summary."""
-    out_dir = Path(args.out) / args.name
+    """Dispatch a parsed command: build into a temporary sibling folder, then move it into place."""
+    from .staging import build_in_place
+
+    return build_in_place(Path(args.out) / args.name, args.name, lambda staging: _build(args, staging))
+
+
+def _build(args, out_dir: Path) -> dict:
+    """Build the dataset of a parsed command into ``out_dir``; returns the build summary."""
     if args.command == "amazon":
         from .amazon import build_amazon
         return build_amazon(args.reviews, args.meta, out_dir, args.name, args.protocol, args.seed, args.max_history,

@@ -131,8 +131,9 @@ def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, s
     row_categories: Dict[str, str] = {}
     train_rows = order_rows(_read_prepared(train_path, max_history, counts, row_categories))
     test_rows = order_rows(_read_prepared(test_path, max_history, counts, row_categories))
-    if not train_rows and not test_rows:
-        raise DataError(f"{train_path} and {test_path} hold no row with a non-empty history; nothing to build.")
+    if not train_rows:
+        raise DataError(f"{train_path} holds no training row with a non-empty history ({counts['lines']} lines "
+                        "read in both files); a model cannot be trained on it. Pass DIEN's local_train_splitByUser.")
     valid_users = carve_valid_users(train_rows, valid_ratio, rng)
     split_rows = {
         "train": [r for r in train_rows if r[1] not in valid_users],
