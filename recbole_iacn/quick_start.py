@@ -70,6 +70,12 @@ def _check_raw_dataset(config) -> None:
     benchmark = config["benchmark_filename"]
     files = [path] if not benchmark else [path.replace(".inter", f".{b}.inter") for b in benchmark]
     missing = [f for f in files if not os.path.isfile(f)]
+    if missing and not benchmark:
+        from recbole_iacn.data.download import fetch_known_dataset
+
+        # As RecBole does: a dataset its url.yaml lists is downloaded (y/N, or --download=true).
+        if fetch_known_dataset(config["dataset"], config["data_path"], config["download"]):
+            missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise DatasetNotFoundError(
             f"Dataset {config['dataset']!r} not found for RecBole model {config['model']}: missing "

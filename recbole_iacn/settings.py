@@ -63,6 +63,7 @@ class Setting:
     case: str = ""
     null: bool = False
     empty: bool = False
+    words: Tuple[str, ...] = ()  # words a number setting also takes (e.g. "auto")
 
     def expects(self) -> str:
         """What the setting takes, in words (``an integer >= 1``, ``a number in [0, 1]``)."""
@@ -74,6 +75,7 @@ class Setting:
             text = "a list of integers >= 1 such as [200, 80]" + (" (may be empty)" if self.empty else "")
         else:
             text = ("an integer" if self.kind == "int" else "a number") + self._range()
+        text += "".join(f" or {word}" for word in self.words)
         return text + (" or null" if self.null else "")
 
     def _range(self) -> str:
@@ -89,6 +91,8 @@ class Setting:
     def ok(self, value: Any) -> bool:
         if value is None:
             return self.null
+        if isinstance(value, str) and value in self.words:
+            return True
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "str":
@@ -151,9 +155,12 @@ SETTINGS = _declare(
       "data may take (0: keep it in host memory)", low=0, high=1),
     # ---- data
     S("MAX_ITEM_LIST_LENGTH", "int", "data", "behaviour length l: the most recent l behaviours are used", low=1),
-    S("ctr_protocol", "str", "data", "CTR view of a raw dataset: dense (every interaction after a user's first) "
-      "or dien (one sample per user)", choices=CTR_PROTOCOLS),
-    S("ctr_max_history", "int", "data", "behaviours stored per sample (>= any MAX_ITEM_LIST_LENGTH used)", low=1),
+    S("ctr_protocol", "str", "data", "CTR view of a raw dataset: dense (every interaction after a user's first), "
+      "dien (one sample per user), or auto (dien for amazon-*, else dense)", choices=(*CTR_PROTOCOLS, "auto")),
+    S("ctr_max_history", "int", "data", "behaviours stored per sample (>= any MAX_ITEM_LIST_LENGTH used); auto: "
+      "100 under dien (as DIEN's training), 50 under dense", low=1, words=("auto",)),
+    S("download", "bool", "data", "a dataset RecBole can download (its url.yaml) but not yet here: false asks y/N "
+      "on a terminal; true downloads without asking"),
     S("ctr_neg_sampling", "str", "data", "negatives of the CTR view: by popularity (as DIEN's preprocessing) or "
       "uniform", choices=NEG_SAMPLINGS),
     S("ctr_seed", "int", "data", "seed of the CTR view's negative samples and user split"),

@@ -21,7 +21,18 @@ from .common import (
 )
 
 DEFAULT_OUT = "dataset"
+AUTO_MAX_HISTORY = "auto"  # = recbole_iacn.data.ctr.AUTO_MAX_HISTORY (ctr imports numpy; kept out of --help)
 EXIT_INPUT_ERROR = 2
+
+
+def _max_history(text: str):
+    """``--max-history``: an integer, or ``auto`` (the protocol's default)."""
+    if text.strip().lower() == AUTO_MAX_HISTORY:
+        return AUTO_MAX_HISTORY
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
 def _common_options(parser: argparse.ArgumentParser, default_name, default_protocol=None) -> None:
@@ -31,8 +42,9 @@ def _common_options(parser: argparse.ArgumentParser, default_name, default_proto
     parser.add_argument("--name", default=default_name, required=default_name is None,
                         help="dataset name (file prefix and folder name)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    parser.add_argument("--max-history", type=int, default=DEFAULT_MAX_HISTORY,
-                        help=f"keep the most recent N history items, 0 = all (default {DEFAULT_MAX_HISTORY})")
+    parser.add_argument("--max-history", type=_max_history, default=AUTO_MAX_HISTORY,
+                        help="keep the most recent N history items, 0 = all (default: 100 under the dien protocol, "
+                        f"as DIEN's training reads; {DEFAULT_MAX_HISTORY} under dense)")
     parser.add_argument("--valid-ratio", type=float, default=DEFAULT_VALID_RATIO,
                         help=f"dien protocol: share of train users carved as valid (default {DEFAULT_VALID_RATIO})")
     if default_protocol is not None:
@@ -84,8 +96,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> dict:
-    """Dispatch a parsed command; returns the build summary."""
-    out_dir = Path(args.out) / args.name
+    """Dispatch a parsed command: build into a temporary sibling folder, then move it into place."""
+    from .staging import build_in_place
+
+    return build_in_place(Path(args.out) / args.name, args.name, lambda staging: _build(args, staging))
+
+
+def _build(args, out_dir: Path) -> dict:
+    """Build the dataset of a parsed command into ``out_dir``; returns the build summary."""
     if args.command == "amazon":
         from .amazon import build_amazon
         return build_amazon(args.reviews, args.meta, out_dir, args.name, args.protocol, args.seed, args.max_history,

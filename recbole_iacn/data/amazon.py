@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
+import math
 import re
 import time
 from array import array
@@ -21,7 +23,6 @@ import pandas as pd
 
 from .common import (
     DEFAULT_CATEGORY,
-    DEFAULT_MAX_HISTORY,
     DEFAULT_NEG_SAMPLING,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
@@ -32,7 +33,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
-from .ctr import BuildOptions, Interactions, build_ctr_dataset
+from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
 META_ASIN_KEY = "asin"
@@ -70,9 +71,11 @@ def _review_fields(record: dict, path, line_no: int):
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float, str)):
         raise MalformedLineError(path, line_no, f"'unixReviewTime' is not a number: {stamp!r}")
     try:
-        stamp = int(stamp)
-    except ValueError:
+        stamp = float(stamp)  # DIEN's scripts sort times as floats: 1393545600.5 is a time
+    except (ValueError, OverflowError):
         raise MalformedLineError(path, line_no, f"'unixReviewTime' is not a number: {stamp!r}") from None
+    if not math.isfinite(stamp):
+        raise MalformedLineError(path, line_no, f"'unixReviewTime' is not a finite number: {stamp!r}")
     return reviewer, asin, stamp
 
 
@@ -84,9 +87,9 @@ class ReviewStore:
         self.item_ids: Dict[str, int] = {}
         self.user = array("i")
         self.item = array("i")
-        self.time = array("q")
+        self.time = array("d")
 
-    def add(self, reviewer: str, asin: str, stamp: int) -> None:
+    def add(self, reviewer: str, asin: str, stamp: float) -> None:
         """Append one review, interning the two ids."""
         self.user.append(self.user_ids.setdefault(reviewer, len(self.user_ids)))
         self.item.append(self.item_ids.setdefault(asin, len(self.item_ids)))
@@ -159,7 +162,7 @@ def build_amazon(
     name: str,
     protocol: str = "dien",
     seed: int = DEFAULT_SEED,
-    max_history: Optional[int] = DEFAULT_MAX_HISTORY,
+    max_history: Optional[int] | str = AUTO_MAX_HISTORY,
     neg_sampling: str = DEFAULT_NEG_SAMPLING,
     valid_ratio: float = DEFAULT_VALID_RATIO,
     test_ratio: float = DEFAULT_TEST_RATIO,
@@ -178,13 +181,18 @@ def build_amazon(
     store, counts = read_reviews(reviews_path, skip_malformed)
     user = np.frombuffer(store.user, dtype=np.int32).astype(np.int64)
     item = np.frombuffer(store.item, dtype=np.int32).astype(np.int64)
-    stamp = np.frombuffer(store.time, dtype=np.int64).copy()
+    stamp = np.frombuffer(store.time, dtype=np.float64).copy()
     keep = drop_duplicate_reviews(user, item, stamp)
     counts["duplicate_reviews_dropped"] = int(user.size - keep.size)
     user, item, stamp = user[keep], item[keep], stamp[keep]
 
     categories, meta_counts = read_meta_categories(meta_path, store.item_ids, skip_malformed)
     counts.update(meta_counts)
+    if meta_counts["meta_lines"] == 0:
+        logging.getLogger(__name__).warning(
+            f"warning: the metadata file {meta_path} holds no line, so every item gets the category "
+            f"'{DEFAULT_CATEGORY}' (counted as items_missing_from_metadata). Pass meta_<Category>.json.gz."
+        )
     n_items = len(store.item_ids)
     cat_names = [categories.get(code, DEFAULT_CATEGORY) for code in range(n_items)]
     counts["items_missing_from_metadata"] = n_items - len(categories)

@@ -14,7 +14,6 @@ import pandas as pd
 
 from .common import (
     DEFAULT_CATEGORY,
-    DEFAULT_MAX_HISTORY,
     DEFAULT_NEG_SAMPLING,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
@@ -26,7 +25,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
-from .ctr import BuildOptions, Interactions, build_ctr_dataset
+from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 #: Field names tried, in order, when ``category_field`` is not given.
 CATEGORY_FIELD_CANDIDATES = ("cate_id", "category", "categories", "class")
@@ -142,7 +141,7 @@ def build_from_atomic(
     name: str,
     protocol: str = "dense",
     seed: int = DEFAULT_SEED,
-    max_history: Optional[int] = DEFAULT_MAX_HISTORY,
+    max_history: Optional[int] | str = AUTO_MAX_HISTORY,
     neg_sampling: str = DEFAULT_NEG_SAMPLING,
     valid_ratio: float = DEFAULT_VALID_RATIO,
     test_ratio: float = DEFAULT_TEST_RATIO,

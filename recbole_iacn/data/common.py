@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -36,6 +37,8 @@ SEQ_SEPARATOR = " "
 #: What a run of whitespace inside an id or a category becomes.
 WHITESPACE_REPLACEMENT = "_"
 GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+UTF8_BOM = b"\xef\xbb\xbf"
 BUILD_FORMAT_VERSION = 1
 
 _WHITESPACE_RUN = re.compile(r"\s+")
@@ -121,7 +124,9 @@ def natural_order(tokens) -> np.ndarray:
 def check_existing_file(path, what: str) -> Path:
     """Return ``path`` as a Path, raising :class:`FileNotFoundError` with a clear message if absent."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a file; pass the file inside it.")
+    if not path.exists():  # a character device such as /dev/null reads as an empty file
         raise FileNotFoundError(f"{what} not found: {path} (check the path; no such file).")
     return path
 
@@ -130,8 +135,11 @@ def open_binary_maybe_gzip(path) -> io.BufferedIOBase:
     """Open ``path`` for binary reading, transparently decompressing when it starts with gzip magic."""
     path = check_existing_file(path, "input file")
     with open(path, "rb") as probe:
-        magic = probe.read(len(GZIP_MAGIC))
-    if magic == GZIP_MAGIC:
+        magic = probe.read(4)
+    if magic.startswith(ZIP_MAGICS):
+        raise DataError(f"{path} is a zip archive, not a text or .gz file: unzip it and pass the file inside "
+                        "(e.g. reviews_Books_5.json).")
+    if magic[:len(GZIP_MAGIC)] == GZIP_MAGIC:
         return gzip.open(path, "rb")
     return open(path, "rb")
 
@@ -139,19 +147,30 @@ def open_binary_maybe_gzip(path) -> io.BufferedIOBase:
 def iter_text_lines(path) -> Iterator[Tuple[int, str]]:
     """Yield ``(line_no, text)`` for every non-blank line (1-based numbers, CR/LF stripped).
 
-    Gzip or plain files are detected by magic bytes; text is decoded as UTF-8 and an undecodable line
-    raises :class:`MalformedLineError` naming the file and line.
+    Gzip or plain files are detected by magic bytes (a zip archive is refused); text is decoded as UTF-8
+    (a byte-order mark on line 1 is dropped) and an undecodable line raises :class:`MalformedLineError`
+    naming the file and line; truncated or corrupt gzip data raises :class:`DataError`.
     """
     with open_binary_maybe_gzip(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise MalformedLineError(path, line_no, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
-            yield line_no, text
+        line_no = 0
+        try:
+            for line_no, raw in enumerate(handle, start=1):
+                raw = raw.rstrip(b"\r\n")
+                if line_no == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM):]
+                if not raw.strip():
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise MalformedLineError(path, line_no, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                yield line_no, text
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # raised while decompressing
+            raise DataError(
+                f"{path}:{line_no + 1}: the gzip data is truncated or corrupt ({exc}). The file is damaged (an "
+                "interrupted download?): fetch it again; --skip-malformed cannot skip damage inside the "
+                "compressed data."
+            ) from None
 
 
 def check_ratio(value: float, name: str) -> float:

@@ -36,6 +36,12 @@ from .common import (
 )
 
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
+#: ``max_history`` meaning "the protocol's default" (a function default, or ``ctr_max_history: auto``).
+AUTO_MAX_HISTORY = "auto"
+#: The protocol's default history length: DIEN's training reads up to 100 behaviours per sample
+#: (``maxlen = 100`` in its train.py), so the ``dien`` protocols keep 100; ``dense`` keeps 50.
+#: ``MAX_ITEM_LIST_LENGTH`` trims further per run.
+PROTOCOL_MAX_HISTORY = {"dense": 50, "dien": 100, "dien-prepared": 100}
 #: Minimum number of distinct items needed to draw a negative different from the positive.
 MIN_ITEMS_FOR_NEGATIVES = 2
 
@@ -75,7 +81,7 @@ class BuildOptions:
 
     protocol: str = "dense"
     seed: int = 2020
-    max_history: Optional[int] = 50
+    max_history: Optional[int] | str = AUTO_MAX_HISTORY
     neg_sampling: str = "popularity"
     valid_ratio: float = 0.1
     test_ratio: float = 0.1
@@ -85,7 +91,7 @@ class BuildOptions:
         return BuildOptions(
             protocol=check_choice(self.protocol, PROTOCOLS, "protocol"),
             seed=int(self.seed),
-            max_history=check_max_history(self.max_history),
+            max_history=check_max_history(resolve_max_history(self.max_history, self.protocol)),
             neg_sampling=check_choice(self.neg_sampling, NEG_SAMPLINGS, "neg_sampling"),
             valid_ratio=check_ratio(self.valid_ratio, "valid_ratio"),
             test_ratio=check_ratio(self.test_ratio, "test_ratio"),
@@ -101,6 +107,13 @@ class BuildOptions:
             "valid_ratio": self.valid_ratio,
             "test_ratio": self.test_ratio,
         }
+
+
+def resolve_max_history(value, protocol: str):
+    """``value``, or the protocol's default (:data:`PROTOCOL_MAX_HISTORY`) when it is ``auto``."""
+    if isinstance(value, str) and value.strip().lower() == AUTO_MAX_HISTORY:
+        return PROTOCOL_MAX_HISTORY.get(protocol, PROTOCOL_MAX_HISTORY["dense"])
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

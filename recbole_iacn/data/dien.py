@@ -16,7 +16,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .common import (
-    DEFAULT_MAX_HISTORY,
     DEFAULT_SEED,
     DEFAULT_VALID_RATIO,
     DataError,
@@ -30,7 +29,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
-from .ctr import finalize_build, write_item_file, write_split_files
+from .ctr import AUTO_MAX_HISTORY, finalize_build, resolve_max_history, write_item_file, write_split_files
 
 DIEN_LIST_SEPARATOR = "\x02"
 DIEN_FIELDS = 6
@@ -115,7 +114,7 @@ def _format(rows) -> List[str]:
 
 
 def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, seed: int = DEFAULT_SEED,
-                    max_history: Optional[int] = DEFAULT_MAX_HISTORY,
+                    max_history: Optional[int] | str = AUTO_MAX_HISTORY,
                     valid_ratio: float = DEFAULT_VALID_RATIO) -> dict:
     """Convert DIEN's prepared train/test files (+ optional ``item-info``) into the CTR dataset ``name``.
 
@@ -125,15 +124,16 @@ def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, s
     started = time.perf_counter()
     train_path = check_existing_file(train_path, "DIEN train file (local_train_splitByUser)")
     test_path = check_existing_file(test_path, "DIEN test file (local_test_splitByUser)")
-    max_history = check_max_history(max_history)
+    max_history = check_max_history(resolve_max_history(max_history, "dien-prepared"))
     valid_ratio = check_ratio(valid_ratio, "valid_ratio")
     rng = np.random.default_rng(int(seed))
     counts = {"lines": 0, "rows_dropped_empty_history": 0, "histories_truncated": 0, "category_conflicts": 0}
     row_categories: Dict[str, str] = {}
     train_rows = order_rows(_read_prepared(train_path, max_history, counts, row_categories))
     test_rows = order_rows(_read_prepared(test_path, max_history, counts, row_categories))
-    if not train_rows and not test_rows:
-        raise DataError(f"{train_path} and {test_path} hold no row with a non-empty history; nothing to build.")
+    if not train_rows:
+        raise DataError(f"{train_path} holds no training row with a non-empty history ({counts['lines']} lines "
+                        "read in both files); a model cannot be trained on it. Pass DIEN's local_train_splitByUser.")
     valid_users = carve_valid_users(train_rows, valid_ratio, rng)
     split_rows = {
         "train": [r for r in train_rows if r[1] not in valid_users],

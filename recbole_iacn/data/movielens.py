@@ -13,7 +13,6 @@ from typing import Dict, Optional
 import numpy as np
 
 from .common import (
-    DEFAULT_MAX_HISTORY,
     DEFAULT_NEG_SAMPLING,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
@@ -24,6 +23,7 @@ from .common import (
     iter_text_lines,
     sanitize_token,
 )
+from .ctr import AUTO_MAX_HISTORY
 
 DAT_SEPARATOR = "::"
 DAT_FIELDS = ("user_id", "item_id", "rating", "timestamp")
@@ -121,7 +121,7 @@ def import_movielens_dat(ratings_path, out_dir, name: str, merged_csv=None) -> d
 
 
 def build_movielens(ratings_path, out_dir, name: str, merged_csv=None, protocol: str = "dense",
-                    seed: int = DEFAULT_SEED, max_history: Optional[int] = DEFAULT_MAX_HISTORY,
+                    seed: int = DEFAULT_SEED, max_history: Optional[int] | str = AUTO_MAX_HISTORY,
                     neg_sampling: str = DEFAULT_NEG_SAMPLING, valid_ratio: float = DEFAULT_VALID_RATIO,
                     test_ratio: float = DEFAULT_TEST_RATIO) -> dict:
     """Import ``ratings.dat`` into ``out_dir/source/`` then build the CTR dataset in ``out_dir``."""

@@ -8,7 +8,14 @@ For ``--dataset=NAME`` with ``data_path`` ROOT, plugin models look, in order, fo
    ``ctr_*`` settings it was built with differ from the run's;
 3. a raw RecBole dataset with user, item and timestamp: ``ROOT/NAME/NAME.inter``, or, for
    ``ml-100k``, the copy bundled with RecBole. Its CTR view is built into ``ROOT/NAME/ctr/`` by
-   :func:`recbole_iacn.data.builder.build_from_atomic` on first use.
+   :func:`recbole_iacn.data.builder.build_from_atomic` on first use (``amazon-*`` names: by
+   :func:`recbole_iacn.data.recbole_amazon.build_from_recbole_amazon`, DIEN protocol on the 5-core);
+4. failing all three, a dataset RecBole can download by name (its ``url.yaml``): downloaded into
+   ``ROOT/NAME/`` after a y/N question or with ``download: true`` (:mod:`recbole_iacn.data.download`),
+   then treated as 3.
+
+``ctr_protocol: auto`` is ``dien`` for ``amazon-*`` names and ``dense`` otherwise; ``ctr_max_history:
+auto`` is the protocol's default (100 under ``dien``, 50 under ``dense``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from recbole_iacn.errors import DatasetNotFoundError
 SPLITS = ("train", "valid", "test")
 VIEW_FOLDER = "ctr"
 BUNDLED = "ml-100k"
+AUTO = "auto"
+#: RecBole's Amazon datasets (amazon-books, amazon-electronics-18, ...): DIEN protocol, 5-core.
+AMAZON_PREFIX = "amazon-"
 #: ctr_* config key -> build parameter recorded in <name>.build.json
 BUILD_SETTINGS = {
     "ctr_protocol": "protocol",
@@ -53,8 +63,22 @@ def raw_source(folder, name):
     return None
 
 
+def default_protocol(name: str) -> str:
+    """``ctr_protocol: auto``: the DIEN papers' protocol for Amazon datasets, ``dense`` otherwise."""
+    return "dien" if name.startswith(AMAZON_PREFIX) else "dense"
+
+
 def wanted_build(config) -> dict:
-    return {param: config[key] for key, param in BUILD_SETTINGS.items()}
+    """The build parameters of the run's CTR view, ``auto`` values resolved."""
+    from recbole_iacn.data.ctr import resolve_max_history
+
+    wanted = {param: config[key] for key, param in BUILD_SETTINGS.items()}
+    if wanted["protocol"] in (None, AUTO):
+        wanted["protocol"] = default_protocol(config["dataset"])
+    wanted["max_history"] = resolve_max_history(wanted["max_history"], wanted["protocol"])
+    if wanted["max_history"] == 0:
+        wanted["max_history"] = None  # unlimited, as build.json records it
+    return wanted
 
 
 def view_is_current(view, name, wanted: dict) -> bool:
@@ -69,15 +93,19 @@ def view_is_current(view, name, wanted: dict) -> bool:
     return all(recorded.get(param) == value for param, value in wanted.items())
 
 
-def build_view(source, view, name, wanted: dict, logger=None) -> dict:
+def build_view(source, view, name, wanted: dict, logger=None, progress: bool = False) -> dict:
     """Build the CTR view into a temporary folder beside ``view``, then move it in place."""
     from recbole_iacn.data.builder import build_from_atomic
+    from recbole_iacn.data.recbole_amazon import build_from_recbole_amazon
 
     view = Path(view)
     view.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{VIEW_FOLDER}-", dir=view.parent))
     try:
-        summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
+        if name.startswith(AMAZON_PREFIX):
+            summary = build_from_recbole_amazon(source[0], source[1], staging, name, progress=progress, **wanted)
+        else:
+            summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
         if view.exists():
             shutil.rmtree(view)
         os.replace(staging, view)
@@ -106,17 +134,23 @@ def resolve_ctr_dataset(config, logger=None) -> str:
         return view
     source = raw_source(folder, name)
     if source is None:
+        from recbole_iacn.data.download import fetch_known_dataset
+
+        if fetch_known_dataset(name, folder, config["download"], logger):
+            source = raw_source(folder, name)
+    if source is None:
         root = os.path.dirname(os.path.normpath(folder)) or "."
         looked = ", ".join(str(p) for p in split_files(folder, name))
         raise DatasetNotFoundError(
             f"Dataset {name!r} not found: looked for the CTR files {looked}, and for a raw RecBole "
-            f"dataset {os.path.join(folder, name + '.inter')} to build them from. Create them with "
+            f"dataset {os.path.join(folder, name + '.inter')} to build them from (and RecBole's url.yaml does "
+            f"not list {name!r} for download). Create them with "
             f"`python -m recbole_iacn.data ... --name {name} --out {root}` (amazon, dien, recbole, "
             "movielens or synthetic; see dataset/README.md), put a RecBole atomic dataset with user, "
             f"item and timestamp in {folder}, or set --data_path to the folder that holds '{name}/'."
         )
     logger.info(f"Building the CTR view of {name} from {source[0]} (first use; cached afterwards).")
-    build_view(source, view, name, wanted, logger)
+    build_view(source, view, name, wanted, logger, progress=bool(config["show_progress"]))
     config["data_path"] = view
     return view
 
@@ -124,7 +158,7 @@ def resolve_ctr_dataset(config, logger=None) -> str:
 def check_history_length(config, logger=None) -> None:
     """Warn when the run asks for more behaviours than the files store."""
     logger = logger or logging.getLogger()
-    stored = config["ctr_max_history"]
+    stored = wanted_build(config)["max_history"]
     if stored is not None and config["MAX_ITEM_LIST_LENGTH"] > stored:
         logger.warning(
             f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']} exceeds the {stored} behaviours "

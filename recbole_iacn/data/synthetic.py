@@ -31,7 +31,7 @@ from .common import (
     DEFAULT_VALID_RATIO,
     DataError,
 )
-from .ctr import BuildOptions, Interactions, build_ctr_dataset
+from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 DEFAULT_SYNTHETIC_NAME = "synthetic-books"
 DEFAULT_PLANTED_NAME = "synthetic-planted"
@@ -133,7 +133,7 @@ def generate_planted(
 
 
 def build_synthetic(out_dir, name: str = DEFAULT_SYNTHETIC_NAME, scale: float = 1.0, seed: int = DEFAULT_SEED,
-                    max_history: Optional[int] = DEFAULT_MAX_HISTORY, protocol: str = "dien",
+                    max_history: Optional[int] | str = AUTO_MAX_HISTORY, protocol: str = "dien",
                     neg_sampling: str = DEFAULT_NEG_SAMPLING, valid_ratio: float = DEFAULT_VALID_RATIO,
                     test_ratio: float = DEFAULT_TEST_RATIO) -> dict:
     """Generate and write the SYNTHETIC dataset ``name`` (``synthetic: true`` in build.json)."""

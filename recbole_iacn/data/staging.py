@@ -1,0 +1,61 @@
+"""Write a dataset folder all at once: build into a hidden temporary sibling, then rename it into place.
+
+A crash or Ctrl-C during a build leaves the earlier dataset as it was (or nothing), never new split
+files beside an old ``.item`` and ``build.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .common import SPLITS
+
+
+def dataset_files(name: str) -> set:
+    """The files a build of ``name`` owns (a stale one is not carried over into the new build)."""
+    return {f"{name}.{split}.inter" for split in SPLITS} | {f"{name}.item", f"{name}.user", f"{name}.build.json"}
+
+
+def build_in_place(out_dir, name: str, build: Callable[[Path], dict]) -> dict:
+    """Run ``build(staging)`` in ``.<folder>.building-XXXX`` beside ``out_dir``, then swap it in.
+
+    Other entries of an existing ``out_dir`` (a ``ctr/`` cache, raw atomic files, a ``source/`` the
+    build did not remake) are carried over; the earlier build's own files are replaced as a whole.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        summary = build(staging)
+        _name_final_folder(staging / f"{name}.build.json", staging, out_dir)
+        _swap_in(staging, out_dir, dataset_files(name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary["out_dir"] = str(out_dir)
+    return summary
+
+
+def _name_final_folder(info: Path, staging: Path, out_dir: Path) -> None:
+    """build.json names the final folder, not the temporary one (e.g. movielens' ``source/``)."""
+    if info.is_file():
+        text = info.read_text(encoding="utf-8")
+        if str(staging) in text:
+            info.write_text(text.replace(str(staging), str(out_dir)), encoding="utf-8")
+
+
+def _swap_in(staging: Path, out_dir: Path, owned: set) -> None:
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.rmdir(old)
+    os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    for entry in old.iterdir():
+        if entry.name not in owned and not (out_dir / entry.name).exists():
+            os.replace(entry, out_dir / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
