@@ -23,6 +23,8 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 CONVERTED_DATASETS = ("amazon-books", "amazon-electronics")
 #: Options that keep RecBole quiet inside benchmark loops.
 QUIET = {"state": "WARNING", "show_progress": False}
+#: Seeds of every benchmark: FIRST_SEED, FIRST_SEED + 1, ...
+FIRST_SEED = 2020
 
 
 # ------------------------------------------------------------------------------ device and machine
@@ -123,6 +125,42 @@ def markdown_header(title: str, command: str, info: dict) -> str:
 def default_out_dir(kind: str) -> Path:
     """``benchmarks/results/<date>/`` (date of today), the default output folder."""
     return RESULTS_ROOT / _dt.date.today().isoformat()
+
+
+# ------------------------------------------------------------------------------ command line
+#: The plugin host models, from the registry (each also exists as ``<host>_IaCN``).
+def host_names() -> list[str]:
+    from recbole_iacn.registry import host_names as registered
+
+    return registered()
+
+
+def add_common_arguments(parser, name: str, *, data: bool = True, device: bool = True, overrides: bool = True,
+                         seeds: Optional[int] = None, threads: Optional[int] = None):
+    """The options every benchmark script shares, declared once: ``--data_path``, ``--device``,
+    ``--threads``, ``--out`` (default ``benchmarks/results/<date>/<name>``), ``--config_dict`` and, with
+    ``seeds``, ``--seeds``/``--first-seed``. Returns ``parser``."""
+    if seeds is not None:
+        parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
+        parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="seeds are first-seed, first-seed+1, ...")
+    if data:
+        parser.add_argument("--data_path", default=str(DEFAULT_DATA_PATH))
+    if device:
+        parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="torch.set_num_threads" + ("" if threads is not None else " (default: torch's)"))
+    parser.add_argument("--out", default=None, help=f"output folder (default benchmarks/results/<date>/{name})")
+    if overrides:
+        parser.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="config overrides for every run, e.g. learning_rate=0.0001 train_batch_size=128")
+    return parser
+
+
+def seed_list(args) -> list[int]:
+    """``--seeds`` seeds from ``--first-seed`` (a clear error below 1)."""
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be at least 1.")
+    return [args.first_seed + i for i in range(args.seeds)]
 
 
 # ------------------------------------------------------------------------------ overrides

@@ -54,7 +54,6 @@ METRICS = ("NDCG", "Hit", "MAP")
 RESULT_KEYS = tuple(f"{m.lower()}@{TOPK}" for m in METRICS)
 METRIC_LABELS = {"ndcg@10": "NDCG@10", "hit@10": "HR@10 (Hit)", "map@10": "MAP@10"}
 DEFAULT_SEEDS = 3
-FIRST_SEED = 2020
 DEFAULT_EPOCHS = 100  # the most; every model stops early on its validation metric
 DEFAULT_STOPPING_STEP = 5
 #: Users scored at once when DAIN ranks all items (rows = users × items).
@@ -354,26 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), help="RecBole models")
     p.add_argument("--dain-models", nargs="*", default=list(DAIN_MODELS), help="plugin models ranked (DAIN, DAIN_IaCN)")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
-    p.add_argument("--first-seed", type=int, default=FIRST_SEED)
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="maximum epochs per run")
     p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
                    help="stop after this many epochs without a better validation metric")
     p.add_argument("--dain-negatives", choices=NEG_SAMPLINGS, default="uniform",
                    help="how the CTR view DAIN trains on draws its negatives (the baselines': uniform)")
-    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
-    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/dain_ranking)")
-    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    return p
+    return common.add_common_arguments(p, "dain_ranking", seeds=DEFAULT_SEEDS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     import torch
 
     args = build_parser().parse_args(argv)
-    args.seed_list = [args.first_seed + i for i in range(args.seeds)]
+    args.seed_list = common.seed_list(args)
     args.overrides = common.parse_overrides(args.config_dict)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -183,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     p.add_argument("--calls", type=int, default=DEFAULT_CALLS, help="calls per timed repeat")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/kernels)")
-    return p
+    return common.add_common_arguments(p, "kernels", data=False, device=False, overrides=False)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common  # noqa: E402
 
-HOSTS = ("DIN", "DIEN", "WideDeep", "DAIN")
+HOSTS = tuple(common.host_names())
 #: ``X_IaCN`` with λ = 0 computes no auxiliary loss: its cost over X is that of the wider item
 #: embedding alone (E_orig ⊕ E_aux in the host's layers), the rest of X_IaCN's is the capsule network's.
 WIDENING_ONLY = "iacn_lambda=0"
@@ -582,7 +582,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convergence-models", nargs="+", default=list(SAME_DATA_HOSTS), choices=SAME_DATA_HOSTS)
     p.add_argument("--convergence-stopping-step", type=int, default=5)
     p.add_argument("--dataset", default=DEFAULT_DATASET)
-    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--eval-batch-size", type=int, default=DEFAULT_EVAL_BATCH_SIZE)
     p.add_argument("--embedding-size", type=int, default=DEFAULT_EMBEDDING_SIZE)
@@ -607,15 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-batches", type=int, default=0,
                    help="also profile this many training steps per model (torch.profiler; 0: skip)")
     p.add_argument("--profile-top", type=int, default=15, help="operators listed per profile")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
-    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
-    p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/performance)")
-    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    p.add_argument("--seed", type=int, default=common.FIRST_SEED)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-dataset", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
-    return p
+    return common.add_common_arguments(p, "performance", threads=os.cpu_count())
 
 
 #: Options passed through to every worker unchanged.

@@ -141,13 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="WideDeep_IaCN", help="an X_IaCN model")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=2020)
     p.add_argument("--epochs", type=int, default=SMALL["epochs"])
     p.add_argument("--users", type=int, default=DATA["users"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None, help="default benchmarks/results/<date>/planted_interests")
-    return p
+    return common.add_common_arguments(p, "planted_interests", data=False, device=False, overrides=False, seeds=3,
+                                       threads=1)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:

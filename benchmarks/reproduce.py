@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import common  # noqa: E402
 
-HOSTS = ("WideDeep", "DIN", "DIEN", "DAIN")
+HOSTS = tuple(common.host_names())
 HOST_LABELS = {"WideDeep": "Wide&Deep", "DIN": "DIN", "DIEN": "DIEN", "DAIN": "DAIN"}
 IACN_SUFFIX = "_IaCN"
 TABLES = ("1", "2", "delta", "hosts", "all")
@@ -63,7 +63,7 @@ HOSTS_TARGET_TIME_RATIO = 0.5  # ours' time to best epoch ≤ this × RecBole's
 CODE_COMMIT: Optional[str] = None
 DEFAULT_DATASETS = ("ml-100k", "ml-1m-sample")
 DEFAULT_SEEDS = 5
-FIRST_SEED = 2020
+FIRST_SEED = common.FIRST_SEED
 DEFAULT_LENGTHS = (10, 20, 50)
 DEFAULT_DELTAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_LENGTH_HOSTS = ("DIEN",)
@@ -638,8 +638,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                    help="Table 1 variants: base (X), wide (X with E_orig of d + d_aux), lambda0 (X_IaCN, λ = 0), iacn")
     p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="number of seeds")
-    p.add_argument("--first-seed", type=int, default=FIRST_SEED, help="seeds are first-seed, first-seed+1, ...")
     p.add_argument("--table", choices=TABLES, default="1")
     p.add_argument("--epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="maximum epochs per run")
     p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
@@ -649,24 +647,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host models of Table 2")
     p.add_argument("--deltas", nargs="+", type=float, default=list(DEFAULT_DELTAS), help="δ values of the sweep")
     p.add_argument("--delta-model", default=DEFAULT_DELTA_HOST, choices=HOSTS, help="host of the δ sweep")
-    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
-    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<date>/reproduce); "
-                                                "runs already in its runs.csv are skipped")
-    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides for every run, e.g. learning_rate=0.0001 train_batch_size=128")
-    return p
+    return common.add_common_arguments(p, "reproduce", seeds=DEFAULT_SEEDS)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1.")
     if args.epochs < 1 or args.stopping_step < 1:
         parser.error("--epochs and --stopping-step must be at least 1.")
-    args.seed_list = [args.first_seed + i for i in range(args.seeds)]
+    args.seed_list = common.seed_list(args)
     args.overrides = common.parse_overrides(args.config_dict)
     return args
 

@@ -190,12 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3, help="epochs of the X_IaCN model")
     p.add_argument("--baseline-epochs", type=int, default=50, help="epochs of BPR (early stopping on valid NDCG@10)")
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--data_path", default=str(common.DEFAULT_DATA_PATH))
-    p.add_argument("--device", choices=common.DEVICE_CHOICES, default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="default benchmarks/results/<date>/retrieval")
-    p.add_argument("--config_dict", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the X_IaCN run")
-    return p
+    return common.add_common_arguments(p, "retrieval")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

@@ -63,6 +63,11 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
+def host_names() -> list[str]:
+    """The plugin host models (DIN, DIEN, WideDeep, DAIN): each also registered as ``<host>_IaCN``."""
+    return list(_HOSTS)
+
+
 def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
