@@ -1,4 +1,5 @@
-"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook and fused Adam."""
+"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, fused Adam and multi-process
+pieces (:mod:`recbole_iacn.distributed.trainer`)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,16 @@ _CLASSES = {}
 
 
 def trainer_class(config, plugin: bool):
-    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above."""
+    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above and the
+    multi-process ones."""
     from recbole.trainer import Trainer
     from recbole.utils import get_trainer
 
+    from recbole_iacn.distributed.trainer import DistributedModelInit, DistributedTrainerMixin
+
     base = Trainer if plugin else get_trainer(config["MODEL_TYPE"], config["model"])
     if base not in _CLASSES:
-        _CLASSES[base] = type(base.__name__, (SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin, base), {})
+        # DistributedModelInit lands just before AbstractTrainer in the MRO, replacing its DDP wrapping
+        mixins = (DistributedTrainerMixin, SafeCheckpointMixin, EpochReportMixin, FusedOptimizerMixin)
+        _CLASSES[base] = type(base.__name__, (*mixins, base, DistributedModelInit), {})
     return _CLASSES[base]
