@@ -46,8 +46,7 @@ class LaunchInterrupted(UserError):
 
     def __init__(self, signum: int):
         name = signal.Signals(signum).name
-        super().__init__(f"Stopped by {name}: every rank of the multi-process run was stopped too. The last "
-                         "checkpoint written by rank 0 (if any) is complete.")
+        super().__init__(f"Stopped by {name}: every rank of the multi-process run was stopped too.")
         self.exit_code = 128 + signum
 
 

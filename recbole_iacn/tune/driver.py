@@ -17,6 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import (
     Param,
@@ -331,6 +332,8 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
         check_resumable(study_dir, definition)
     started = start_ray(options.address)
     try:
+        data_folder = os.path.join(setup.overrides["data_path"], setup.dataset)
+        check_shared_folders(str(study_dir.parent), options.storage_path is not None, data_folder, options.address)
         trainable = make_trainable(setup, space)
         if resumed:
             logger.info(f"Resuming the study in {study_dir} (finished trials are kept).")
