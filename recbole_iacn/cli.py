@@ -37,6 +37,9 @@ options:
                         --tune_gpus_per_trial=N, --tune_max_concurrent=N, --tune_num_samples=N,
                         --tune_storage=DIR (default ray_results), --tune_name=NAME, --tune_verbose=0|1|2,
                         --tune_max_failures=N, --address=auto|ray://HOST:10001 (join a Ray cluster)
+  --nproc=N             train on N processes (DistributedDataParallel: gloo on CPU, NCCL on GPUs with
+                        one per process, e.g. --gpu_id='0,1'); metrics over all processes' predictions;
+                        across machines add --world_size=N --ip=HOST --port=N --group_offset=N (RecBole's)
   --KEY=VALUE           any RecBole or model parameter, read as YAML (e.g. --learning_rate=1e-4,
                         --iacn_delta=0.3, --mlp_hidden_size='[200, 80]', --gpu_id=0)
   -h, --help            show this message

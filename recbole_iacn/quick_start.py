@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from logging import getLogger
 from typing import Callable, Optional, Sequence
@@ -104,7 +105,8 @@ def run(
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
-        ``test_result``, ``model_file`` (None unless saved) and ``config`` (plain dict). In a
+        ``test_result``, ``model_file`` (None unless saved), ``config`` (plain dict), ``fit_seconds``
+        (training with its validations) and ``epochs_run``. In a
         multi-process run, global rank 0's (the metrics are those of all ranks' predictions
         together); None on a machine that does not run rank 0.
     """
@@ -133,9 +135,11 @@ def run(
     logger.info(net)
     trainer = trainer_class(config, prepared.plugin)(config, net)
     trainer.epoch_callback = epoch_callback
+    fit_started = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         prepared.train_data, prepared.valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    fit_seconds = time.perf_counter() - fit_started
     test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -147,6 +151,8 @@ def run(
         "test_result": _plain_metrics(test_result),
         "model_file": trainer.saved_model_file if saved else None,
         "config": compat.config_to_plain(config),
+        "fit_seconds": fit_seconds,
+        "epochs_run": len(trainer.train_loss_dict),
     }
 
 
