@@ -222,6 +222,15 @@ def test_settings_come_from_arguments_or_overrides():
     assert pop_settings({"world_size": 2, "group_offset": 1})[0].enabled  # one process per machine
 
 
+def test_a_study_refuses_multi_process_trials_before_starting_ray(tmp_path):
+    from recbole_iacn.tune import run_study
+
+    space = tmp_path / "s.yaml"
+    space.write_text("params: {iacn_delta: {grid: [0.1, 0.9]}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"--nproc=2 .* in a study each trial trains in one process"):
+        run_study(MODEL, DATASET, str(space), overrides={"nproc": 2})
+
+
 # ------------------------------------------------------------------------------ gathering
 def test_first_occurrences_drop_padding_and_restore_order():
     import torch

@@ -300,6 +300,19 @@ def start_ray(address: Optional[str]) -> bool:
 
 
 # ------------------------------------------------------------------------------ the study
+def refuse_multi_process_trials(overrides: dict) -> None:
+    """A trial trains in one process (it reports to Ray after each epoch): no ``--nproc`` in a study."""
+    from recbole_iacn.distributed import pop_settings
+
+    settings, _ = pop_settings(overrides)
+    if settings.enabled:
+        raise ConfigError(
+            f"--nproc={settings.nproc} / --world_size={settings.world_size} spread one training run over "
+            "processes; in a study each trial trains in one process. Drop them, and give trials more room with "
+            "--tune_cpus_per_trial=N or --tune_gpus_per_trial=N, or more trials at once with --tune_max_concurrent=N."
+        )
+
+
 def run_study(model: str, dataset: str, space, config_files=None, overrides=None,
               options: Optional[StudyOptions] = None) -> StudyResult:
     """Run (or resume) the study over ``space`` (a path or a :class:`StudySpace`) and write its report.
@@ -307,6 +320,7 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     Results go to ``<storage_path>/<name>/``: ``results.csv``, ``results.md``, ``best_config.yaml``,
     plots, ``study.yaml`` (the study's definition) and Ray Tune's own files (one folder per trial).
     """
+    refuse_multi_process_trials(overrides or {})
     space = space if isinstance(space, StudySpace) else load_space(space)
     options = options or StudyOptions()
     apply_options(space, options)
