@@ -27,6 +27,13 @@ class PluginConfig(Config):
     def compatibility_settings(self):
         compat.install_numpy_aliases()
 
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:
+            return super()._init_device()
+        from recbole_iacn.distributed.settings import init_rank_device
+
+        init_rank_device(self.final_config_dict)  # a rank of a multi-process run: gloo on CPU too
+
     def _load_config_files(self, file_list):
         merged = {}
         for path in file_list or []:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from logging import getLogger
 from typing import Callable, Optional, Sequence
@@ -10,7 +11,7 @@ from typing import Callable, Optional, Sequence
 from recbole_iacn import compat, registry
 from recbole_iacn.checkpoint import config_to_plain, load_checkpoint
 from recbole_iacn.config import IaCNConfig
-from recbole_iacn.errors import CheckpointError, DatasetNotFoundError
+from recbole_iacn.errors import CheckpointError, ConfigError, DatasetNotFoundError
 
 
 @dataclass
@@ -91,6 +92,11 @@ def run(
     saved: bool = True,
     epoch_callback: Optional[Callable] = None,
     prepared: Optional[Prepared] = None,
+    nproc: Optional[int] = None,
+    world_size: Optional[int] = None,
+    ip: Optional[str] = None,
+    port: Optional[int] = None,
+    group_offset: Optional[int] = None,
 ) -> dict:
     """Train ``model`` on ``dataset``, keep the best epoch by ``valid_metric``, and test it.
 
@@ -102,15 +108,33 @@ def run(
         saved: save the best model (a safe checkpoint) and reload it for the test.
         epoch_callback: ``f(trainer, epoch, valid_score, valid_result)`` after each validation.
         prepared: a :class:`Prepared` from :func:`prepare`, to skip loading the data again.
+        nproc, world_size, ip, port, group_offset: RecBole's multi-process settings (default: from
+            ``config_dict``, else one process). With ``nproc > 1`` (or a ``world_size``) the run is
+            spread over processes with DistributedDataParallel (:mod:`recbole_iacn.distributed`):
+            ``train_batch_size`` stays the batch of all processes together, each rank takes its share.
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
-        ``test_result``, ``model_file`` (None unless saved) and ``config`` (plain dict).
+        ``test_result``, ``model_file`` (None unless saved), ``config`` (plain dict), ``fit_seconds``
+        (training with its validations) and ``epochs_run``. In a
+        multi-process run, global rank 0's (the metrics are those of all ranks' predictions
+        together); None on a machine that does not run rank 0.
     """
     from recbole.utils import get_environment, init_seed, set_color
 
     from recbole_iacn.trainer import trainer_class
 
+    if prepared is None and "local_rank" not in (config_dict or {}):  # not already a rank
+        from recbole_iacn.distributed import launch, pop_settings
+
+        settings, config_dict = pop_settings(
+            config_dict, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset
+        )
+        if settings.enabled:
+            if epoch_callback is not None:
+                raise ConfigError("epoch_callback cannot be used with nproc > 1: the ranks run in other "
+                                  "processes. Train in one process (e.g. one Ray Tune trial), or drop the callback.")
+            return launch(model, dataset, config_file_list, config_dict, saved, settings)
     if prepared is None:
         prepared = prepare(model, dataset, config_file_list, config_dict)
     config = prepared.config
@@ -121,9 +145,11 @@ def run(
     logger.info(net)
     trainer = trainer_class(config, prepared.plugin)(config, net)
     trainer.epoch_callback = epoch_callback
+    fit_started = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         prepared.train_data, prepared.valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    fit_seconds = time.perf_counter() - fit_started
     test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {format_metrics(_plain_metrics(best_valid_result))}")
@@ -135,6 +161,8 @@ def run(
         "test_result": _plain_metrics(test_result),
         "model_file": trainer.saved_model_file if saved else None,
         "config": config_to_plain(config),
+        "fit_seconds": fit_seconds,
+        "epochs_run": len(trainer.train_loss_dict),
     }
 
 

@@ -40,6 +40,7 @@ GROUPS = {
     "DAIN": "DAIN",
     "IaCN": "IaCN (X_IaCN models)",
     "study": "Ray Tune studies (with --tune=SPACE.yaml)",
+    "distributed": "multi-process training (RecBole's names; DistributedDataParallel)",
 }
 
 
@@ -226,6 +227,13 @@ SETTINGS = _declare(
     S("tune_verbose", "int", "study", "Ray Tune's verbosity", low=0, high=2),
     S("tune_max_failures", "int", "study", "retries of a failed trial", low=0),
     S("address", "str", "study", "join a Ray cluster: auto or ray://HOST:10001"),
+    # ---- multi-process training (defaults: RecBole's run(); recbole_iacn.distributed)
+    S("nproc", "int", "distributed", "processes on this machine (gloo on CPU, NCCL on GPUs, one GPU each)", low=1),
+    S("world_size", "int", "distributed", "processes on all machines together (-1: nproc)", low=-1),
+    S("ip", "str", "distributed", "host name or address of the machine that runs rank 0"),
+    S("port", "int", "distributed", "port of the rendezvous on that machine", low=1, high=65535),
+    S("group_offset", "int", "distributed", "global rank of this machine's first process (0 on rank 0's machine)",
+      low=0),
 )
 del S
 

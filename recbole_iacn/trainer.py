@@ -1,5 +1,5 @@
-"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, named losses, fused Adam and an
-optionally compiled loss."""
+"""Trainers: RecBole's own, with safe checkpoints, a per-epoch report hook, named losses, fused Adam, an
+optionally compiled loss and multi-process pieces (:mod:`recbole_iacn.distributed.trainer`)."""
 
 from __future__ import annotations
 
@@ -137,16 +137,18 @@ _CLASSES = {}
 
 
 def trainer_class(config, plugin: bool):
-    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above (RecBole's
-    own models' configs lack ``fused_optimizer`` and ``compile_loss``: both stay off for them)."""
+    """RecBole's trainer for the model (``Trainer`` for plugin models) with the mixins above and the
+    multi-process ones (RecBole's own models' configs lack ``fused_optimizer`` and ``compile_loss``: both
+    stay off for them)."""
     from recbole.trainer import Trainer
     from recbole.utils import get_trainer
 
+    from recbole_iacn.distributed.trainer import DistributedModelInit, DistributedTrainerMixin
+
     base = Trainer if plugin else get_trainer(config["MODEL_TYPE"], config["model"])
     if base not in _CLASSES:
-        _CLASSES[base] = type(
-            base.__name__,
-            (SafeCheckpointMixin, EpochReportMixin, NamedLossMixin, FusedOptimizerMixin, CompiledLossMixin, base),
-            {},
-        )
+        # DistributedModelInit lands just before AbstractTrainer in the MRO, replacing its DDP wrapping
+        mixins = (DistributedTrainerMixin, SafeCheckpointMixin, EpochReportMixin, NamedLossMixin, FusedOptimizerMixin,
+                  CompiledLossMixin)
+        _CLASSES[base] = type(base.__name__, (*mixins, base, DistributedModelInit), {})
     return _CLASSES[base]

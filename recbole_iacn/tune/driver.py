@@ -17,6 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import (
     Param,
@@ -299,6 +300,19 @@ def start_ray(address: Optional[str]) -> bool:
 
 
 # ------------------------------------------------------------------------------ the study
+def refuse_multi_process_trials(overrides: dict) -> None:
+    """A trial trains in one process (it reports to Ray after each epoch): no ``--nproc`` in a study."""
+    from recbole_iacn.distributed import pop_settings
+
+    settings, _ = pop_settings(overrides)
+    if settings.enabled:
+        raise ConfigError(
+            f"--nproc={settings.nproc} / --world_size={settings.world_size} spread one training run over "
+            "processes; in a study each trial trains in one process. Drop them, and give trials more room with "
+            "--tune_cpus_per_trial=N or --tune_gpus_per_trial=N, or more trials at once with --tune_max_concurrent=N."
+        )
+
+
 def run_study(model: str, dataset: str, space, config_files=None, overrides=None,
               options: Optional[StudyOptions] = None) -> StudyResult:
     """Run (or resume) the study over ``space`` (a path or a :class:`StudySpace`) and write its report.
@@ -306,6 +320,7 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     Results go to ``<storage_path>/<name>/``: ``results.csv``, ``results.md``, ``best_config.yaml``,
     plots, ``study.yaml`` (the study's definition) and Ray Tune's own files (one folder per trial).
     """
+    refuse_multi_process_trials(overrides or {})
     space = space if isinstance(space, StudySpace) else load_space(space)
     options = options or StudyOptions()
     apply_options(space, options)
@@ -331,6 +346,8 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
         check_resumable(study_dir, definition)
     started = start_ray(options.address)
     try:
+        data_folder = os.path.join(setup.overrides["data_path"], setup.dataset)
+        check_shared_folders(str(study_dir.parent), options.storage_path is not None, data_folder, options.address)
         trainable = make_trainable(setup, space)
         if resumed:
             logger.info(f"Resuming the study in {study_dir} (finished trials are kept).")

@@ -1,0 +1,24 @@
+"""Multi-process training (DistributedDataParallel) through RecBole's own mechanism.
+
+``run_recbole_iacn.py ... --nproc=N`` (and RecBole's ``--world_size``, ``--ip``, ``--port``,
+``--group_offset``) start ``N`` processes with ``torch.multiprocessing`` spawn, as RecBole's
+``quick_start.run`` does; each gets ``local_rank`` and joins a process group (NCCL on GPUs, gloo on
+CPU), RecBole's dataloaders give every rank a disjoint shard (``DistributedSampler``), and the
+trainer wraps the model in ``DistributedDataParallel``.
+
+Modules: :mod:`.settings` (the settings, their checks, the per-rank device and process group; no
+torch import at module import), :mod:`.launcher` (spawn, wait, stop every rank when one fails or the
+launcher is stopped), :mod:`.gather` (exact evaluation: every rank's predictions gathered, padding
+dropped), :mod:`.trainer` (the trainer mixins that use them).
+"""
+
+from recbole_iacn.distributed.settings import SETTING_KEYS, DistributedSettings, pop_settings
+
+__all__ = ["SETTING_KEYS", "DistributedSettings", "pop_settings", "launch"]
+
+
+def launch(*args, **kwargs):
+    """See :func:`recbole_iacn.distributed.launcher.launch` (imported lazily: it imports torch)."""
+    from recbole_iacn.distributed.launcher import launch as _launch
+
+    return _launch(*args, **kwargs)

@@ -1,0 +1,217 @@
+"""Start the ranks of a multi-process run (``torch.multiprocessing`` spawn, as RecBole's ``run``), wait
+for them, and leave none behind.
+
+* Settings and the configuration are checked, and the CTR view of the dataset is built, in the
+  launcher before any rank starts: a bad setting is one :class:`~recbole_iacn.errors.ConfigError`.
+* When a rank fails, the launcher stops the others (SIGTERM, then SIGKILL) and raises
+  :class:`RankFailedError` naming the rank and its error (the rank's traceback goes to stderr).
+* When the launcher is stopped (Ctrl+C, SIGTERM) it stops the ranks first; when it is killed
+  (SIGKILL), each rank gets SIGKILL from the kernel (Linux ``PR_SET_PDEATHSIG``) or, elsewhere,
+  exits within a second when it sees its parent gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from logging import getLogger
+from typing import List, Optional
+
+from recbole_iacn.distributed.settings import DistributedSettings, check_gpus, check_port
+from recbole_iacn.errors import UserError
+
+#: Test hook: ``RECBOLE_IACN_TEST_FAIL_RANK=1`` makes local rank 1 raise in its second training batch.
+FAULT_ENV = "RECBOLE_IACN_TEST_FAIL_RANK"
+#: Seconds a rank has to exit after SIGTERM before it gets SIGKILL.
+STOP_GRACE_S = 5.0
+POLL_S = 0.5
+PR_SET_PDEATHSIG = 1
+
+
+class RankFailedError(UserError):
+    """A rank of a multi-process run failed; the others were stopped."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LaunchInterrupted(UserError):
+    """The launcher was stopped by a signal; its ranks were stopped too."""
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"Stopped by {name}: every rank of the multi-process run was stopped too.")
+        self.exit_code = 128 + signum
+
+
+# ------------------------------------------------------------------------------ the launcher
+def launch(model: str, dataset: str, config_file_list, config_dict: dict, saved: bool,
+           settings: DistributedSettings) -> Optional[dict]:
+    """Train on ``settings.nproc`` local processes; returns global rank 0's result (None on the
+    machines without rank 0), as :func:`recbole_iacn.quick_start.run` returns it."""
+    import torch.multiprocessing as mp
+
+    from recbole_iacn.quick_start import make_config
+
+    config, spec, _ = make_config(model, dataset, config_file_list, config_dict)
+    if spec is not None and config["data_loader"] == "tensor":
+        # the ranks shard each epoch with RecBole's DistributedSampler, which only RecBole's loaders use
+        getLogger().info("Multi-process training reads batches through RecBole's loaders (data_loader: recbole): "
+                         "the tensor loader is single-process.")
+        config_dict = {**config_dict, "data_loader": "recbole"}
+    check_gpus(settings, config)
+    check_port(settings)
+    if spec is not None:  # build the CTR view once, before the ranks read it
+        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
+
+        resolve_ctr_dataset(config, getLogger())
+        check_history_length(config, getLogger())
+    rank_dict = {**config_dict, **settings.rank_config()}
+    # RecBole's init_logger makes ./log/<model> with an exists-then-makedirs check: ranks starting
+    # together race on it (FileExistsError), so the folder is made once here
+    os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
+    context = mp.get_context("spawn")
+    results, errors = context.SimpleQueue(), context.SimpleQueue()
+    args = (model, dataset, list(config_file_list or []), rank_dict, saved, results, errors, os.getpid())
+    ranks = mp.start_processes(_rank_main, args=args, nprocs=settings.nproc, join=False, start_method="spawn")
+    result = None
+    try:
+        with _stop_ranks_on_signal(ranks.processes):
+            try:
+                while not ranks.join(timeout=POLL_S, grace_period=STOP_GRACE_S):
+                    result = _receive(results, result)
+            except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+                raise _failure(exc, errors, settings) from None
+    finally:
+        stop_processes(ranks.processes)
+    return _receive(results, result)
+
+
+def _receive(results, current):
+    """Read rank 0's result as soon as it is sent (a large one would otherwise block its pipe)."""
+    return results.get() if not results.empty() else current
+
+
+def stop_processes(processes: List, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every live process, SIGKILL those still alive after ``grace_s``, and reap them all."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
+@contextmanager
+def _stop_ranks_on_signal(processes):
+    """While the ranks run, SIGINT/SIGTERM to the launcher stop the ranks, then raise
+    :class:`LaunchInterrupted` (only in the main thread, where Python delivers signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        stop_processes(processes)
+        raise LaunchInterrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _failure(exc, errors, settings: DistributedSettings) -> RankFailedError:
+    """One paragraph on which rank failed and how (its traceback, if any, goes to stderr)."""
+    import torch.multiprocessing as mp
+
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    # the first error raised is the cause; a rank whose peer vanished fails later in a collective
+    item = min(reported, key=lambda r: r["time"]) if reported else None
+    local = item["local_rank"] if item else exc.error_index
+    rank = local + settings.group_offset
+    stopped = f"the launcher stopped the other {settings.nproc - 1} local process(es)"
+    if item is None and isinstance(exc, mp.ProcessExitedException):
+        if exc.signal_name:
+            how = f"signal {exc.signal_name} (killed from outside, or out of memory?)"
+        else:
+            how = f"exit code {exc.exit_code} before it could report an error (see its output above)"
+        return RankFailedError(f"Rank {rank} of {settings.total} ended with {how}; {stopped}.")
+    if item and item["user_error"]:
+        return RankFailedError(f"Rank {rank} of {settings.total}: {item['message']} ({stopped}.)", item["exit_code"])
+    sys.stderr.write(str(exc).strip() + "\n")
+    what = f"{item['type']}: {item['message']}" if item else "an error"
+    return RankFailedError(f"Rank {rank} of {settings.total} failed with {what}; {stopped}. Its traceback is "
+                           "printed above.")
+
+
+# ------------------------------------------------------------------------------ in each rank
+def _rank_main(local_rank, model, dataset, config_files, config_dict, saved, results, errors, parent_pid):
+    """One rank: RecBole's ``run_recboles`` with this package's ``run``; global rank 0 sends the result."""
+    _exit_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the launcher, which stops the ranks
+    _arm_test_fault(local_rank)
+    from recbole_iacn.quick_start import run
+
+    try:
+        result = run(model, dataset, config_files, {**config_dict, "local_rank": local_rank}, saved=saved)
+        if local_rank + int(config_dict.get("offset") or 0) == 0:
+            results.put(result)
+    except BaseException as exc:
+        errors.put({"local_rank": local_rank, "time": time.time(), "type": type(exc).__name__, "message": str(exc),
+                    "user_error": isinstance(exc, UserError), "exit_code": getattr(exc, "exit_code", 1)})
+        raise
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Die with the launcher: SIGKILL from the kernel when it dies (Linux), else a watcher thread."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the launcher died before the line above
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
+
+
+def _arm_test_fault(local_rank: int) -> None:
+    """See :data:`FAULT_ENV` (used by the tests to check that a failing rank leaves nothing behind)."""
+    if os.environ.get(FAULT_ENV) != str(local_rank):
+        return
+    from recbole.trainer import Trainer
+
+    check_nan = Trainer._check_nan
+    batches = [0]
+
+    def fail_in_second_batch(self, loss):
+        batches[0] += 1
+        if batches[0] >= 2:
+            raise RuntimeError(f"fault injected by {FAULT_ENV} in local rank {local_rank}, mid-epoch")
+        return check_nan(self, loss)
+
+    Trainer._check_nan = fail_in_second_batch
