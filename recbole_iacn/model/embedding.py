@@ -105,6 +105,13 @@ class CTRFeatures:
 
     history_pooling: str = "mean"  # how history_pooled() pools: "mean" or "sum" over real behaviours
 
+    def history_mean(self) -> torch.Tensor:
+        """The mean of the real behaviours ``[B, D]`` (zero for an empty history), whatever
+        ``history_pooling`` says."""
+        from recbole_iacn.model.layers import masked_mean
+
+        return masked_mean(self.history, self.history_mask)
+
     def history_pooled(self) -> torch.Tensor:
         """The behaviours pooled over the real steps ``[B, D]``: their mean (default) or their sum (the
         DIEN authors' code, ``item_his_eb_sum``); zero for an empty history."""
