@@ -123,6 +123,18 @@ def verify_build(folder, name) -> list[str]:
     return problems
 
 
+def record_verified(folder, name) -> None:
+    """Record the current sizes and times of a build that was just written (its sums are the ones in
+    build.json), so that its first load does not hash it again."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / f"{name}.build.json").read_text(encoding="utf-8"))
+        stats = {fname: _stat(folder / fname) for fname in info["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    _write_json_atomic(folder / f"{name}{VERIFIED_SUFFIX}", {"checksum": info.get("checksum"), "stats": stats})
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     """Best effort (a read-only dataset folder is fine: the sums are then checked on every load)."""
     try:
@@ -201,6 +213,7 @@ def build_view(source, view, name, wanted: dict, logger=None) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=view.parent))
     try:
         summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
+        record_verified(staging, name)
         if view.exists():
             shutil.rmtree(view)
         os.replace(staging, view)
