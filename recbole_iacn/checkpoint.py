@@ -14,6 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 
 CHECKPOINT_FORMAT = "recbole-iacn/1"
+REQUIRED_KEYS = ("model", "config", "state_dict")
+#: suffix of the temporary file a checkpoint is written to before it is renamed into place
+TEMP_SUFFIX = ".partial"
 
 
 def to_plain(value: Any) -> Any:
@@ -60,17 +63,77 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint file {path!r} does not exist.")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(
+            f"Checkpoint file {path!r} is empty (0 bytes): it was cut off while being written, e.g. by a kill "
+            "in an older version that wrote checkpoints in place. Train again, or load another checkpoint."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError,
+            AttributeError, UnicodeDecodeError, OSError) as exc:
+        # torch.load raises many kinds of errors on truncated or foreign files; all mean "not loadable"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(
-            f"{path!r} is not a safe recbole-iacn checkpoint (it holds pickled objects or is "
-            f"corrupt), so it was not loaded: {str(exc).splitlines()[0]}. Checkpoints written by "
+            f"{path!r} is not a safe recbole-iacn checkpoint (it holds pickled objects, or is truncated "
+            f"or corrupt), so it was not loaded: {type(exc).__name__}: {first}. Checkpoints written by "
             "RecBole itself pickle their Config; re-train with run_recbole_iacn.py to get a safe one."
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path!r} is not a {CHECKPOINT_FORMAT} checkpoint.")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path!r} lacks the entr{'ies' if len(missing) > 1 else 'y'} {', '.join(map(repr, missing))} every "
+            f"{CHECKPOINT_FORMAT} checkpoint holds: it was edited or cut short. Train again to get a complete one."
+        )
+    if not isinstance(state["config"], dict) or not isinstance(state["state_dict"], dict):
+        raise CheckpointError(f"{path!r} has a config or state_dict that is not a mapping: it was edited.")
     return state
+
+
+def unique_checkpoint_name(model: str) -> str:
+    """``MODEL-Nov-23-2026_11-30-40-123456-p4242-1a2b.pth``: RecBole's time stamp with microseconds, the
+    process id and a random suffix, so that runs started in the same second (or in one process) never
+    share a file."""
+    import datetime
+    import secrets
+
+    now = datetime.datetime.now()
+    return f"{model}-{now.strftime('%b-%d-%Y_%H-%M-%S')}-{now.microsecond:06d}-p{os.getpid()}-{secrets.token_hex(2)}.pth"
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
+    any moment leaves either the previous file or the new one, never a partial file under ``path``."""
+    import tempfile
+
+    import torch
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
 
 
 def plain_other_parameters(model) -> dict:
@@ -92,6 +155,11 @@ class SafeCheckpointMixin:
     so a checkpoint cannot run code when it is loaded.
     """
 
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        # RecBole names the file by the second; two runs started in the same second shared it
+        self.saved_model_file = os.path.join(self.checkpoint_dir, unique_checkpoint_name(config["model"]))
+
     def checkpoint_state(self, epoch: int) -> dict:
         model = self.model
         schema = getattr(model, "schema", None)
@@ -109,13 +177,12 @@ class SafeCheckpointMixin:
         }
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        import torch
         from recbole.utils import set_color
 
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save(self.checkpoint_state(epoch), saved_model_file)
+        atomic_save(self.checkpoint_state(epoch), saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

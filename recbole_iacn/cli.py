@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.errors import ConfigError, Interrupted, UserError
 
 USAGE = "run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--KEY=VALUE ...]"
 RESERVED = ("model", "dataset", "config_files")
@@ -106,12 +106,26 @@ def build_overrides(raw: dict, model: str, dataset: str) -> dict:
 
     overrides = {k: parse_override(k, v) for k, v in raw.items()}
     if model in MODELS:
-        defaults = settings.defaults(MODELS[model].config_files, dataset)
+        defaults = settings.defaults(MODELS[model].config_files, dataset, with_recbole=True)
         for key, value in overrides.items():
             settings.check(key, value, defaults.get(key), where="from the command line")
         for line in settings.unknown_key_warnings(k for k in overrides if k not in defaults):
             print(f"warning: --{line}", file=sys.stderr)
     return overrides
+
+
+def check_config_files(config_files, model: str, dataset: str) -> None:
+    """The settings of ``--config_files`` are checked as ``--key=value`` ones are (plugin models); unknown
+    keys get a warning on stderr."""
+    from recbole_iacn import settings
+    from recbole_iacn.config import check_config_files as check_files
+    from recbole_iacn.registry import MODELS
+
+    if model not in MODELS or not config_files:
+        return
+    defaults = settings.defaults(MODELS[model].config_files, dataset, with_recbole=True)
+    for line in check_files(config_files, defaults):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def format_result(result: dict) -> str:
@@ -142,6 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         study_flags = [k for k in raw if k.startswith("tune_") or k == "address"]
         if tune_space is None and study_flags:
             raise ConfigError(f"--{study_flags[0]} is a study option: it needs --tune=SPACE.yaml.")
+        check_config_files(config_files, model, dataset)
         overrides = build_overrides(raw, model, dataset)
         if tune_space is not None:
             from recbole_iacn.tune import run_study_from_cli
@@ -153,6 +168,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit 130 as shells do
+        message = exc.message() if isinstance(exc, Interrupted) else "interrupted"
+        print(message, file=sys.stderr)
+        return Interrupted.exit_code
     except ImportError as exc:  # compat.CompatibilityError and missing optional extras
         print(f"error: {exc}", file=sys.stderr)
         return 3

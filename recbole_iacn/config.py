@@ -147,3 +147,36 @@ def iter_config_files(value: str | Iterable[str] | None) -> list[str]:
     if isinstance(value, str):
         return [p for p in value.split() if p]
     return list(value)
+
+
+def key_lines(path: str | os.PathLike) -> dict:
+    """``{key: line number}`` of the top-level keys of a YAML mapping file (empty when unreadable)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            node = yaml.compose(f, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
+
+
+def check_config_files(files: Iterable[str], defaults: dict, known: Optional[set] = None) -> List[str]:
+    """Check every setting of the user's ``--config_files`` as a ``--key=value`` one is checked (type, range,
+    finiteness; :func:`recbole_iacn.settings.check`), naming the file and line of a bad value. Returns one
+    warning per key that nothing knows (RecBole accepts those silently and uses its default instead)."""
+    from recbole_iacn import settings
+
+    warnings = []
+    for path in files:
+        values = read_yaml_file(path)
+        lines = key_lines(path)
+        for key, value in values.items():
+            where = f"{path}, line {lines[str(key)]}" if str(key) in lines else str(path)
+            settings.check(str(key), value, defaults.get(key), where=where)
+        unknown = [k for k in map(str, values) if k not in defaults]
+        for line in settings.unknown_key_warnings(unknown, known):
+            key = line.split(" ", 1)[0]
+            where = f"{path}, line {lines[key]}" if key in lines else str(path)
+            warnings.append(f"{where}: {line}")
+    return warnings

@@ -46,3 +46,21 @@ class MissingExtraError(UserError, ImportError):
     """An optional dependency (an extra such as ``plots``) is not installed."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: ``checkpoint`` is the best checkpoint written so far, or None.
+
+    A ``KeyboardInterrupt``, so code that catches that still sees it; the command line prints one line
+    and exits with 130 (128 + SIGINT), as shells do."""
+
+    exit_code = 130
+
+    def __init__(self, checkpoint=None):
+        super().__init__(checkpoint)
+        self.checkpoint = checkpoint
+
+    def message(self) -> str:
+        if self.checkpoint:
+            return f"interrupted; the best checkpoint so far is {self.checkpoint}"
+        return "interrupted; no checkpoint was written yet (the first validation had not finished)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -11,7 +12,14 @@ from typing import Callable, Optional, Sequence
 from recbole_iacn import compat, registry
 from recbole_iacn.checkpoint import config_to_plain, load_checkpoint
 from recbole_iacn.config import IaCNConfig
-from recbole_iacn.errors import CheckpointError, ConfigError, DatasetNotFoundError
+from recbole_iacn.errors import (
+    CheckpointError,
+    ConfigError,
+    DataFormatError,
+    DatasetNotFoundError,
+    Interrupted,
+    UserError,
+)
 
 
 @dataclass
@@ -146,11 +154,17 @@ def run(
     trainer = trainer_class(config, prepared.plugin)(config, net)
     trainer.epoch_callback = epoch_callback
     fit_started = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        prepared.train_data, prepared.valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    fit_seconds = time.perf_counter() - fit_started
-    test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            prepared.train_data, prepared.valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        path = trainer.saved_model_file if saved else None
+        raise Interrupted(path if path and os.path.isfile(path) else None) from None
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {format_metrics(_plain_metrics(best_valid_result))}")
     logger.info(set_color("test result", "yellow") + f": {format_metrics(_plain_metrics(test_result))}")
@@ -201,7 +215,7 @@ class LoadedModel:
         import torch
         from recbole.data.interaction import Interaction
 
-        frame = pd.DataFrame(records)
+        frame = _records_frame(records)
         s = self.schema
         data = {}
         for name, info in s.fields.items():
@@ -212,24 +226,34 @@ class LoadedModel:
             if info.type == "token":
                 if name not in frame:
                     continue
+                absent = [r for r, v in enumerate(frame[name]) if v is None or (isinstance(v, float) and v != v)]
+                if absent:
+                    raise DataFormatError(f"records[{absent[0]}] has no value for {name}; give it in every record.")
                 data[name] = torch.tensor([index.get(str(v), 0) for v in frame[name]], dtype=torch.long)
             elif info.type == "token_seq" and name in frame:
                 rows = torch.zeros(len(frame), info.seq_len, dtype=torch.long)
                 for r, value in enumerate(frame[name]):
-                    tokens = value.split() if isinstance(value, str) else list(value)
+                    tokens = _behaviours(value, name, r)
                     ids = [index[str(t)] for t in tokens if str(t) in index][-info.seq_len:]
                     rows[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
                 data[name] = rows
             elif info.type == "float" and name in frame:
-                data[name] = torch.tensor(frame[name].astype(float).to_numpy(), dtype=torch.float)
+                try:
+                    data[name] = torch.tensor(frame[name].astype(float).to_numpy(), dtype=torch.float)
+                except (TypeError, ValueError):
+                    raise DataFormatError(f"records: {name} is a float field, but holds a value that is not a "
+                                          "number.") from None
         if s.history_item_field in data:
             data[s.history_length_field] = (data[s.history_item_field] > 0).sum(1)
-        if s.item_category_field and s.item_category_field not in data and s.item_categories:
+        if s.item_category_field and s.item_category_field not in data and s.item_categories and s.item_field in data:
             table = torch.tensor(s.item_categories, dtype=torch.long)
             data[s.item_category_field] = table[data[s.item_field]]
         missing = [f for f in self.required_fields() if f not in data]
         if missing:
-            raise ValueError(f"records lack the field(s) {', '.join(missing)} needed by {self.config['model']}.")
+            raise DataFormatError(
+                f"records lack the field(s) {', '.join(missing)} needed by {self.config['model']}; every record "
+                f"needs {', '.join(self.required_fields())} (behaviour lists as space-separated strings or lists)."
+            )
         return Interaction(data)
 
     def required_fields(self):
@@ -243,6 +267,43 @@ class LoadedModel:
 
         with torch.no_grad():
             return self.model.predict(self.encode(records))
+
+
+def _records_frame(records):
+    """Records (a list of dicts, a dict of columns or a DataFrame) as a non-empty DataFrame."""
+    import pandas as pd
+
+    if isinstance(records, pd.DataFrame):
+        frame = records
+    elif isinstance(records, dict):
+        try:
+            frame = pd.DataFrame(records)
+        except ValueError as exc:
+            raise DataFormatError(f"records: a mapping of columns needs lists of one length ({exc}).") from None
+    elif isinstance(records, (list, tuple)):
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise DataFormatError(f"records[{bad}] is {records[bad]!r}; every record is a dict of field values, "
+                                  "e.g. {'user_id': '1', 'item_id': '50', 'item_id_list': '12 7 50'}.")
+        frame = pd.DataFrame(list(records))
+    else:
+        raise DataFormatError(f"records must be a list of dicts or a DataFrame, not {type(records).__name__} "
+                              f"({records!r:.60}).")
+    if len(frame) == 0:
+        raise DataFormatError("predict got no records (an empty list); give at least one record.")
+    return frame
+
+
+def _behaviours(value, name, row) -> list:
+    """A behaviour list given as a space-separated string or a list of tokens."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not isinstance(value, (int, float))):
+        tokens = list(value.tolist() if hasattr(value, "tolist") else value)
+        if all(t is not None and not isinstance(t, (list, dict, tuple)) for t in tokens):
+            return tokens
+    raise DataFormatError(f"records[{row}]: {name} is {value!r}; a behaviour list is a space-separated string "
+                          "('12 7 50') or a list of tokens, oldest first (an empty one is '' or []).")
 
 
 def _vocab_owner(schema, name):
@@ -261,15 +322,36 @@ def load_model(path, device: str = "cpu") -> LoadedModel:
 
     compat.apply()
     state = load_checkpoint(path, map_location=device)
-    spec, model_class = registry.resolve(state["model"])
+    name = state["model"]
+    try:
+        spec, model_class = registry.resolve(str(name))
+    except UserError:
+        raise CheckpointError(
+            f"{path!r} holds model {name!r}, which is not a registered model (the file was edited, or written "
+            "by another version of recbole-iacn): it cannot be restored."
+        ) from None
     if spec is None or state.get("schema") is None:
         raise CheckpointError(
-            f"{path!r} holds RecBole model {state['model']!r}; load_model restores plugin models only."
+            f"{path!r} holds RecBole model {name!r}; load_model restores plugin models only."
         )
     config = _PlainConfig(state["config"])
     config["device"] = torch.device(device)
-    schema = FeatureSchema.from_dict(state["schema"])
-    model = model_class(config, schema).to(device)
-    model.load_state_dict(state["state_dict"])
+    try:
+        schema = FeatureSchema.from_dict(state["schema"])
+        model = model_class(config, schema).to(device)
+        model.load_state_dict(state["state_dict"])
+    except UserError as exc:
+        raise CheckpointError(f"{path!r} holds an invalid {name} configuration: {exc}") from None
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"{path!r}: the stored weights do not fit a {name} built from the stored configuration ({first}); "
+            "the file was edited or mixes two models. Train again, or load the checkpoint the run printed."
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CheckpointError(
+            f"{path!r}: the stored schema or configuration is incomplete or edited ({type(exc).__name__}: "
+            f"{exc}); it cannot be restored. Train again to get a complete checkpoint."
+        ) from None
     model.eval()
     return LoadedModel(model=model, config=config, schema=schema)

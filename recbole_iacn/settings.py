@@ -254,10 +254,12 @@ def check(key: str, value: Any, default: Any = None, where: str = "") -> Any:
     if default is None or value is None:
         return value
     for kind, expected in ((bool, "true or false"), (int, "an integer"), (float, "a number"),
-                           (list, "a list such as '[64, 32]'"), (dict, "a mapping such as \"{'a': 1}\"")):
+                           (list, "a list such as '[64, 32]' (or one value)"), (dict, "a mapping such as \"{'a': 1}\"")):
         if isinstance(default, kind):
             ok = {bool: isinstance(value, bool), int: _is_int(value), float: _is_number(value),
-                  list: isinstance(value, (list, str)), dict: isinstance(value, dict)}[kind]
+                  list: isinstance(value, (list, str)) or _is_int(value), dict: isinstance(value, dict)}[kind]
+            if ok and kind in (int, float) and not isinstance(default, bool) and not math.isfinite(value):
+                ok, expected = False, "a finite number"
             if not ok:
                 where = f" ({where})" if where else ""
                 raise ConfigError(f"{key}={value!r}{where} is not valid: {key} expects {expected} "

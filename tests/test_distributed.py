@@ -51,6 +51,8 @@ def syn_root(tmp_path_factory) -> str:
     lines = test_file.read_text(encoding="utf-8").splitlines(keepends=True)
     if (len(lines) - 1) % 2 == 0:  # header + rows
         test_file.write_text("".join(lines[:-1]), encoding="utf-8")
+        # edited on purpose: without its build.json the dataset is read as it is, not refused as changed
+        (root / DATASET / f"{DATASET}.build.json").unlink()
     return str(root)
 
 

@@ -142,6 +142,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
                                            callbacks=[_interrupt_after_first_trial(switch)]))
     statuses = sorted(r["status"] for r in first.report.rows)
     assert statuses.count("finished") == 1 and len(statuses) <= 2
+    assert first.interrupted and first.expected_trials == 2 and first.unfinished == 1  # issue 19, case 7
     done = next(r for r in first.report.rows if r["status"] == "finished")
     done_log = Path(first.study_dir) / f"trial_{done['trial_id']}" / "result.json"
     reports_before = done_log.read_text().splitlines()
@@ -149,6 +150,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
     second = run_study(MODEL, DATASET, space, overrides=overrides,
                        options=StudyOptions(storage_path=storage, verbose=0))
     assert second.resumed and second.study_dir == first.study_dir
+    assert not second.interrupted and second.unfinished == 0
     assert [r["status"] for r in second.report.rows] == ["finished", "finished"]
     assert sorted(r["iacn_delta"] for r in second.report.rows) == [0.1, 0.9]
     again = next(r for r in second.report.rows if r["trial_id"] == done["trial_id"])

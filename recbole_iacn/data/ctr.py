@@ -310,8 +310,10 @@ def finalize_build(out_dir: Path, name: str, user_source: Optional[Path], info: 
             shutil.copyfile(user_source, user_target)
     elif user_target.exists():
         user_target.unlink()  # stale file from an earlier build of the same name
-    sums = checksum_files(out_dir, output_file_names(name, user_source is not None))
-    build = {"format_version": BUILD_FORMAT_VERSION, "name": name, **info, **sums}
+    names = output_file_names(name, user_source is not None)
+    sums = checksum_files(out_dir, names)
+    sizes = {fname: (out_dir / fname).stat().st_size for fname in names}  # a fast first check on load
+    build = {"format_version": BUILD_FORMAT_VERSION, "name": name, **info, **sums, "sizes": sizes}
     with open(out_dir / f"{name}.build.json", "w", encoding="utf-8", newline="\n") as handle:
         json.dump(build, handle, indent=2, sort_keys=True, ensure_ascii=False)
         handle.write("\n")

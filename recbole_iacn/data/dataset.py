@@ -16,6 +16,7 @@ RecBole's own):
 from __future__ import annotations
 
 import csv
+import os
 from itertools import chain
 
 import numpy as np
@@ -30,6 +31,15 @@ from recbole_iacn.errors import DataFormatError
 _TYPE_NAMES = ", ".join(t.value for t in FeatureType)
 HEADER_LINE = 1  # line number of the typed header in an atomic file
 _CHUNK_BYTES = 1 << 26  # row-width check reads the file in 64 MiB blocks
+BOM = "\ufeff"
+#: type every CTR field must have: name of the config key -> FeatureType
+REQUIRED_TYPES = {
+    "USER_ID_FIELD": FeatureType.TOKEN,
+    "ITEM_ID_FIELD": FeatureType.TOKEN,
+    "LABEL_FIELD": FeatureType.FLOAT,
+    "HISTORY_ITEM_FIELD": FeatureType.TOKEN_SEQ,
+    "HISTORY_CATEGORY_FIELD": FeatureType.TOKEN_SEQ,
+}
 
 
 def find_bad_row(filepath, separator: str, columns: int):
@@ -135,10 +145,30 @@ class CTRDataset(Dataset):
             self.logger.warning(f"No columns have been loaded from [{filepath}]")
             return None
         df = self._read_body(filepath, separator, encoding, columns)
+        self._raw_lengths = {}
         for position, field, ftype in columns:
             df[field] = self._convert_column(filepath, field, ftype, df[field])
         self._check_label(filepath, df)
+        self._check_history_lengths(filepath)
+        if source == FeatureSource.INTERACTION:
+            self._inter_files.append((str(filepath), df))
         return df
+
+    def _check_history_lengths(self, filepath):
+        """Each row's behaviour lists (items, categories) must be equally long: the i-th category is the
+        i-th item's."""
+        fields = [f for f in self.history_fields if f in self._raw_lengths]
+        if len(fields) < 2:
+            return
+        a, b = (self._raw_lengths[f] for f in fields[:2])
+        bad = np.flatnonzero(a != b)
+        if len(bad):
+            row = int(bad[0])
+            raise DataFormatError(
+                f"{filepath}, line {row + HEADER_LINE + 1}: {fields[0]} has {a[row]} behaviours but {fields[1]} "
+                f"has {b[row]} (and {len(bad) - 1} more such rows); the i-th category is the i-th behaviour's, so "
+                "both lists need one entry per behaviour."
+            )
 
     def _read_header(self, filepath, source, separator, encoding, load_col, unload_col):
         try:
@@ -146,6 +176,10 @@ class CTRDataset(Dataset):
                 header = f.readline().rstrip("\r\n")
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"{filepath}: not readable as {encoding} text ({exc}).") from None
+        # a UTF-8 byte-order mark (editors on Windows write one) is not part of the first field's name
+        header = header.lstrip(BOM)
+        self._headers[str(filepath)] = [(spec.partition(":")[0], spec.partition(":")[2])
+                                        for spec in header.split(separator)]
         columns = []
         for position, spec in enumerate(header.split(separator)):
             field, colon, type_name = spec.partition(":")
@@ -223,6 +257,7 @@ class CTRDataset(Dataset):
         separator = self.config["seq_separator"]
         if ftype == FeatureType.TOKEN_SEQ:
             seqs = split_token_sequences(values, separator)
+            self._raw_lengths[field] = sequence_lengths(seqs)
         else:
             try:
                 seqs = [np.array([float(t) for t in s.split(separator) if t]) for s in values]
@@ -255,8 +290,76 @@ class CTRDataset(Dataset):
             )
 
     def _load_data(self, token, dataset_path):
-        super()._load_data(token, dataset_path)
-        self._check_required_fields()
+        self._headers = {}
+        self._inter_files = []
+        try:
+            super()._load_data(token, dataset_path)
+            self._check_split_files()
+            self._check_required_fields()
+            self._check_items_known()
+        finally:
+            self._inter_files = []
+
+    def _check_split_files(self):
+        """The split files must declare the same fields (a field missing from one split would be
+        filled with its mean there) and hold at least one row each (an empty test split gave an empty
+        test result)."""
+        files = [path for path, _ in self._inter_files]
+        headers = {path: self._headers.get(path, []) for path in files}
+        declared = list(dict.fromkeys(f for path in files for f in headers[path]))
+        problems = []
+        for path in files:
+            lacking = [f for f in declared if f not in headers[path]]
+            if lacking:
+                having = [p for p in files if lacking[0] in headers[p]]
+                problems.append(f"{path} lacks {', '.join(f'{n}:{t}' for n, t in lacking)} (declared by "
+                                f"{', '.join(having)})")
+        if problems:
+            raise DataFormatError(
+                f"The split files of dataset {self.dataset_name!r} declare different fields on line {HEADER_LINE}: "
+                + "; ".join(problems) + ". A field missing from a split would be filled with its mean there; give "
+                "every split file the same header, or rebuild the files with `python -m recbole_iacn.data ...`."
+            )
+        for path, df in self._inter_files:
+            if len(df) == 0:
+                raise DataFormatError(
+                    f"{path} has no rows (only its header): training, validation and testing each need at "
+                    "least one sample. Rebuild the dataset, or check that the file was written completely."
+                )
+
+    def _check_items_known(self):
+        """Candidate and behaviour items must have a row in the item file (which gives their category);
+        otherwise RecBole would silently make them new items without features."""
+        if self.item_feat is None or self.iid_field not in self.item_feat:
+            return
+        known = pd.Index(self.item_feat[self.iid_field].dropna().unique())
+        item_file = os.path.join(self.dataset_path, f"{self.dataset_name}.item")
+        for path, df in self._inter_files:
+            for field in (self.iid_field, self.history_item_field):
+                if not field or field not in df:
+                    continue
+                values = df[field]
+                if self.field2type.get(field) == FeatureType.TOKEN_SEQ:
+                    lengths = sequence_lengths(values.values)
+                    tokens = concat_sequences(values.values)
+                    rows = np.repeat(np.arange(len(values)), lengths)
+                else:
+                    tokens = values.to_numpy(dtype=object)
+                    rows = np.arange(len(values))
+                    present = ~pd.isna(tokens)
+                    tokens, rows = tokens[present], rows[present]
+                if not len(tokens):
+                    continue
+                missing = ~pd.Index(tokens).isin(known)
+                if missing.any():
+                    first = int(np.flatnonzero(missing)[0])
+                    count = len(pd.unique(tokens[missing]))
+                    raise DataFormatError(
+                        f"{path}, line {int(rows[first]) + HEADER_LINE + 1}: {field} holds {str(tokens[first])!r}, "
+                        f"which has no row in {item_file} ({count} such item(s) in this file). Every item, as a "
+                        "candidate or a behaviour, needs a row there with its category; add the rows, or rebuild "
+                        "the dataset with `python -m recbole_iacn.data ...`."
+                    )
 
     def _check_required_fields(self):
         required = [self.uid_field, self.iid_field, self.label_field, *self.history_fields]
@@ -273,6 +376,15 @@ class CTRDataset(Dataset):
                 "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
                 "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
             )
+        for key, wanted in REQUIRED_TYPES.items():
+            field = self.config[key]
+            if field and self.field2type.get(field) not in (None, wanted):
+                files = ", ".join(p for p, _ in self._inter_files) or self.dataset_path
+                raise DataFormatError(
+                    f"{files}, line {HEADER_LINE}: {field} is declared {field}:{self.field2type[field].value}, but "
+                    f"{key} fields are {wanted.value}: write '{field}:{wanted.value}' in the header"
+                    + (" (a behaviour list holds space-separated tokens)." if wanted == FeatureType.TOKEN_SEQ else ".")
+                )
         lengths = sequence_lengths(self.inter_feat[self.history_item_field].values)
         empty = int((lengths == 0).sum())
         if empty:

@@ -20,14 +20,17 @@ auto`` is the protocol's default (100 under ``dien``, 50 under ``dense``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
-from recbole_iacn.errors import DatasetNotFoundError
+from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
 SPLITS = ("train", "valid", "test")
 VIEW_FOLDER = "ctr"
@@ -35,6 +38,10 @@ BUNDLED = "ml-100k"
 AUTO = "auto"
 #: RecBole's Amazon datasets (amazon-books, amazon-electronics-18, ...): DIEN protocol, 5-core.
 AMAZON_PREFIX = "amazon-"
+#: records sizes and modification times of files whose sums matched build.json (see verify_build)
+VERIFIED_SUFFIX = ".verified.json"
+#: staging folders without a host and process id (older versions) are removed when older than this (s)
+LEGACY_STAGING_AGE = 600
 #: ctr_* config key -> build parameter recorded in <name>.build.json
 BUILD_SETTINGS = {
     "ctr_protocol": "protocol",
@@ -81,6 +88,133 @@ def wanted_build(config) -> dict:
     return wanted
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stat(path: Path) -> list:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def verify_build(folder, name) -> list[str]:
+    """Problems of the files in ``folder`` against ``<name>.build.json`` (empty: they match, or there is no
+    build.json to check against).
+
+    Every call compares sizes (recorded in build.json) and, against ``<name>.verified.json``, sizes and
+    modification times; only when those differ are the sha256 sums computed and compared. Files whose sums
+    match are recorded in ``<name>.verified.json``, so a copied or touched dataset is hashed once.
+    """
+    folder = Path(folder)
+    info_path = folder / f"{name}.build.json"
+    if not info_path.is_file():
+        return []
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        sums = dict(info["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{info_path} cannot be read ({type(exc).__name__}: {exc})"]
+    sizes = info.get("sizes") or {}
+    problems, stats = [], {}
+    for fname in sums:
+        path = folder / fname
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+            continue
+        stats[fname] = _stat(path)
+        if fname in sizes and stats[fname][0] != sizes[fname]:
+            problems.append(f"{path} has {stats[fname][0]} bytes, but build.json records {sizes[fname]} "
+                            "(truncated or edited)")
+    if problems:
+        return problems
+    verified_path = folder / f"{name}{VERIFIED_SUFFIX}"
+    try:
+        verified = json.loads(verified_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        verified = {}
+    if isinstance(verified, dict) and verified.get("checksum") == info.get("checksum") and \
+            verified.get("stats") == stats:
+        return []
+    for fname, expected in sums.items():
+        if _sha256(folder / fname) != expected:
+            problems.append(f"{folder / fname} does not match the sha256 sum in build.json (edited or corrupt)")
+    if not problems:
+        _write_json_atomic(verified_path, {"checksum": info.get("checksum"), "stats": stats})
+    return problems
+
+
+def record_verified(folder, name) -> None:
+    """Record the current sizes and times of a build that was just written (its sums are the ones in
+    build.json), so that its first load does not hash it again."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / f"{name}.build.json").read_text(encoding="utf-8"))
+        stats = {fname: _stat(folder / fname) for fname in info["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    _write_json_atomic(folder / f"{name}{VERIFIED_SUFFIX}", {"checksum": info.get("checksum"), "stats": stats})
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    """Best effort (a read-only dataset folder is fine: the sums are then checked on every load)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def staging_prefix() -> str:
+    """Prefix of this process's staging folders: ``.ctr-HOST-PID-``."""
+    return f".{VIEW_FOLDER}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(parent, started: float | None = None, logger=None) -> list[Path]:
+    """Remove the ``.ctr-*`` staging folders of killed builds in ``parent``: this host's whose process is
+    gone, and unnamed ones (older versions) older than the running build by :data:`LEGACY_STAGING_AGE`."""
+    parent = Path(parent)
+    started = time.time() if started is None else started
+    host_prefix = f".{VIEW_FOLDER}-{socket.gethostname()}-"
+    removed = []
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(f".{VIEW_FOLDER}-") and p.is_dir()]
+    except OSError:
+        return removed
+    for path in candidates:
+        rest = path.name[len(host_prefix):] if path.name.startswith(host_prefix) else None
+        if rest is not None:
+            pid = rest.split("-", 1)[0]
+            stale = pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid))
+        else:
+            legacy = "-" not in path.name[len(VIEW_FOLDER) + 2:]
+            try:
+                stale = legacy and path.stat().st_mtime < started - LEGACY_STAGING_AGE
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            if logger is not None:
+                logger.info(f"Removed {path}, the staging folder of a build that was killed.")
+    return removed
+
+
 def view_is_current(view, name, wanted: dict) -> bool:
     info_path = Path(view) / f"{name}.build.json"
     if not has_ctr_files(view, name) or not info_path.is_file():
@@ -100,12 +234,14 @@ def build_view(source, view, name, wanted: dict, logger=None, progress: bool = F
 
     view = Path(view)
     view.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{VIEW_FOLDER}-", dir=view.parent))
+    remove_stale_staging(view.parent, logger=logger)
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=view.parent))
     try:
         if name.startswith(AMAZON_PREFIX):
             summary = build_from_recbole_amazon(source[0], source[1], staging, name, progress=progress, **wanted)
         else:
             summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
+        record_verified(staging, name)
         if view.exists():
             shutil.rmtree(view)
         os.replace(staging, view)
@@ -126,12 +262,26 @@ def resolve_ctr_dataset(config, logger=None) -> str:
     name = config["dataset"]
     folder = config["data_path"]  # ROOT/NAME (set by IaCNConfig)
     if has_ctr_files(folder, name):
+        problems = verify_build(folder, name)
+        if problems:
+            raise DataFormatError(
+                f"Dataset {name!r} in {folder} no longer matches its {name}.build.json: "
+                + "; ".join(problems) + ". Training on it could use cut-off or edited data. Rebuild it with the "
+                "`python -m recbole_iacn.data ...` command that made it (build.json records its source and "
+                f"parameters), or, if you changed the files on purpose, delete {name}.build.json."
+            )
         return folder
     view = os.path.join(folder, VIEW_FOLDER)
     wanted = wanted_build(config)
+    if os.path.isdir(folder):
+        remove_stale_staging(folder, logger=logger)
     if view_is_current(view, name, wanted):
-        config["data_path"] = view
-        return view
+        problems = verify_build(view, name)
+        if not problems:
+            config["data_path"] = view
+            return view
+        logger.warning(f"The cached CTR view in {view} does not match its build.json ({'; '.join(problems)}); "
+                       "rebuilding it.")
     source = raw_source(folder, name)
     if source is None:
         from recbole_iacn.data.download import fetch_known_dataset

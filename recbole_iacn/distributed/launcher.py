@@ -73,9 +73,10 @@ def launch(model: str, dataset: str, config_file_list, config_dict: dict, saved:
         resolve_ctr_dataset(config, getLogger())
         check_history_length(config, getLogger())
     rank_dict = {**config_dict, **settings.rank_config()}
-    # RecBole's init_logger makes ./log/<model> with an exists-then-makedirs check: ranks starting
-    # together race on it (FileExistsError), so the folder is made once here
+    # RecBole's init_logger and Trainer make ./log/<model> and checkpoint_dir with an exists-then-makedirs
+    # check: ranks starting together race on it (FileExistsError), so the folders are made once here
     os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     context = mp.get_context("spawn")
     results, errors = context.SimpleQueue(), context.SimpleQueue()
     args = (model, dataset, list(config_file_list or []), rank_dict, saved, results, errors, os.getpid())

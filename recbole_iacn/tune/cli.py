@@ -24,6 +24,7 @@ OPTION_FLAGS = {
 }
 EXIT_OK = 0
 EXIT_NO_RESULT = 1
+EXIT_INTERRUPTED = 130
 
 
 def pop_study_options(overrides: dict) -> StudyOptions:
@@ -77,9 +78,21 @@ def summary(result: StudyResult) -> str:
         "",
     ]
     lines += [f"{kind}: {path}" for kind, path in result.files.items()]
-    if done < len(rows):
+    if result.interrupted:
+        total = result.expected_trials if result.expected_trials is not None else len(rows)
+        lines.append(f"interrupted: {result.unfinished} of {total} trials are unfinished (the table lists only "
+                     "the trials that started); run the same command again to resume the study (finished trials "
+                     "are kept).")
+    elif done < len(rows) or result.unfinished:
         lines.append("Some trials did not finish: run the same command again to resume the study.")
     return "\n".join(lines)
+
+
+def exit_status(result: StudyResult) -> int:
+    """130 when the study was interrupted (as shells report Ctrl-C), 1 when no trial reported, else 0."""
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_NO_RESULT if result.best is None else EXIT_OK
 
 
 def run_study_from_cli(model: str, dataset: str, config_files, overrides: dict, tune_space: str) -> int:
@@ -89,8 +102,10 @@ def run_study_from_cli(model: str, dataset: str, config_files, overrides: dict, 
     options = pop_study_options(overrides)
     result = run_study(model, dataset, tune_space, config_files, overrides, options)
     print(summary(result))
-    if result.best is None:
+    status = exit_status(result)
+    if status == EXIT_NO_RESULT:
         print("error: no trial reported a validation result; see the error column of "
               f"{result.files['csv']} and the trial logs under {result.study_dir}.", file=sys.stderr)
-        return EXIT_NO_RESULT
-    return EXIT_OK
+    elif status == EXIT_INTERRUPTED:
+        print(f"interrupted; {result.unfinished} trial(s) unfinished. Resume with the same command.", file=sys.stderr)
+    return status

@@ -41,6 +41,10 @@ SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD
 OPTUNA_INSTALL = "pip install optuna  (or: pip install 'recbole-iacn[optuna]')"
 PATH_KEYS = ("data_path", "checkpoint_dir")
 LOGGING_KEYS = ("state", "show_progress")  # may differ when a study is resumed
+CONTENTS_KEY = "config_file_contents"
+SPACE_FILE_KEY = "space_file"
+#: entries added to study.yaml later: a study stored without them is resumed without comparing them
+NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY)
 
 
 class OptionalDependencyError(UserError, ImportError):
@@ -73,6 +77,9 @@ class StudyResult:
     resumed: bool
     report: StudyReport
     files: dict = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the driver before every trial ended
+    expected_trials: Optional[int] = None  # trials the space defines (None: unknown)
+    unfinished: int = 0  # trials that neither finished nor failed (not started, or stopped by the interrupt)
 
     @property
     def best(self) -> Optional[dict]:
@@ -243,12 +250,41 @@ def restore_tuner(trainable, study_dir: Path):
 
 
 # ------------------------------------------------------------------------------ the study record
+def file_digest(path) -> str:
+    """sha256 of a file's bytes ("missing" when it cannot be read)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def config_contents(config_files) -> dict:
+    """``{path: {sha256, settings}}`` of each config file: a study compares contents, not only paths."""
+    from recbole_iacn.config import read_yaml_file
+
+    contents = {}
+    for path in config_files:
+        try:
+            values = read_yaml_file(path)
+        except UserError:
+            values = {}
+        contents[str(path)] = {"sha256": file_digest(path), "settings": values}
+    return contents
+
+
 def study_definition(model, dataset, space: StudySpace, config_files, overrides) -> dict:
-    """What must match for a stored study to be resumed (logging settings may change)."""
+    """What must match for a stored study to be resumed (logging settings may change): the model, data,
+    search space, overrides, and the contents (digest and settings) of every config file and of the
+    search-space file."""
     overrides = {k: v for k, v in overrides.items() if k not in LOGGING_KEYS}
     return yaml.safe_load(yaml.safe_dump(plain({
         "model": model, "dataset": dataset, "space": space.definition(),
         "config_files": list(config_files), "overrides": overrides,
+        CONTENTS_KEY: config_contents(config_files),
+        SPACE_FILE_KEY: {"path": os.path.abspath(space.path), "sha256": file_digest(space.path)},
     })))
 
 
@@ -270,13 +306,51 @@ def check_resumable(study_dir: Path, definition: dict) -> None:
     if not stored_path.is_file():
         return
     stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+    definition = {k: v for k, v in definition.items() if k in stored or k not in NEWER_KEYS}
     changed = _differences(stored, definition)
     if changed:
+        details = "; ".join(_describe(key, stored, definition) for key in changed)
         raise ConfigError(
-            f"The study in {study_dir} was started with different settings ({', '.join(changed)} differ; see "
-            f"{stored_path}), so it cannot be resumed. Give the new study another name with --tune_name=NAME, "
-            "or delete that folder to start over."
+            f"The study in {study_dir} was started with different settings ({', '.join(changed)} differ: "
+            f"{details}; see {stored_path}), so it cannot be resumed: its trials would mix both settings in one "
+            "table. Give the new study another name with --tune_name=NAME, restore the files as they were, or "
+            "delete that folder to start over."
         )
+
+
+def _lookup(mapping, dotted: str):
+    """The value at a dotted key of :func:`_differences` (keys may contain dots: paths)."""
+    value, rest = mapping, dotted
+    while rest and isinstance(value, dict):
+        key = next((k for k in sorted(value, key=lambda k: -len(str(k))) if rest == str(k) or rest.startswith(f"{k}.")),
+                   None)
+        if key is None:
+            return None
+        value, rest = value[key], rest[len(str(key)) + 1:]
+    return value
+
+
+def _describe(key: str, stored: dict, wanted: dict) -> str:
+    """``config file a.yaml: learning_rate was 0.001, now 0.05`` for one changed key."""
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    old, new = _lookup(stored, key), _lookup(wanted, key)
+    if key.startswith(SPACE_FILE_KEY + "."):
+        path = (wanted.get(SPACE_FILE_KEY) or {}).get("path")
+        return f"the search-space file {path} was edited since the study started"
+    if key.startswith(CONTENTS_KEY + "."):
+        rest = key[len(CONTENTS_KEY) + 1:]
+        path = next((p for p in sorted({**stored.get(CONTENTS_KEY, {}), **wanted.get(CONTENTS_KEY, {})},
+                                       key=len, reverse=True) if rest.startswith(p)), rest)
+        inner = rest[len(path) + 1:]
+        if inner.startswith("settings."):
+            return f"config file {path}: {inner[len('settings.'):]} was {short(old)}, now {short(new)}"
+        if inner == "sha256":
+            return f"config file {path} was edited since the study started"
+        return f"config file {path} changed"
+    return f"{key} was {short(old)}, now {short(new)}"
 
 
 def write_definition(study_dir: Path, definition: dict) -> None:
@@ -355,7 +429,8 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
         else:
             tuner = make_tuner(trainable, space, config, metric, mode, study_dir, options)
         write_definition(study_dir, definition)
-        results = tuner.fit()
+        with _watch_interrupt() as interrupt:
+            results = tuner.fit()
     finally:
         if started:
             import ray
@@ -363,4 +438,56 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
             ray.shutdown()
     study = {"name": study_dir.name, "model": setup.model, "dataset": setup.dataset}
     report = write_report(results, {k: p.kind for k, p in space.tuned().items()}, space.fixed(), metric, mode, study, study_dir)
-    return StudyResult(str(study_dir), metric, mode, resumed, report, dict(report.files))
+    expected = expected_trials(space)
+    return StudyResult(str(study_dir), metric, mode, resumed, report, dict(report.files),
+                       interrupted=interrupt["interrupted"], expected_trials=expected,
+                       unfinished=unfinished_trials(results, report.rows, expected))
+
+
+def expected_trials(space: StudySpace) -> int:
+    """Trials the space defines: grid: num_samples x the grid's size; random/optuna: num_samples."""
+    size = 1
+    for param in space.tuned().values():
+        if param.kind == "grid_search":
+            size *= len(param.values())
+    return space.num_samples * size
+
+
+def unfinished_trials(results, rows, expected: int) -> int:
+    """Trials that neither ended (finished, stopped by the scheduler) nor failed: not started yet, or
+    paused by an interrupt. Counted from Ray's trial states, else from the table."""
+    try:
+        states = [t.status for t in results._experiment_analysis.trials]
+        ended = sum(state in ("TERMINATED", "ERROR") for state in states)
+    except AttributeError:
+        from recbole_iacn.tune.report import STATUS_ERROR, STATUS_FINISHED
+
+        ended = sum(r["status"] in (STATUS_FINISHED, STATUS_ERROR) for r in rows)
+    return max(0, expected - ended)
+
+
+@contextmanager
+def _watch_interrupt():
+    """Notice a Ctrl-C that Ray Tune catches: Ray replaces the SIGINT handler while it runs and, on the
+    first SIGINT, stops the study and puts back the handler it found, ours. So the study was interrupted
+    when, afterwards, ours is installed again (or ours was called: a second Ctrl-C)."""
+    import signal
+    import threading
+
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        state["interrupted"] = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+        ray_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+        if ray_catches and signal.getsignal(signal.SIGINT) is handler:
+            state["interrupted"] = True
+    finally:
+        signal.signal(signal.SIGINT, previous)

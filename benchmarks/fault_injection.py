@@ -1,0 +1,315 @@
+"""Fault injection: kill training runs and studies at random points, then check that nothing on disk is
+half-written.
+
+After every kill, every checkpoint on disk (``*.pth``: the runs' ``checkpoint_dir`` and the studies'
+trial checkpoints) must load with :func:`recbole_iacn.quick_start.load_model`, and every dataset folder
+with a ``build.json`` must match it (:func:`recbole_iacn.data.prepare.verify_build`). Training runs build
+the CTR view of a raw dataset on first use, so kills also land in the middle of a dataset build. At the
+end one run (and one study) goes through to completion: it must succeed and leave no staging folder.
+
+    python benchmarks/fault_injection.py --train-kills 10 --study-kills 2 \\
+        --out benchmarks/results/2026-11-30/fault-injection
+
+Too slow for CI (each kill starts a Python process that imports torch and RecBole);
+``tests/test_faults.py::test_kill_9_and_ctrl_c_leave_loadable_checkpoints`` runs two kills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DATASET = "faults"
+QUIET_RUN = ["--show_progress=false", "--embedding_size=8", "--iacn_embedding_size=8", "--MAX_ITEM_LIST_LENGTH=10",
+             "--train_batch_size=256", "--eval_batch_size=2048", "--reproducibility=false"]
+SPACE = "search: grid\nscheduler: fifo\nmax_concurrent_trials: 1\nparams:\n  iacn_delta: {grid_search: [0.1, 0.5, 0.9]}\n"
+ATTEMPTS = 4  # tries per kill when the process ends before the signal is sent
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
+
+
+# ------------------------------------------------------------------------------ data
+def make_raw_dataset(root: Path, name: str = DATASET, users: int = 150, per_user: int = 20, items: int = 120,
+                     seed: int = 0) -> Path:
+    """A raw RecBole atomic dataset (user, item, timestamp + item categories): runs build its CTR view."""
+    rng = random.Random(seed)
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(users):
+        favourite = rng.randrange(6)
+        for t in range(per_user):
+            item = rng.randrange(items) if rng.random() < 0.4 else favourite * 20 + rng.randrange(20)
+            lines.append(f"u{u}\ti{item % items}\t{t}")
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    item_lines = ["item_id:token\tcate_id:token"] + [f"i{i}\tc{i // 20}" for i in range(items)]
+    (folder / f"{name}.item").write_text("\n".join(item_lines) + "\n", encoding="utf-8")
+    return folder
+
+
+# ------------------------------------------------------------------------------ checks
+def check_folder(folder, data_root) -> list:
+    """Problems on disk: a checkpoint under ``folder`` that does not load, a dataset under ``data_root``
+    that does not match its build.json."""
+    from recbole_iacn.data.prepare import verify_build
+    from recbole_iacn.errors import UserError
+    from recbole_iacn.quick_start import load_model
+
+    problems = []
+    for path in sorted(Path(folder).rglob("*.pth")) if Path(folder).exists() else []:
+        try:
+            load_model(path)
+        except UserError as exc:
+            problems.append(f"checkpoint {path}: {exc}")
+    for info in sorted(Path(data_root).rglob("*.build.json")):
+        if any(part.startswith(".ctr-") for part in info.parts):
+            continue  # a staging folder of a killed build: never read, removed by the next run
+        name = info.name[: -len(".build.json")]
+        problems += [f"dataset {info.parent}: {p}" for p in verify_build(info.parent, name)]
+    return problems
+
+
+def staging_folders(data_root) -> list:
+    return sorted(str(p) for p in Path(data_root).rglob(".ctr-*") if p.is_dir())
+
+
+# ------------------------------------------------------------------------------ one kill
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+    return env
+
+
+def train_command(root, dataset, saved, epochs=40, model="DIN") -> list:
+    return [sys.executable, str(REPO / "run_recbole_iacn.py"), f"--model={model}", f"--dataset={dataset}",
+            f"--data_path={root}", f"--checkpoint_dir={saved}", f"--epochs={epochs}", "--stopping_step=1000",
+            "--state=INFO", *QUIET_RUN]
+
+
+def _wait_for_checkpoint(process, saved: Path, started: float, timeout: float) -> bool:
+    while time.time() - started < timeout and process.poll() is None:
+        if any(p.stat().st_mtime >= started for p in saved.glob("*.pth")):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _signal(process, sig) -> tuple:
+    """Send ``sig`` to the process (and, for SIGKILL, its group); ``(killed, returncode)``."""
+    if process.poll() is not None:
+        return False, process.returncode
+    if sig == signal.SIGKILL:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(sig)
+    try:
+        code = process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        code = process.wait()
+    return True, code
+
+
+def _cleanup_group(process) -> None:
+    """Kill what remains of the process group this script started (e.g. Ray's workers after a kill -9)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_training_once(root, dataset, saved, sig, delay: float, seed: int = 0, timeout: float = 300,
+                       after_checkpoint: bool = True, epochs: int = 40) -> dict:
+    """Start a training run, wait for its first checkpoint (``after_checkpoint``) or not, wait ``delay``
+    seconds, send ``sig``; return what happened and the problems found on disk afterwards."""
+    saved = Path(saved)
+    saved.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as cwd:
+        started = time.time()
+        process = subprocess.Popen(train_command(root, dataset, saved, epochs), cwd=cwd, env=_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        waited = _wait_for_checkpoint(process, saved, started, timeout) if after_checkpoint else True
+        time.sleep(delay)
+        killed, code = _signal(process, sig) if waited or process.poll() is None else (False, process.poll())
+        out, err = process.communicate()
+        _cleanup_group(process)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    outcome = {
+        "kind": "train", "signal": sig.name, "delay_s": round(delay, 2), "after_checkpoint": after_checkpoint,
+        "seconds": round(time.time() - started, 1), "killed": killed, "returncode": code,
+        "last_line": (lines[-1] if lines else "")[:160], "checkpoints": len(list(saved.glob("*.pth"))),
+        "staging": len(staging_folders(root)), "problems": check_folder(saved, root),
+    }
+    if sig == signal.SIGINT and killed and code != 130:
+        outcome["problems"].append(f"SIGINT ended with exit {code}, not 130 ({outcome['last_line']})")
+    if sig == signal.SIGINT and killed and code == 130 and not outcome["last_line"].startswith("interrupted"):
+        outcome["problems"].append(f"SIGINT's last line is {outcome['last_line']!r}")
+    if "Traceback" in err and not (sig == signal.SIGKILL):
+        outcome["problems"].append("a traceback was printed")
+    return outcome
+
+
+def study_command(root, dataset, storage, space_file, epochs=5) -> list:
+    return [sys.executable, str(REPO / "run_recbole_iacn.py"), "--model=DIN_IaCN", f"--dataset={dataset}",
+            f"--data_path={root}", f"--tune={space_file}", f"--tune_storage={storage}", "--tune_name=faults",
+            "--tune_verbose=0", "--tune_cpus_per_trial=1", f"--epochs={epochs}", "--state=WARNING", *QUIET_RUN]
+
+
+def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeout: float = 600) -> dict:
+    """Start (or resume) the study, send ``sig`` after ``delay`` seconds, check the disk."""
+    with tempfile.TemporaryDirectory() as cwd:
+        started = time.time()
+        process = subprocess.Popen(study_command(root, dataset, storage, space_file), cwd=cwd, env=_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            process.wait(timeout=delay)
+            killed, code = False, process.returncode
+        except subprocess.TimeoutExpired:
+            killed, code = _signal(process, sig)
+        out, err = process.communicate()
+        _cleanup_group(process)
+    lines = [line for line in (out + "\n" + err).strip().splitlines() if line.strip()]
+    outcome = {
+        "kind": "study", "signal": sig.name, "delay_s": round(delay, 2), "after_checkpoint": False,
+        "seconds": round(time.time() - started, 1), "killed": killed, "returncode": code,
+        "last_line": next((l for l in reversed(lines) if l.startswith(("interrupted", "error", "study:"))), "")[:160],
+        "checkpoints": len(list(Path(storage).rglob("*.pth"))), "staging": len(staging_folders(root)),
+        "problems": check_folder(storage, root),
+    }
+    if sig == signal.SIGINT and killed and code == 0:
+        outcome["problems"].append("an interrupted study exited 0")
+    return outcome
+
+
+# ------------------------------------------------------------------------------ the benchmark
+def run(args) -> dict:
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="fault-injection-"))
+    root = work / "data"
+    make_raw_dataset(root)
+    saved = work / "saved"
+    outcomes = []
+    for number in range(args.train_kills):
+        sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
+        after = number % 3 != 0  # a third of the kills land anywhere (start-up, dataset build), the rest in training
+        delay = rng.uniform(0, args.horizon if not after else 3.0)
+        for attempt in range(ATTEMPTS):  # a run that ended before the kill does not count: try again, sooner
+            if not after:
+                shutil.rmtree(root / DATASET / "ctr", ignore_errors=True)  # the run builds the CTR view again
+            outcome = kill_training_once(root, DATASET, saved, sig, delay, seed=number, after_checkpoint=after)
+            outcome.update(number=number + 1, attempt=attempt + 1)
+            outcomes.append(outcome)
+            print(json.dumps(outcome), flush=True)
+            if outcome["killed"]:
+                break
+            delay /= 2
+    space_file = work / "space.yaml"
+    space_file.write_text(SPACE, encoding="utf-8")
+    storage = work / "studies"
+    for number in range(args.study_kills):
+        sig = SIGNALS["SIGINT"] if number % 2 == 0 else SIGNALS["SIGKILL"]
+        delay = rng.uniform(args.study_min, args.study_max)
+        for attempt in range(ATTEMPTS):
+            if attempt == 0 and number == 0:
+                shutil.rmtree(storage, ignore_errors=True)
+            outcome = kill_study_once(root, DATASET, storage, space_file, sig, delay)
+            outcome.update(number=number + 1, attempt=attempt + 1)
+            outcomes.append(outcome)
+            print(json.dumps(outcome), flush=True)
+            if outcome["killed"]:
+                break
+            shutil.rmtree(storage, ignore_errors=True)  # finished: start the study afresh and kill it sooner
+            delay /= 2
+    final = finish(root, saved, storage, space_file, args.study_kills > 0)
+    return {"work": str(work), "outcomes": outcomes, "final": final}
+
+
+def finish(root, saved, storage, space_file, with_study: bool) -> dict:
+    """One training run (and the study, resumed) to completion after the kills."""
+    with tempfile.TemporaryDirectory() as cwd:
+        train = subprocess.run(train_command(root, DATASET, saved, epochs=2), cwd=cwd, env=_env(),
+                               capture_output=True, text=True)
+        study = None
+        if with_study:
+            study = subprocess.run(study_command(root, DATASET, storage, space_file), cwd=cwd, env=_env(),
+                                   capture_output=True, text=True)
+    result = {"train_returncode": train.returncode,
+              "study_returncode": study.returncode if study else None,
+              "study_summary": next((l for l in study.stdout.splitlines() if l.startswith("study:")), "")
+              if study else "",
+              "staging_left": staging_folders(root),
+              "problems": check_folder(saved, root) + (check_folder(storage, root) if with_study else [])}
+    if train.returncode != 0:
+        result["problems"].append(f"the final run failed: {train.stderr.strip()[-300:]}")
+    if study is not None and study.returncode != 0:
+        result["problems"].append(f"the resumed study failed ({study.returncode}): {study.stderr.strip()[-300:]}")
+    if result["staging_left"]:
+        result["problems"].append(f"staging folders left: {result['staging_left']}")
+    return result
+
+
+def write_report(report: dict, out: Path, command: str) -> Path:
+    from benchmarks.common import machine_info, markdown_header, markdown_table, write_csv, header_lines
+
+    info = machine_info("cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    columns = ["kind", "number", "attempt", "signal", "after_checkpoint", "delay_s", "seconds", "killed", "returncode",
+               "checkpoints", "staging", "problems", "last_line"]
+    rows = [{**o, "problems": "; ".join(o["problems"]) or "none"} for o in report["outcomes"]]
+    write_csv(out / "kills.csv", rows, header_lines(command, info), columns)
+    bad = [o for o in report["outcomes"] if o["problems"]] + ([report["final"]] if report["final"]["problems"] else [])
+    trains = [o for o in report["outcomes"] if o["kind"] == "train" and o["killed"]]
+    studies = [o for o in report["outcomes"] if o["kind"] == "study" and o["killed"]]
+    text = markdown_header("Fault injection: kills of training runs and studies", command, info)
+    text += (
+        f"\n{len(trains)} training kills ({sum(o['signal'] == 'SIGKILL' for o in trains)} SIGKILL, "
+        f"{sum(o['signal'] == 'SIGINT' for o in trains)} SIGINT) and {len(studies)} study kills landed (rows with "
+        "killed False: the process ended before the signal; that kill was tried again, sooner). After every row, "
+        "every checkpoint on disk was loaded with `load_model` and every dataset checked against its build.json. "
+        "Kills with after_checkpoint False first delete the cached CTR view, so they may land in its build.\n\n"
+        f"**Result: {'no problem found' if not bad else f'{len(bad)} kill(s) left a problem'}.** "
+        f"Final run exit {report['final']['train_returncode']}, resumed study exit "
+        f"{report['final']['study_returncode']}; staging folders left: {len(report['final']['staging_left'])}.\n\n"
+        f"{report['final']['study_summary']}\n\n"
+    )
+    text += markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows])
+    final_problems = report["final"]["problems"]
+    text += "\nFinal check: " + ("; ".join(final_problems) if final_problems else "no problem") + "\n"
+    (out / "README.md").write_text(text, encoding="utf-8")
+    return out / "README.md"
+
+
+def main(argv=None) -> int:
+    from benchmarks.common import command_line
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-kills", type=int, default=10)
+    parser.add_argument("--study-kills", type=int, default=2)
+    parser.add_argument("--horizon", type=float, default=12.0, help="latest kill time (s) for kills that do not "
+                        "wait for a checkpoint")
+    parser.add_argument("--study-min", type=float, default=12.0)
+    parser.add_argument("--study-max", type=float, default=35.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    report = run(args)
+    bad = sum(bool(o["problems"]) for o in report["outcomes"]) + bool(report["final"]["problems"])
+    if args.out is not None:
+        print(f"report: {write_report(report, args.out, command_line())}")
+    print(f"{len(report['outcomes'])} kills, {bad} with problems")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
