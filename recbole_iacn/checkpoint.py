@@ -8,6 +8,8 @@ run code. :class:`SafeCheckpointMixin` is mixed into the trainers by :mod:`recbo
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from typing import Any, Mapping
 
@@ -103,9 +105,35 @@ def unique_checkpoint_name(model: str) -> str:
     return f"{model}-{now.strftime('%b-%d-%Y_%H-%M-%S')}-{now.microsecond:06d}-p{os.getpid()}-{secrets.token_hex(2)}.pth"
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) back while the block runs, then raise ``KeyboardInterrupt`` if one came.
+
+    A ``KeyboardInterrupt`` raised inside ``torch.save``'s writer surfaces as a ``RuntimeError`` of its
+    C++ stream ("unexpected pos ..."), so a Ctrl-C during a checkpoint write would end the run with a
+    traceback instead of the one-line "interrupted" message. Only the main thread can handle signals;
+    elsewhere the block runs as it is.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
-    any moment leaves either the previous file or the new one, never a partial file under ``path``."""
+    any moment leaves either the previous file or the new one, never a partial file under ``path``; a
+    Ctrl-C during the write is acted on once the file is in place."""
     import tempfile
 
     import torch
@@ -115,11 +143,12 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with interrupts_deferred():
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

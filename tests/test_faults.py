@@ -406,3 +406,24 @@ def test_kill_9_and_ctrl_c_leave_loadable_checkpoints(trained, tmp_path):
         if sig == signal.SIGINT and outcome["returncode"] is not None and outcome["killed"]:
             assert outcome["returncode"] == 130, outcome
     assert check_folder(tmp_path / "saved", root) == []
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_file(tmp_path):
+    """SIGINT inside torch.save (which would surface as torch's RuntimeError) is held back until the new
+    checkpoint is in place, then raised as KeyboardInterrupt."""
+    import signal
+
+    import torch
+
+    from recbole_iacn.checkpoint import atomic_save
+
+    class InterruptedOnPickle:
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            return (dict, ())
+
+    path = tmp_path / "m.pth"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"state": InterruptedOnPickle(), "x": torch.ones(3)}, path)
+    assert torch.load(path, weights_only=False)["x"].tolist() == [1.0, 1.0, 1.0]  # our own test object
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]
