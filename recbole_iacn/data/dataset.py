@@ -26,12 +26,10 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
+from recbole_iacn.data.common import HEADER_LINE, read_header
 from recbole_iacn.errors import DataFormatError
 
-_TYPE_NAMES = ", ".join(t.value for t in FeatureType)
-HEADER_LINE = 1  # line number of the typed header in an atomic file
 _CHUNK_BYTES = 1 << 26  # row-width check reads the file in 64 MiB blocks
-BOM = "\ufeff"
 #: type every CTR field must have: name of the config key -> FeatureType
 REQUIRED_TYPES = {
     "USER_ID_FIELD": FeatureType.TOKEN,
@@ -171,31 +169,11 @@ class CTRDataset(Dataset):
             )
 
     def _read_header(self, filepath, source, separator, encoding, load_col, unload_col):
-        try:
-            with open(filepath, "r", encoding=encoding, newline="") as f:
-                header = f.readline().rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(f"{filepath}: not readable as {encoding} text ({exc}).") from None
-        # a UTF-8 byte-order mark (editors on Windows write one) is not part of the first field's name
-        header = header.lstrip(BOM)
-        self._headers[str(filepath)] = [(spec.partition(":")[0], spec.partition(":")[2])
-                                        for spec in header.split(separator)]
+        fields = read_header(filepath, separator, encoding)
+        self._headers[str(filepath)] = fields
         columns = []
-        for position, spec in enumerate(header.split(separator)):
-            field, colon, type_name = spec.partition(":")
-            if not colon or not field:
-                raise DataFormatError(
-                    f"{filepath}, line {HEADER_LINE}: column {position + 1} is headed {spec!r}, not "
-                    f"'name:type'. An atomic file starts with a typed header such as "
-                    f"'user_id:token{separator!r}item_id:token'; types are {_TYPE_NAMES}."
-                )
-            try:
-                ftype = FeatureType(type_name)
-            except ValueError:
-                raise DataFormatError(
-                    f"{filepath}, line {HEADER_LINE}: column {field!r} has unknown type {type_name!r}; "
-                    f"use one of {_TYPE_NAMES}."
-                ) from None
+        for position, (field, type_name) in enumerate(fields):
+            ftype = FeatureType(type_name)
             if load_col is not None and field not in load_col:
                 continue
             if unload_col is not None and field in unload_col:
@@ -208,7 +186,7 @@ class CTRDataset(Dataset):
                 if "float" in ftype.value:
                     self.field2bucketnum[field] = 2
             columns.append((position, field, ftype))
-        return columns, len(header.split(separator))
+        return columns, len(fields)
 
     def _read_body(self, filepath, separator, encoding, columns):
         positions = [p for p, _, _ in columns]
