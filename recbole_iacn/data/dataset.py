@@ -26,9 +26,10 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
-from recbole_iacn.data.common import HEADER_LINE, read_header
+from recbole_iacn.data.common import HEADER_LINE, INTER_COLUMNS, ITEM_COLUMNS, inter_header, item_header, read_header
 from recbole_iacn.errors import DataFormatError
 
+TAB = "\t"
 _CHUNK_BYTES = 1 << 26  # row-width check reads the file in 64 MiB blocks
 #: type every CTR field must have: name of the config key -> FeatureType
 REQUIRED_TYPES = {
@@ -345,11 +346,12 @@ class CTRDataset(Dataset):
         if self.item_category_field and self.item_category_field not in self.field2type:
             missing.append(self.item_category_field)
         if missing:
+            names = {key: self.config[key] for key, _ in INTER_COLUMNS + ITEM_COLUMNS}
             raise DataFormatError(
                 f"Dataset {self.dataset_name!r} in {self.dataset_path} lacks the field(s) "
                 f"{', '.join(missing)}. CTR models read '<name>.train/valid/test.inter' with "
-                "'label:float user_id:token item_id:token item_id_list:token_seq "
-                "cate_id_list:token_seq' and '<name>.item' with 'item_id:token cate_id:token'; "
+                f"'{' '.join(inter_header(names).split(TAB))}' and '<name>.item' with "
+                f"'{' '.join(item_header(names).split(TAB))}'; "
                 "build them with `python -m recbole_iacn.data ...` (see dataset/README.md), or name "
                 "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
                 "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
