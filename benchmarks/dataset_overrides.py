@@ -5,7 +5,10 @@ sequences on flat arrays) and ``_dataframe_to_interaction`` (padding sequences i
 for speed; the other overrides change what is loaded. For each variant this script builds the dataset
 (``CTRDataset(config).build()``: read, check, remap, convert to tensors, split) ``--repeats`` times, takes the median,
 and checks that the loaded tensors equal those of the full class, so a speed override that also changed
-the result would show. An override that saves less than 10 % of the load time is not worth its code.
+the result would show. An override that saves less than 10 % of the load time is not worth its code:
+after the 2026-11-30 results ``_concat_remaped_tokens`` was dropped (its variant now times RecBole's own
+twice) and ``_remap`` stays for a pandas deprecation, not for speed (see the comments in
+``recbole_iacn/data/dataset.py``).
 
     python benchmarks/dataset_overrides.py --dataset ml-100k --repeats 3
 """

@@ -373,17 +373,12 @@ class CTRDataset(Dataset):
                 + "; they train the host model only (IaCN skips them)."
             )
 
-    # ------------------------------------------------------------------ faster sequence handling
-    # RecBole keeps token sequences as one numpy array per row and processes them row by row with
-    # pandas' apply; these overrides do the same work on flat arrays (about 3x faster on ml-100k).
-    def _concat_remaped_tokens(self, remap_list):
-        tokens = []
-        for feat, field, ftype in remap_list:
-            values = feat[field].values
-            tokens.append(values if ftype == FeatureType.TOKEN else concat_sequences(values))
-        split_point = np.cumsum([len(t) for t in tokens])[:-1]
-        return np.concatenate(tokens), split_point
-
+    # ------------------------------------------------------------------ sequence handling
+    # RecBole's _remap splits the new ids of a token sequence at np.cumsum(feat[field].agg(len)), an
+    # aggregation pandas has deprecated (a FutureWarning on every load; a later pandas returns one number
+    # there and the split breaks): this one counts the lengths directly. Kept for that, not for speed
+    # (benchmarks/results/2026-11-30/dataset-overrides/dataset_overrides.md). RecBole's own
+    # _concat_remaped_tokens is used: flattening on flat arrays gained too little to keep (same file).
     def _remap(self, remap_list):
         if len(remap_list) == 0:
             return
@@ -402,6 +397,8 @@ class CTRDataset(Dataset):
                 lengths = sequence_lengths(feat[field].values)
                 feat[field] = pd.Series(np.split(new_ids, np.cumsum(lengths)[:-1]), index=feat.index, dtype=object)
 
+    # Pads token sequences in one numpy step instead of one tensor per row; kept for speed, see
+    # benchmarks/results/2026-11-30/dataset-overrides/dataset_overrides.md.
     def _dataframe_to_interaction(self, data):
         sequences = [k for k in data if self.field2type[k] == FeatureType.TOKEN_SEQ]
         interaction = super()._dataframe_to_interaction(data.drop(columns=sequences))
