@@ -27,6 +27,37 @@ class DataFormatError(UserError, ValueError):
     """An atomic or upstream data file is malformed."""
 
 
+class MalformedLineError(DataFormatError):
+    """A line of an input file could not be understood.
+
+    Attributes ``path`` and ``line_no`` (1-based) say where, ``reason`` says what is wrong.
+    """
+
+    def __init__(self, path, line_no: int, reason: str, hint: str = ""):
+        self.path = str(path)
+        self.line_no = int(line_no)
+        self.reason = reason
+        message = f"{self.path}:{self.line_no}: malformed line: {reason}."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
+class MissingFieldError(DataFormatError):
+    """A required field/column is absent from an input file."""
+
+    def __init__(self, path, field: str, available, hint: str = ""):
+        self.path = str(path)
+        self.field = field
+        message = (
+            f"{self.path}: required field '{field}' is missing (fields present: "
+            f"{', '.join(available) if available else 'none'})."
+        )
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
 class ConfigError(UserError, ValueError):
     """A configuration value, file or command-line override is invalid."""
 

@@ -22,6 +22,7 @@ from .common import (
     MissingFieldError,
     check_existing_file,
     intern_tokens,
+    read_header,
     sanitize_category,
     sanitize_token,
 )
@@ -48,22 +49,9 @@ def default_ml100k_source() -> Tuple[str, str]:
     return directory, BUNDLED_ML100K
 
 
-def read_atomic_header(path: Path) -> List[Tuple[str, str]]:
-    """Return ``[(field, type), ...]`` from a RecBole atomic file's ``name:type`` header."""
-    with open(path, "r", encoding="utf-8", newline="") as handle:
-        header = handle.readline().rstrip("\r\n")
-    fields = []
-    for column in header.split("\t"):
-        name, sep, ftype = column.partition(":")
-        if not sep or not name:
-            raise DataError(f"{path}:1: header column '{column}' is not of the form name:type (RecBole atomic file).")
-        fields.append((name, ftype))
-    return fields
-
-
 def read_atomic_columns(path: Path, wanted: List[str]) -> pd.DataFrame:
     """Read the columns ``wanted`` (field names) of an atomic file as strings."""
-    fields = read_atomic_header(path)
+    fields = read_header(path)
     names = [f for f, _ in fields]
     for field_name in wanted:
         if field_name not in names:
@@ -90,7 +78,7 @@ def _parse_times(values: pd.Series, path: Path, field_name: str) -> np.ndarray:
 
 def detect_category_field(item_path: Path, category_field: Optional[str]):
     """Return ``(field, type)`` of the category field of ``item_path`` or None when there is none."""
-    fields = dict(read_atomic_header(item_path))
+    fields = dict(read_header(item_path))
     if category_field is not None:
         if category_field not in fields:
             raise MissingFieldError(item_path, category_field, list(fields), "Check --category-field.")

@@ -15,7 +15,7 @@ from typing import Iterator, Tuple
 import numpy as np
 import pandas as pd
 
-from recbole_iacn.errors import DataFormatError
+from recbole_iacn.errors import DataFormatError, MalformedLineError, MissingFieldError  # noqa: F401 (re-exported)
 
 # ---------------------------------------------------------------------------------------------
 # Defaults shared by every builder (see dataset/README.md for the contract they implement).
@@ -28,10 +28,31 @@ DEFAULT_CATEGORY = "default_cat"
 PROTOCOLS = ("dense", "dien")
 NEG_SAMPLINGS = ("popularity", "uniform")
 DEFAULT_NEG_SAMPLING = "popularity"
+#: The three CTR split files, ``<name>.<split>.inter``, in order (the only definition in the package).
 SPLITS = ("train", "valid", "test")
-
-INTER_HEADER = "label:float\tuser_id:token\titem_id:token\titem_id_list:token_seq\tcate_id_list:token_seq"
-ITEM_HEADER = "item_id:token\tcate_id:token"
+#: RecBole's field types (``recbole.utils.FeatureType`` values), named here so reading a header needs no RecBole.
+FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
+#: Line number of the typed ``name:type`` header in an atomic file.
+HEADER_LINE = 1
+#: Columns of a CTR ``.inter`` file: the config key naming each field, and its type.
+INTER_COLUMNS = (
+    ("LABEL_FIELD", "float"),
+    ("USER_ID_FIELD", "token"),
+    ("ITEM_ID_FIELD", "token"),
+    ("HISTORY_ITEM_FIELD", "token_seq"),
+    ("HISTORY_CATEGORY_FIELD", "token_seq"),
+)
+#: Columns of a CTR ``.item`` file.
+ITEM_COLUMNS = (("ITEM_ID_FIELD", "token"), ("ITEM_CATEGORY_FIELD", "token"))
+#: Names written for a field that overall.yaml sets to null (the converters always write every column).
+DEFAULT_FIELD_NAMES = {
+    "LABEL_FIELD": "label",
+    "USER_ID_FIELD": "user_id",
+    "ITEM_ID_FIELD": "item_id",
+    "HISTORY_ITEM_FIELD": "item_id_list",
+    "HISTORY_CATEGORY_FIELD": "cate_id_list",
+    "ITEM_CATEGORY_FIELD": "cate_id",
+}
 #: The separator between tokens of a token_seq field in RecBole atomic files.
 SEQ_SEPARATOR = " "
 #: What a run of whitespace inside an id or a category becomes.
@@ -44,39 +65,79 @@ BUILD_FORMAT_VERSION = 1
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
-class DataError(DataFormatError):
-    """Any problem with the input data or the build parameters (the CLI turns it into exit code 2)."""
+#: Any problem with the input data or the build parameters (the CLI turns it into exit code 2): the package's
+#: :class:`~recbole_iacn.errors.DataFormatError`, under the name the converters have always used.
+DataError = DataFormatError
 
 
-class MalformedLineError(DataError):
-    """A line of an input file could not be understood.
+def field_names() -> dict:
+    """The configured field names (``USER_ID_FIELD``, ``ITEM_ID_FIELD``, ...) from ``properties/overall.yaml``.
 
-    Attributes ``path`` and ``line_no`` (1-based) say where, ``reason`` says what is wrong.
-    """
+    The converters run without a RecBole config, so they write the fields the YAML defaults name; a
+    dataset loaded with other names in a config file needs those names in its files' headers."""
+    from recbole_iacn.settings import defaults
 
-    def __init__(self, path, line_no: int, reason: str, hint: str = ""):
-        self.path = str(path)
-        self.line_no = int(line_no)
-        self.reason = reason
-        message = f"{self.path}:{self.line_no}: malformed line: {reason}."
-        if hint:
-            message += f" {hint}"
-        super().__init__(message)
+    values = defaults([])
+    return {key: values.get(key) for key, _ in INTER_COLUMNS + ITEM_COLUMNS}
 
 
-class MissingFieldError(DataError):
-    """A required field/column is absent from an input file."""
+def _header(columns, names=None) -> str:
+    names = field_names() if names is None else names
+    # every converter writes all the columns: a field configured as null keeps its default name
+    return "\t".join(f"{names.get(key) or DEFAULT_FIELD_NAMES[key]}:{ftype}" for key, ftype in columns)
 
-    def __init__(self, path, field: str, available, hint: str = ""):
-        self.path = str(path)
-        self.field = field
-        message = (
-            f"{self.path}: required field '{field}' is missing (fields present: "
-            f"{', '.join(available) if available else 'none'})."
-        )
-        if hint:
-            message += f" {hint}"
-        super().__init__(message)
+
+def inter_header(names=None) -> str:
+    """Header of a CTR ``.inter`` file for the field names ``names`` (default: :func:`field_names`)."""
+    return _header(INTER_COLUMNS, names)
+
+
+def item_header(names=None) -> str:
+    """Header of a CTR ``.item`` file for the field names ``names`` (default: :func:`field_names`)."""
+    return _header(ITEM_COLUMNS, names)
+
+
+def __getattr__(name):  # INTER_HEADER / ITEM_HEADER: read when asked, so they follow overall.yaml
+    if name == "INTER_HEADER":
+        return inter_header()
+    if name == "ITEM_HEADER":
+        return item_header()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parse_header(line: str, path, separator: str = "\t") -> list:
+    """``[(field, type), ...]`` of an atomic file's typed header line (``name:type`` columns).
+
+    A UTF-8 byte-order mark (editors on Windows write one) and the line end are dropped; a column
+    that is not ``name:type``, or whose type is not one of RecBole's, raises :class:`DataFormatError`
+    naming the file and line. The one header parser of the package: the converters and ``CTRDataset``
+    both use it."""
+    fields = []
+    for position, spec in enumerate(line.rstrip("\r\n").lstrip("\ufeff").split(separator)):
+        field, colon, type_name = spec.partition(":")
+        if not colon or not field:
+            raise DataFormatError(
+                f"{path}, line {HEADER_LINE}: column {position + 1} is headed {spec!r}, not 'name:type'. An "
+                f"atomic file starts with a typed header such as 'user_id:token{separator!r}item_id:token'; "
+                f"types are {', '.join(FIELD_TYPES)}."
+            )
+        if type_name not in FIELD_TYPES:
+            raise DataFormatError(
+                f"{path}, line {HEADER_LINE}: column {field!r} has unknown type {type_name!r}; use one of "
+                f"{', '.join(FIELD_TYPES)}."
+            )
+        fields.append((field, type_name))
+    return fields
+
+
+def read_header(path, separator: str = "\t", encoding: str = "utf-8") -> list:
+    """:func:`parse_header` of the first line of the atomic file ``path``."""
+    try:
+        with open(path, "r", encoding=encoding, newline="") as handle:
+            line = handle.readline()
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not readable as {encoding} text ({exc}).") from None
+    return parse_header(line, path, separator)
 
 
 def sanitize_token(value: str) -> str:

@@ -23,8 +23,6 @@ from .common import (
     BUILD_FORMAT_VERSION,
     DEFAULT_CATEGORY,
     DataError,
-    INTER_HEADER,
-    ITEM_HEADER,
     NEG_SAMPLINGS,
     PROTOCOLS,
     SEQ_SEPARATOR,
@@ -32,6 +30,8 @@ from .common import (
     check_choice,
     check_max_history,
     check_ratio,
+    inter_header,
+    item_header,
     natural_order,
 )
 
@@ -264,15 +264,16 @@ def _items_in_output(inter: Interactions, sorted_idx: np.ndarray, samples: Sampl
 
 
 def write_item_file(path: Path, item_tokens, cat_tokens) -> None:
-    """Write ``<name>.item`` rows (already in the wanted order)."""
-    _write_lines(path, ITEM_HEADER, (f"{i}\t{c}" for i, c in zip(item_tokens, cat_tokens)))
+    """Write ``<name>.item`` rows (already in the wanted order), headed with the configured field names."""
+    _write_lines(path, item_header(), (f"{i}\t{c}" for i, c in zip(item_tokens, cat_tokens)))
 
 
 def write_split_files(out_dir: Path, name: str, lines_by_split: Dict[str, List[str]]) -> Dict[str, int]:
-    """Write the three ``.inter`` files; returns rows per split."""
+    """Write the three ``.inter`` files, headed with the configured field names; returns rows per split."""
     rows = {}
+    header = inter_header()
     for split in SPLITS:
-        _write_lines(out_dir / f"{name}.{split}.inter", INTER_HEADER, lines_by_split[split])
+        _write_lines(out_dir / f"{name}.{split}.inter", header, lines_by_split[split])
         rows[split] = len(lines_by_split[split])
     return rows
 

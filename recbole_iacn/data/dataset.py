@@ -26,12 +26,11 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
+from recbole_iacn.data.common import HEADER_LINE, INTER_COLUMNS, ITEM_COLUMNS, inter_header, item_header, read_header
 from recbole_iacn.errors import DataFormatError
 
-_TYPE_NAMES = ", ".join(t.value for t in FeatureType)
-HEADER_LINE = 1  # line number of the typed header in an atomic file
+TAB = "\t"
 _CHUNK_BYTES = 1 << 26  # row-width check reads the file in 64 MiB blocks
-BOM = "\ufeff"
 #: type every CTR field must have: name of the config key -> FeatureType
 REQUIRED_TYPES = {
     "USER_ID_FIELD": FeatureType.TOKEN,
@@ -171,31 +170,11 @@ class CTRDataset(Dataset):
             )
 
     def _read_header(self, filepath, source, separator, encoding, load_col, unload_col):
-        try:
-            with open(filepath, "r", encoding=encoding, newline="") as f:
-                header = f.readline().rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(f"{filepath}: not readable as {encoding} text ({exc}).") from None
-        # a UTF-8 byte-order mark (editors on Windows write one) is not part of the first field's name
-        header = header.lstrip(BOM)
-        self._headers[str(filepath)] = [(spec.partition(":")[0], spec.partition(":")[2])
-                                        for spec in header.split(separator)]
+        fields = read_header(filepath, separator, encoding)
+        self._headers[str(filepath)] = fields
         columns = []
-        for position, spec in enumerate(header.split(separator)):
-            field, colon, type_name = spec.partition(":")
-            if not colon or not field:
-                raise DataFormatError(
-                    f"{filepath}, line {HEADER_LINE}: column {position + 1} is headed {spec!r}, not "
-                    f"'name:type'. An atomic file starts with a typed header such as "
-                    f"'user_id:token{separator!r}item_id:token'; types are {_TYPE_NAMES}."
-                )
-            try:
-                ftype = FeatureType(type_name)
-            except ValueError:
-                raise DataFormatError(
-                    f"{filepath}, line {HEADER_LINE}: column {field!r} has unknown type {type_name!r}; "
-                    f"use one of {_TYPE_NAMES}."
-                ) from None
+        for position, (field, type_name) in enumerate(fields):
+            ftype = FeatureType(type_name)
             if load_col is not None and field not in load_col:
                 continue
             if unload_col is not None and field in unload_col:
@@ -208,7 +187,7 @@ class CTRDataset(Dataset):
                 if "float" in ftype.value:
                     self.field2bucketnum[field] = 2
             columns.append((position, field, ftype))
-        return columns, len(header.split(separator))
+        return columns, len(fields)
 
     def _read_body(self, filepath, separator, encoding, columns):
         positions = [p for p, _, _ in columns]
@@ -367,11 +346,12 @@ class CTRDataset(Dataset):
         if self.item_category_field and self.item_category_field not in self.field2type:
             missing.append(self.item_category_field)
         if missing:
+            names = {key: self.config[key] for key, _ in INTER_COLUMNS + ITEM_COLUMNS}
             raise DataFormatError(
                 f"Dataset {self.dataset_name!r} in {self.dataset_path} lacks the field(s) "
                 f"{', '.join(missing)}. CTR models read '<name>.train/valid/test.inter' with "
-                "'label:float user_id:token item_id:token item_id_list:token_seq "
-                "cate_id_list:token_seq' and '<name>.item' with 'item_id:token cate_id:token'; "
+                f"'{' '.join(inter_header(names).split(TAB))}' and '<name>.item' with "
+                f"'{' '.join(item_header(names).split(TAB))}'; "
                 "build them with `python -m recbole_iacn.data ...` (see dataset/README.md), or name "
                 "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
                 "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
@@ -393,17 +373,12 @@ class CTRDataset(Dataset):
                 + "; they train the host model only (IaCN skips them)."
             )
 
-    # ------------------------------------------------------------------ faster sequence handling
-    # RecBole keeps token sequences as one numpy array per row and processes them row by row with
-    # pandas' apply; these overrides do the same work on flat arrays (about 3x faster on ml-100k).
-    def _concat_remaped_tokens(self, remap_list):
-        tokens = []
-        for feat, field, ftype in remap_list:
-            values = feat[field].values
-            tokens.append(values if ftype == FeatureType.TOKEN else concat_sequences(values))
-        split_point = np.cumsum([len(t) for t in tokens])[:-1]
-        return np.concatenate(tokens), split_point
-
+    # ------------------------------------------------------------------ sequence handling
+    # RecBole's _remap splits the new ids of a token sequence at np.cumsum(feat[field].agg(len)), an
+    # aggregation pandas has deprecated (a FutureWarning on every load; a later pandas returns one number
+    # there and the split breaks): this one counts the lengths directly. Kept for that, not for speed
+    # (benchmarks/results/2026-11-30/dataset-overrides/dataset_overrides.md). RecBole's own
+    # _concat_remaped_tokens is used: flattening on flat arrays gained too little to keep (same file).
     def _remap(self, remap_list):
         if len(remap_list) == 0:
             return
@@ -422,6 +397,8 @@ class CTRDataset(Dataset):
                 lengths = sequence_lengths(feat[field].values)
                 feat[field] = pd.Series(np.split(new_ids, np.cumsum(lengths)[:-1]), index=feat.index, dtype=object)
 
+    # Pads token sequences in one numpy step instead of one tensor per row; kept for speed, see
+    # benchmarks/results/2026-11-30/dataset-overrides/dataset_overrides.md.
     def _dataframe_to_interaction(self, data):
         sequences = [k for k in data if self.field2type[k] == FeatureType.TOKEN_SEQ]
         interaction = super()._dataframe_to_interaction(data.drop(columns=sequences))

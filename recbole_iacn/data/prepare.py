@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from recbole_iacn.data.common import SPLITS
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
-SPLITS = ("train", "valid", "test")
 VIEW_FOLDER = "ctr"
 BUNDLED = "ml-100k"
 AUTO = "auto"

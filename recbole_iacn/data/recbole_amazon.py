@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .amazon import drop_duplicate_reviews
-from .builder import CATEGORY_FIELD_CANDIDATES, FIRST_DATA_LINE, read_atomic_header
+from .builder import CATEGORY_FIELD_CANDIDATES, FIRST_DATA_LINE
 from .common import (
     DEFAULT_CATEGORY,
     DEFAULT_NEG_SAMPLING,
@@ -46,6 +46,7 @@ from .common import (
     DataError,
     MissingFieldError,
     check_existing_file,
+    read_header,
     sanitize_category,
     sanitize_token,
 )
@@ -105,7 +106,7 @@ class TokenTable:
 
 def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, progress: bool = False):
     """``(user, item, time, user_tokens, item_tokens)`` of a RecBole ``.inter`` file, read in chunks."""
-    names = [f for f, _ in read_atomic_header(path)]
+    names = [f for f, _ in read_header(path)]
     for field_name in (user_field, item_field, time_field):
         if field_name not in names:
             raise MissingFieldError(path, field_name, names, "RecBole's Amazon files have user_id, item_id, "
@@ -194,7 +195,7 @@ def parse_categories(value: str) -> List[str]:
 
 def read_item_entries(item_path: Path, item_field: str, wanted: Dict[str, int], progress: bool = False):
     """``({item code: [category entries]}, counts, categories field)`` for the items in ``wanted``."""
-    fields = [f for f, _ in read_atomic_header(item_path)]
+    fields = [f for f, _ in read_header(item_path)]
     if item_field not in fields:
         raise MissingFieldError(item_path, item_field, fields)
     cat_field = next((c for c in CATEGORY_FIELD_CANDIDATES if c in fields), None)

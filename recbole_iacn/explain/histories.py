@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from recbole_iacn.data.common import SPLITS, read_header
+from recbole_iacn.data.prepare import VIEW_FOLDER
 from recbole_iacn.errors import DatasetNotFoundError, UnknownIdError
 
 #: Split files searched for a user's latest sample, latest split first.
-SPLITS_LATEST_FIRST = ("test", "valid", "train")
-VIEW_FOLDER = "ctr"
+SPLITS_LATEST_FIRST = tuple(reversed(SPLITS))
 
 
 @dataclass
@@ -50,9 +51,7 @@ def _read_atomic(path: Path, columns: Optional[Sequence[str]] = None):
     """An atomic file as a DataFrame of strings with ``name:type`` headers cut to ``name``."""
     import pandas as pd
 
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-    names = [h.split(":", 1)[0] for h in header]
+    names = [name for name, _ in read_header(path)]
     usecols = None if columns is None else [i for i, n in enumerate(names) if n in columns]
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, usecols=usecols, quoting=3)
     frame.columns = [names[i] for i in (usecols if usecols is not None else range(len(names)))]
