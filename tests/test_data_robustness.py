@@ -128,3 +128,20 @@ def test_a_failed_rebuild_leaves_the_earlier_dataset_intact(tmp_path, capsys):
     assert info["counts"]["train_rows"] + info["counts"]["valid_rows"] == 2 and (folder / "ctr").is_dir()
     assert str(tmp_path / "out" / "d") == capsys.readouterr().out.split("-> ")[1].split("\n")[0]
 
+
+
+def test_a_raw_inter_row_with_an_extra_or_missing_field_is_refused(tmp_path, capsys):
+    """A RecBole .inter row with one field too many (or too few) names the file and line, exit 2."""
+    from recbole_iacn.data.__main__ import main
+
+    header = "user_id:token\titem_id:token\ttimestamp:float\n"
+    rows = "".join(f"{u}\t{i}\t{u * 100 + i}\n" for u in (1, 2, 3) for i in (1, 2, 3, 4, 5))
+    for bad, message in (("2\t9\t300\textra\n", "Expected 3 fields in line 17, saw 4"),
+                         ("2\t9\n", "raw.inter:17: field 'timestamp' is empty")):
+        source = tmp_path / f"src-{len(bad)}"
+        source.mkdir()
+        (source / "raw.inter").write_text(header + rows + bad, encoding="utf-8")
+        out = tmp_path / f"out-{len(bad)}"
+        code = main(["recbole", "--source-dir", str(source), "--source-name", "raw", "--name", "raw", "--out", str(out)])
+        assert code == 2 and message in capsys.readouterr().err
+        assert not (out / "raw").exists()

@@ -49,18 +49,31 @@ def default_ml100k_source() -> Tuple[str, str]:
     return directory, BUNDLED_ML100K
 
 
-def read_atomic_columns(path: Path, wanted: List[str]) -> pd.DataFrame:
-    """Read the columns ``wanted`` (field names) of an atomic file as strings."""
+def read_atomic_columns(path: Path, wanted: List[str], required: Optional[List[str]] = None) -> pd.DataFrame:
+    """Read the columns ``wanted`` (field names) of an atomic file as strings; a row with more fields than
+    the header, or an empty value in a ``required`` column (default: all of ``wanted``), is refused."""
     fields = read_header(path)
     names = [f for f, _ in fields]
     for field_name in wanted:
         if field_name not in names:
             raise MissingFieldError(path, field_name, names,
                                     "Pass the right field name (e.g. --user-field/--item-field/--time-field).")
-    frame = pd.read_csv(
-        path, sep="\t", header=None, skiprows=1, names=names, usecols=wanted, dtype=str,
-        keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",
-    )
+    # every column is read (not usecols=wanted): only then does the parser refuse a row with more fields
+    # than the header declares, instead of silently dropping the extra ones
+    try:
+        frame = pd.read_csv(
+            path, sep="\t", header=None, skiprows=1, names=names, dtype=str, index_col=False,
+            keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: {str(exc).strip()} (a row has more tab-separated fields than the header's "
+                        f"{len(names)}). Each row needs exactly one value per header field.") from None
+    for field_name in wanted if required is None else required:  # a short row leaves its last fields empty
+        empty = (frame[field_name] == "").to_numpy()
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{path}:{row + FIRST_DATA_LINE}: field '{field_name}' is empty (a short row, or a "
+                            f"missing value). Each row needs one value per header field ({', '.join(names)}).")
     return frame[wanted]
 
 
@@ -107,7 +120,7 @@ def load_item_categories(item_path: Optional[Path], item_field: str, category_fi
     if detected is None:
         return {}, None
     field_name, ftype = detected
-    frame = read_atomic_columns(item_path, [item_field, field_name])
+    frame = read_atomic_columns(item_path, [item_field, field_name], required=[item_field])  # no category is fine
     mapping = {}
     for item, value in zip(frame[item_field].tolist(), frame[field_name].tolist()):
         mapping.setdefault(sanitize_token(item), _category_of(value, ftype))
