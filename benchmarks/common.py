@@ -325,3 +325,32 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence]) -> str:
 def png_note(path: Path, command: str, info: dict) -> str:
     """The text stamped at the foot of every plot (command, date, machine)."""
     return f"{command}\n{info['date']} | {info['cpu']} ({info['cores']} cores) | torch {info['torch']} | {info['device']}"
+
+
+# ------------------------------------------------------------------------------ full-sort evaluation
+def evaluate_full_sort(ranker, test_loader, config, result_keys: Sequence[str]) -> tuple[dict, int, int]:
+    """RecBole's full-sort evaluation loop with ``ranker`` as the scorer (``ranker.scores(users)`` →
+    ``[U, items]``, ``ranker.test_item(users)`` → ``[U]``): returns the metrics ``result_keys``, the number
+    of evaluated users and the number whose test item differs between the ranker's split and RecBole's."""
+    import math
+
+    import torch
+    from recbole.evaluator import Collector, Evaluator
+
+    collector, evaluator = Collector(config), Evaluator(config)
+    uid_field = config["USER_ID_FIELD"]
+    users = mismatched = 0
+    for interaction, history_index, positive_u, positive_i in test_loader:
+        rb_users = interaction[uid_field].cpu()
+        scores = ranker.scores(rb_users)
+        scores[:, 0] = -math.inf
+        if history_index is not None:
+            scores[history_index[0].cpu(), history_index[1].cpu()] = -math.inf
+        theirs = ranker.test_item(rb_users)
+        ours = torch.full((len(rb_users),), -1, dtype=torch.long)
+        ours[positive_u.cpu()] = positive_i.cpu()
+        mismatched += int((theirs != ours).sum())
+        users += len(rb_users)
+        collector.eval_batch_collect(scores, interaction, positive_u.cpu(), positive_i.cpu())
+    result = evaluator.evaluate(collector.get_data_struct())
+    return {k: float(result[k]) for k in result_keys}, users, mismatched

@@ -121,27 +121,8 @@ class CapsuleRanker(CTRRanker):
 
 
 def evaluate_full_sort(ranker, test_loader, config) -> tuple[dict, int, int]:
-    """RecBole's full-sort evaluation with ``ranker`` as the scorer: metrics, users, mismatched test items."""
-    import torch
-    from recbole.evaluator import Collector, Evaluator
-
-    collector, evaluator = Collector(config), Evaluator(config)
-    uid_field = config["USER_ID_FIELD"]
-    users = mismatched = 0
-    for interaction, history_index, positive_u, positive_i in test_loader:
-        rb_users = interaction[uid_field].cpu()
-        scores = ranker.scores(rb_users)
-        scores[:, 0] = -math.inf
-        if history_index is not None:
-            scores[history_index[0].cpu(), history_index[1].cpu()] = -math.inf
-        theirs = ranker.test_item(rb_users)
-        ours = torch.full((len(rb_users),), -1, dtype=torch.long)
-        ours[positive_u.cpu()] = positive_i.cpu()
-        mismatched += int((theirs != ours).sum())
-        users += len(rb_users)
-        collector.eval_batch_collect(scores, interaction, positive_u.cpu(), positive_i.cpu())
-    result = evaluator.evaluate(collector.get_data_struct())
-    return {k: float(result[k]) for k in RESULT_KEYS}, users, mismatched
+    """:func:`benchmarks.common.evaluate_full_sort` for this script's metrics."""
+    return common.evaluate_full_sort(ranker, test_loader, config, RESULT_KEYS)
 
 
 def train_iacn(model: str, root: Path, name: str, config: dict, model_file: Optional[str]):

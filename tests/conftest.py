@@ -10,6 +10,21 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ML1M_SAMPLE = SHARED_DATA / "ml-1m-sample"
 
+#: The tiny SYNTHETIC dataset of the study and multi-process tests, the model they train, and its settings
+#: (2 epochs on ~2,400 samples, embedding size 4).
+SYN_DATASET = "syn"
+SYN_MODEL = "DIN_IaCN"
+SYN_TINY = {
+    "epochs": 2,
+    "embedding_size": 4,
+    "iacn_embedding_size": 4,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "train_batch_size": 256,
+    "eval_batch_size": 1024,
+    "state": "WARNING",
+    "show_progress": False,
+}
+
 #: Small settings so that every test trains in seconds on 2 CPU cores.
 FAST = {
     "state": "WARNING",

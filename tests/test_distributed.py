@@ -20,22 +20,11 @@ import pytest
 
 from recbole_iacn.errors import ConfigError
 
+from tests.conftest import SYN_DATASET as DATASET, SYN_MODEL as MODEL, SYN_TINY
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASET = "syn"
-MODEL = "DIN_IaCN"
-#: Tiny settings; metric_decimal_place 10 so metrics compare to float tolerance, not to 4 decimals.
-TINY = {
-    "epochs": 2,
-    "embedding_size": 4,
-    "iacn_embedding_size": 4,
-    "MAX_ITEM_LIST_LENGTH": 10,
-    "train_batch_size": 256,
-    "eval_batch_size": 64,
-    "state": "WARNING",
-    "show_progress": False,
-    "reproducibility": True,
-    "metric_decimal_place": 10,
-}
+#: metric_decimal_place 10 so metrics compare to float tolerance, not to 4 decimals.
+TINY = {**SYN_TINY, "eval_batch_size": 64, "reproducibility": True, "metric_decimal_place": 10}
 TOKEN_ENV = "RECBOLE_IACN_TEST_PROCESS_TOKEN"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recbole_iacn.explain import InterestExplainer, UserHistory, explain, load_histories, rank_items, retrieve
+from recbole_iacn.explain import InterestExplainer, load_histories, rank_items, retrieve
 from recbole_iacn.explain.__main__ import main
 from recbole_iacn.model.iacn import interest_counts
 from recbole_iacn.model.layers import length_mask

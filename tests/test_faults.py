@@ -6,7 +6,6 @@ Each test reproduces one case of the issue; the slow, randomised version of the 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from recbole_iacn import cli
-from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError, UserError
+from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError
 from tests.conftest import FAST
-from tests.test_dataset import HEADER, ITEMS, ROWS, load, write_dataset
+from tests.test_dataset import HEADER, ROWS, load, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

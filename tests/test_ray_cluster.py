@@ -16,18 +16,7 @@ import pytest
 
 from recbole_iacn.errors import ConfigError
 
-DATASET = "syn"
-MODEL = "DIN_IaCN"
-TINY = {
-    "epochs": 2,
-    "embedding_size": 4,
-    "iacn_embedding_size": 4,
-    "MAX_ITEM_LIST_LENGTH": 10,
-    "train_batch_size": 256,
-    "eval_batch_size": 1024,
-    "state": "WARNING",
-    "show_progress": False,
-}
+from tests.conftest import SYN_DATASET as DATASET, SYN_MODEL as MODEL, SYN_TINY as TINY  # noqa: E402
 TWO_DELTAS = """\
 search: grid
 scheduler: fifo
