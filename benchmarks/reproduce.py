@@ -621,8 +621,9 @@ def write_outputs(rows: Sequence[dict], out: Path, args, command: str, info: dic
     footer = common.png_note(out, command, info)
     plots = plot_results(rows, out, tables, args.models, args.datasets, args.lengths, args.length_models,
                          args.deltas, args.delta_model, footer, args.variants)
-    text += "\nPlots: " + (", ".join(f"![{p.stem}]({p.name})" for p in plots) if plots
-                           else "none (install matplotlib: pip install 'recbole-iacn[plots]')") + "\n"
+    if set(tables) & {"1", "2", "delta"}:  # the tables that have a plot
+        text += "\nPlots: " + (", ".join(f"![{p.stem}]({p.name})" for p in plots) if plots
+                               else "none (install matplotlib: pip install 'recbole-iacn[plots]')") + "\n"
     md_path = out / "results.md"
     partial = md_path.with_name(".results.md.partial")
     partial.write_text(text, encoding="utf-8")
