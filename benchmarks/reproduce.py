@@ -609,6 +609,12 @@ def write_outputs(rows: Sequence[dict], out: Path, args, command: str, info: dic
     failed = [r for r in rows if r.get("error")]
     if failed:
         text += f"\n**{len(failed)} run(s) failed** (see the `error` column of runs.csv).\n"
+    planned = len(plan(tables, args.models, args.datasets, args.seed_list, args.lengths, args.length_models,
+                       args.deltas, args.delta_model, args.variants))
+    finished = sum(1 for r in rows if not r.get("error"))
+    if finished < planned:
+        text += (f"\n**Incomplete: {finished} of the {planned} planned runs have finished.** The same command "
+                 "without --report-only runs the rest.\n")
     text += "\n"
     if "1" in tables:
         text += table1_markdown(rows, args.models, args.datasets, args.variants) + "\n"
@@ -648,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host models of Table 2")
     p.add_argument("--deltas", nargs="+", type=float, default=list(DEFAULT_DELTAS), help="δ values of the sweep")
     p.add_argument("--delta-model", default=DEFAULT_DELTA_HOST, choices=HOSTS, help="host of the δ sweep")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write results.md and the plots from the runs already in --out's runs.csv "
+                        "(e.g. for a table still being run, or stopped)")
     return common.add_common_arguments(p, "reproduce", seeds=DEFAULT_SEEDS)
 
 
@@ -683,8 +692,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     header = common.header_lines(command, info)
     with exclusive(out):
         done = read_rows(out / "runs.csv")
-        rows = run_all(runs, base_config, on_row=lambda r: write_rows(out / "runs.csv", r, header),
-                       log=lambda m: print(m, flush=True), done=done)
+        if args.report_only:
+            rows = done
+        else:
+            rows = run_all(runs, base_config, on_row=lambda r: write_rows(out / "runs.csv", r, header),
+                           log=lambda m: print(m, flush=True), done=done)
         paths = write_outputs(rows, out, args, command, info)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return paths

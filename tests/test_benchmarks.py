@@ -160,6 +160,8 @@ def test_reproduce_smoke_trains_to_convergence_and_resumes(tiny_root, tmp_path, 
     assert calls == [] and len(pd.read_csv(paths["csv"], comment="#")) == 8
     lines = open(paths["csv"], encoding="utf-8").read().splitlines(keepends=True)
     (out / "runs.csv").write_text("".join(lines[:-1]), encoding="utf-8")  # the last run is missing
+    report = reproduce.main([*args, "--report-only"])  # trains nothing, says the table is incomplete
+    assert calls == [] and "Incomplete: 7 of the 8 planned runs" in report["markdown"].read_text(encoding="utf-8")
     reproduce.main(args)
     assert len(calls) == 1 and (calls[0].seed, calls[0].variant) == (2021, "iacn")
     again = pd.read_csv(paths["csv"], comment="#")
