@@ -9,7 +9,7 @@ files with RecBole's own helpers (:func:`recbole.utils.url.download_url`, ``extr
 
 Nothing half-done is ever left where a later run would take it for data: the archive is downloaded,
 checked (size against the server's Content-Length, every member's CRC) and extracted in a hidden
-temporary sibling folder ``ROOT/.NAME.download-XXXX``; only then are the atomic files moved into
+temporary sibling folder ``ROOT/.NAME.download-<random>``; only then are the atomic files moved into
 ``ROOT/NAME/``, the ``.inter`` file last (its presence means the download is complete). Any failure
 or Ctrl-C removes the temporary folder; one left by a killed process is removed by the next download.
 """

@@ -21,7 +21,7 @@ def dataset_files(name: str) -> set:
 
 
 def build_in_place(out_dir, name: str, build: Callable[[Path], dict]) -> dict:
-    """Run ``build(staging)`` in ``.<folder>.building-XXXX`` beside ``out_dir``, then swap it in.
+    """Run ``build(staging)`` in ``.<folder>.building-<random>`` beside ``out_dir``, then swap it in.
 
     Other entries of an existing ``out_dir`` (a ``ctr/`` cache, raw atomic files, a ``source/`` the
     build did not remake) are carried over; the earlier build's own files are replaced as a whole.
