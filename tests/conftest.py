@@ -74,6 +74,26 @@ def sample_batch(prepared, size: int = 256, offset: int = 0):
     return dataset[torch.arange(offset, offset + size)]
 
 
+def configure_field_names(tmp_path, monkeypatch, **names):
+    """Point RECBOLE_IACN_PROPERTIES at a copy of ``properties/`` whose overall.yaml names the fields ``names``
+    (e.g. ``USER_ID_FIELD="uid"``); returns the copy's folder."""
+    import re
+    import shutil
+
+    from recbole_iacn.config import properties_dir
+
+    props = tmp_path / "properties"
+    shutil.copytree(properties_dir(), props)
+    overall = props / "overall.yaml"
+    text = overall.read_text(encoding="utf-8")
+    for key, name in names.items():
+        text, found = re.subn(rf"^{key}:[ \t]*[^ \t#\n]+", f"{key}: {name}", text, flags=re.MULTILINE)
+        assert found == 1, f"{key} is not set in overall.yaml"
+    overall.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("RECBOLE_IACN_PROPERTIES", str(props))
+    return props
+
+
 @pytest.fixture(autouse=True)
 def _run_in_tmp(tmp_path, monkeypatch):
     """RecBole writes log/ and log_tensorboard/ into the working directory: keep them out of the repo."""

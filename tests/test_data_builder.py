@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from recbole_iacn.data.builder import build_from_atomic, default_ml100k_source
-from recbole_iacn.data.common import INTER_HEADER, DataError, MissingFieldError
+from recbole_iacn.data.common import INTER_HEADER, DataError, MissingFieldError, read_header
 from recbole_iacn.data.ctr import draw_negatives
+from tests.conftest import configure_field_names
 
 HEADER = INTER_HEADER.split("\t")
 
@@ -129,6 +130,46 @@ def test_missing_field_error_names_file_and_field(tmp_path):
         build_from_atomic(src, "nothere", tmp_path / "out", "ctr")
     with pytest.raises(DataError, match="protocol"):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr", protocol="weird")
+
+
+def test_user_file_is_headed_with_the_configured_user_field(tmp_path, monkeypatch):
+    """``<name>.user`` names its user column USER_ID_FIELD, as the .inter files do: the source's user column is
+    renamed (typed token), every other column and every row are kept."""
+    configure_field_names(tmp_path, monkeypatch, USER_ID_FIELD="uid")
+    src = write_tiny(tmp_path)
+    (src / "tiny.user").write_text("age:token\tuser_id:token\n20\tu1\n30\tu2\n", encoding="utf-8")
+    out = tmp_path / "out"
+    summary = build_from_atomic(src, "tiny", out, "ctr")
+    assert read_header(out / "ctr.train.inter")[1] == ("uid", "token")
+    assert (out / "ctr.user").read_text(encoding="utf-8") == "age:token\tuid:token\n20\tu1\n30\tu2\n"
+    assert set(summary["files"]) >= {"ctr.user"}
+    assert (src / "tiny.user").read_text(encoding="utf-8").startswith("age:token\tuser_id:token\n")  # source kept
+
+
+def test_user_file_user_column_is_the_source_user_field(tmp_path):
+    """The source's user column is the one named ``user_field`` (as in its .inter), whatever its type."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tiny.inter").write_text(TINY_INTER.replace("user_id:token", "who:token", 1), encoding="utf-8")
+    (src / "tiny.user").write_text("who:float\tage:token\r\n1\t20\r\n", encoding="utf-8")
+    build_from_atomic(src, "tiny", tmp_path / "out", "ctr", user_field="who")
+    assert (tmp_path / "out" / "ctr.user").read_text(encoding="utf-8").splitlines() == ["user_id:token\tage:token",
+                                                                                    "1\t20"]
+
+
+def test_user_file_errors_name_the_file_and_line(tmp_path, monkeypatch):
+    src = write_tiny(tmp_path)
+    user = src / "tiny.user"
+    user.write_text("uid:token\tage:token\nu1\t20\n", encoding="utf-8")
+    with pytest.raises(MissingFieldError, match=r"tiny\.user: required field 'user_id' is missing"):
+        build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
+    user.write_text("user_id\tage:token\nu1\t20\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"tiny\.user, line 1: column 1 is headed 'user_id'"):
+        build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
+    configure_field_names(tmp_path, monkeypatch, USER_ID_FIELD="uid")
+    user.write_text("user_id:token\tuid:token\nu1\tx\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"tiny\.user, line 1: .*'uid'"):
+        build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
 
 
 def test_negative_sampling_distributions():

@@ -6,6 +6,7 @@ import pytest
 
 from recbole_iacn.data.common import MalformedLineError
 from recbole_iacn.data.movielens import build_movielens, import_movielens_dat
+from tests.conftest import configure_field_names
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m-sample"
 
@@ -59,6 +60,18 @@ def test_build_dense_expected_rows(tmp_path):
         assert neg[2] != pos[2] and neg[2] in {"10", "20", "30"}
     assert (out / "ml.user").is_file()
     assert summary["counts"]["users_dropped_single_interaction"] == 1
+
+
+def test_user_file_follows_the_configured_user_field(tmp_path, monkeypatch):
+    """The imported atomic files keep RecBole's names; the CTR dataset's .user is headed with USER_ID_FIELD."""
+    configure_field_names(tmp_path, monkeypatch, USER_ID_FIELD="uid")
+    ratings, merged = write_fixture(tmp_path)
+    out = tmp_path / "ml"
+    build_movielens(ratings, out, "ml", merged_csv=merged)
+    assert (out / "source" / "ml.user").read_text(encoding="utf-8").startswith("user_id:token\t")
+    assert (out / "ml.user").read_text(encoding="utf-8") == (
+        "uid:token\tgender:token\tage:token\toccupation:token\n1\tF\t25\t6\n2\tM\t35\t7\n")
+    assert (out / "ml.test.inter").read_text(encoding="utf-8").split("\t")[1] == "uid:token"
 
 
 def test_bad_dat_line(tmp_path):

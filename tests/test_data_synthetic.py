@@ -7,6 +7,7 @@ import numpy as np
 from recbole_iacn.data.common import INTER_HEADER
 from recbole_iacn.data.ctr import format_summary
 from recbole_iacn.data.synthetic import build_synthetic, generate_interactions, scaled_sizes
+from tests.conftest import configure_field_names
 
 
 def test_scaled_sizes():
@@ -54,21 +55,9 @@ def test_synthetic_tiny_build(tmp_path):
 
 def test_output_header_follows_configured_field_names(tmp_path, monkeypatch):
     """The converters head their files with the field names of overall.yaml, not fixed ones."""
-    import shutil
-
-    from recbole_iacn.config import properties_dir
     from recbole_iacn.data.common import inter_header, item_header
 
-    props = tmp_path / "properties"
-    shutil.copytree(properties_dir(), props)
-    overall = props / "overall.yaml"
-    text = overall.read_text(encoding="utf-8")
-    for old, new in (("USER_ID_FIELD: user_id", "USER_ID_FIELD: uid"), ("ITEM_ID_FIELD: item_id", "ITEM_ID_FIELD: iid"),
-                     ("ITEM_CATEGORY_FIELD: cate_id", "ITEM_CATEGORY_FIELD: genre")):
-        assert old in text
-        text = text.replace(old, new)
-    overall.write_text(text, encoding="utf-8")
-    monkeypatch.setenv("RECBOLE_IACN_PROPERTIES", str(props))
+    configure_field_names(tmp_path, monkeypatch, USER_ID_FIELD="uid", ITEM_ID_FIELD="iid", ITEM_CATEGORY_FIELD="genre")
     assert inter_header() == "label:float\tuid:token\tiid:token\titem_id_list:token_seq\tcate_id_list:token_seq"
     assert item_header() == "iid:token\tgenre:token"
     build_synthetic(tmp_path / "out", scale=0.001)

@@ -156,7 +156,8 @@ def build_from_atomic(
     Reads ``<source_name>.inter`` (needs ``user_field``, ``item_field``, ``time_field``), the
     category from ``<source_name>.item`` when present (``category_field`` or auto-detected among
     :data:`CATEGORY_FIELD_CANDIDATES`; a token_seq gives its first token; none -> ``default_cat``),
-    and copies ``<source_name>.user`` to ``<name>.user``. Returns the summary dict (also written to
+    and writes ``<source_name>.user``, when present, as ``<name>.user`` with its ``user_field`` column
+    named as the configured ``USER_ID_FIELD`` (the ``.inter`` files' user column). Returns the summary dict (also written to
     ``<name>.build.json``) with an extra ``seconds`` entry.
     """
     started = time.perf_counter()
@@ -184,7 +185,7 @@ def build_from_atomic(
     summary = build_ctr_dataset(
         inter, out_dir, name, opts, source=source,
         extra_counts={"source_items_without_category": missing},
-        user_source=user_path if user_path.is_file() else None,
+        user_source=user_path if user_path.is_file() else None, user_field=user_field,
     )
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary

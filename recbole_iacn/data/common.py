@@ -81,10 +81,22 @@ def field_names() -> dict:
     return {key: values.get(key) for key, _ in INTER_COLUMNS + ITEM_COLUMNS}
 
 
+def resolve_field_names(names=None) -> dict:
+    """The name written for each column of the CTR files: config key -> field name.
+
+    ``names`` (a dict or a config; default :func:`field_names`) gives the names; a key it lacks takes
+    overall.yaml's name, and a field configured as null its :data:`DEFAULT_FIELD_NAMES` name (every
+    converter writes all the columns)."""
+    keys = [key for key, _ in INTER_COLUMNS + ITEM_COLUMNS]
+    given = {} if names is None else {key: names[key] for key in keys if key in names}
+    if len(given) < len(keys):
+        given = {**field_names(), **given}
+    return {key: given.get(key) or DEFAULT_FIELD_NAMES[key] for key in keys}
+
+
 def _header(columns, names=None) -> str:
-    names = field_names() if names is None else names
-    # every converter writes all the columns: a field configured as null keeps its default name
-    return "\t".join(f"{names.get(key) or DEFAULT_FIELD_NAMES[key]}:{ftype}" for key, ftype in columns)
+    names = resolve_field_names(names)
+    return "\t".join(f"{names[key]}:{ftype}" for key, ftype in columns)
 
 
 def inter_header(names=None) -> str:
@@ -95,6 +107,27 @@ def inter_header(names=None) -> str:
 def item_header(names=None) -> str:
     """Header of a CTR ``.item`` file for the field names ``names`` (default: :func:`field_names`)."""
     return _header(ITEM_COLUMNS, names)
+
+
+def user_header(fields, user_field: str, path, names=None) -> str:
+    """Header of a CTR ``.user`` file made from a source user file whose header is ``fields``
+    (``[(field, type), ...]``, as :func:`read_header` returns it).
+
+    The source's user column ``user_field`` (the name its ``.inter`` file uses) becomes
+    ``USER_ID_FIELD:token`` (the configured name, as in :func:`inter_header`); the other columns are kept.
+    A source without ``user_field`` raises :class:`MissingFieldError`, one whose other column already has
+    the configured name :class:`DataFormatError`, both naming ``path``."""
+    present = [field for field, _ in fields]
+    if user_field not in present:
+        raise MissingFieldError(path, user_field, present,
+                                "The user file names its user column as the interaction file does (--user-field).")
+    user_name = resolve_field_names(names)["USER_ID_FIELD"]
+    if user_name != user_field and user_name in present:
+        raise DataFormatError(
+            f"{path}, line {HEADER_LINE}: the user column '{user_field}' is written as '{user_name}' "
+            f"(USER_ID_FIELD), but another column already has that name; rename that column."
+        )
+    return "\t".join(f"{user_name}:token" if field == user_field else f"{field}:{ftype}" for field, ftype in fields)
 
 
 def __getattr__(name):  # INTER_HEADER / ITEM_HEADER: read when asked, so they follow overall.yaml

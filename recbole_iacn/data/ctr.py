@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from .common import (
     inter_header,
     item_header,
     natural_order,
+    read_header,
+    user_header,
 )
 
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
@@ -278,6 +281,28 @@ def write_split_files(out_dir: Path, name: str, lines_by_split: Dict[str, List[s
     return rows
 
 
+def write_user_file(source, target, user_field: str, names=None) -> None:
+    """Write ``<name>.user`` (``target``) from the source's user atomic file, headed like the ``.inter`` files.
+
+    The source's user column ``user_field`` is headed ``USER_ID_FIELD:token`` (:func:`user_header`; ``names``
+    as in :func:`inter_header`); every other column and every row are copied byte for byte. Header errors
+    name the file and line (:func:`read_header`). Written to a temporary name and renamed into place, so
+    ``source`` may be ``target`` (a build into the source's folder under its name)."""
+    source, target = Path(source), Path(target)
+    header = user_header(read_header(source), user_field, source, names)
+    with open(source, "r", encoding="utf-8", newline="") as handle:
+        header_bytes = len(handle.readline().encode("utf-8"))  # the line read_header parsed, with its line end
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # created as open() creates the other outputs
+    try:
+        with open(tmp, "wb") as out, open(source, "rb") as rows:
+            out.write(header.encode("utf-8") + b"\n")
+            rows.seek(header_bytes)
+            shutil.copyfileobj(rows, out)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def output_file_names(name: str, with_user: bool) -> List[str]:
     """Output files in the fixed checksum order."""
     names = [f"{name}.{split}.inter" for split in SPLITS] + [f"{name}.item"]
@@ -299,16 +324,18 @@ def checksum_files(out_dir: Path, names: List[str]) -> Dict[str, object]:
     return {"files": per_file, "checksum": overall}
 
 
-def finalize_build(out_dir: Path, name: str, user_source: Optional[Path], info: dict) -> dict:
-    """Copy/remove ``<name>.user``, checksum the outputs and write ``<name>.build.json``.
+def finalize_build(out_dir: Path, name: str, user_source: Optional[Path], info: dict, user_field: str = "user_id",
+                   names=None) -> dict:
+    """Write/remove ``<name>.user``, checksum the outputs and write ``<name>.build.json``.
 
-    ``info`` holds parameters, counts, source and the ``synthetic`` flag; the returned summary is
-    ``info`` plus ``files``, ``checksum``, ``out_dir`` and ``name``.
+    ``<name>.user`` is written from ``user_source`` by :func:`write_user_file` (its column ``user_field``
+    renamed to the configured user field, ``names`` as in :func:`inter_header`). ``info`` holds parameters,
+    counts, source and the ``synthetic`` flag; the returned summary is ``info`` plus ``files``, ``checksum``,
+    ``out_dir`` and ``name``.
     """
     user_target = out_dir / f"{name}.user"
     if user_source is not None:
-        if Path(user_source).resolve() != user_target.resolve():
-            shutil.copyfile(user_source, user_target)
+        write_user_file(user_source, user_target, user_field, names)
     elif user_target.exists():
         user_target.unlink()  # stale file from an earlier build of the same name
     names = output_file_names(name, user_source is not None)
@@ -330,12 +357,14 @@ def build_ctr_dataset(
     source: dict,
     extra_counts: Optional[dict] = None,
     user_source=None,
+    user_field: str = "user_id",
     synthetic: bool = False,
     rng=None,
 ) -> dict:
     """Run the protocol on ``inter`` and write the full prepared dataset; returns the summary.
 
-    ``rng`` (optional) continues an existing ``numpy.random.Generator`` (the synthetic generator
+    ``user_source`` (optional): the source's user atomic file, whose user column is ``user_field``; it
+    becomes ``<name>.user`` (:func:`write_user_file`). ``rng`` (optional) continues an existing ``numpy.random.Generator`` (the synthetic generator
     passes the one it generated the data with); by default ``default_rng(opts.seed)``.
     """
     opts = opts.validated()
@@ -370,7 +399,7 @@ def build_ctr_dataset(
            for split in SPLITS},
     })
     info = {"parameters": opts.as_dict(), "counts": counts, "source": source, "synthetic": bool(synthetic)}
-    return finalize_build(out_dir, name, user_source, info)
+    return finalize_build(out_dir, name, user_source, info, user_field=user_field)
 
 
 def format_summary(summary: dict) -> str:

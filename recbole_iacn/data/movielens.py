@@ -20,7 +20,6 @@ from .common import (
     MalformedLineError,
     MissingFieldError,
     check_existing_file,
-    field_names,
     iter_text_lines,
     sanitize_token,
 )
@@ -111,8 +110,7 @@ def import_movielens_dat(ratings_path, out_dir, name: str, merged_csv=None) -> d
             handle.write("item_id:token\tcate_id:token\n")
             handle.writelines(f"{i}\t{item_genre[i]}\n" for i in sorted(item_genre, key=_natural_key))
         with open(out_dir / f"{name}.user", "w", encoding="utf-8", newline="\n") as handle:
-            # copied into the CTR dataset as it is, so its user field has the configured name
-            handle.write(f"{field_names()['USER_ID_FIELD']}:token\tgender:token\tage:token\toccupation:token\n")
+            handle.write("user_id:token\tgender:token\tage:token\toccupation:token\n")
             handle.writelines(f"{u}\t" + "\t".join(user_info[u]) + "\n" for u in sorted(user_info, key=_natural_key))
         rated_items = set(items)
         counts.update({
