@@ -355,6 +355,94 @@ def test_stale_staging_folders_are_removed(tmp_path):
     assert not stale.exists() and not legacy.exists() and alive.exists()
 
 
+#: The config keys naming the columns the CTR view writes (ITEM_LIST_LENGTH_FIELD is computed at load).
+WRITTEN_FIELDS = ("LABEL_FIELD", "USER_ID_FIELD", "ITEM_ID_FIELD", "HISTORY_ITEM_FIELD", "HISTORY_CATEGORY_FIELD",
+                  "ITEM_CATEGORY_FIELD")
+
+
+def _view_headers(view: Path, name="raw") -> list:
+    from recbole_iacn.data.common import read_header
+
+    files = [f"{name}.{split}.inter" for split in ("train", "valid", "test")] + [f"{name}.item", f"{name}.user"]
+    return [field for f in files for field, _ in read_header(view / f)]
+
+
+def _no_rebuild(monkeypatch):
+    from recbole_iacn.data import prepare
+
+    def build_view(*args, **kwargs):
+        raise AssertionError("the cached CTR view was rebuilt")
+
+    monkeypatch.setattr(prepare, "build_view", build_view)
+
+
+@pytest.mark.parametrize("key", WRITTEN_FIELDS)
+def test_a_cached_view_is_rebuilt_when_a_written_field_name_changes(tmp_path, monkeypatch, key):
+    from recbole_iacn.data.prepare import resolve_ctr_dataset, verify_build
+
+    raw = _raw_dataset(tmp_path / "raw")
+    (raw / "raw.user").write_text("user_id:token\tage:token\nu1\t20\n", encoding="utf-8")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    assert "renamed" not in _view_headers(view)
+    renamed = {**_view_config(tmp_path), key: "renamed"}
+    assert Path(resolve_ctr_dataset(dict(renamed))) == view
+    assert "renamed" in _view_headers(view) and verify_build(view, "raw") == []
+    assert [p.name for p in raw.iterdir() if p.name.startswith(".")] == []  # built under a temporary name
+    _no_rebuild(monkeypatch)
+    assert Path(resolve_ctr_dataset(dict(renamed))) == view  # the same names again: the cache is reused
+    monkeypatch.undo()
+    resolve_ctr_dataset(_view_config(tmp_path))
+    assert "renamed" not in _view_headers(view)
+
+
+def test_an_unchanged_config_reuses_the_cached_view(tmp_path, monkeypatch):
+    """Only what changes the written files rebuilds the view: the same names given explicitly, a null
+    category field (written under its default name) and fields the view does not write reuse it."""
+    from recbole_iacn.data.common import field_names
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    config = _view_config(tmp_path)
+    view = Path(resolve_ctr_dataset(dict(config)))
+    written = (view / "raw.build.json").read_bytes()
+    _no_rebuild(monkeypatch)
+    for same in (config, {**config, **field_names()}, {**config, "HISTORY_CATEGORY_FIELD": None},
+                 {**config, "TIME_FIELD": "timestamp", "ITEM_LIST_LENGTH_FIELD": "n", "RATING_FIELD": "rating"}):
+        assert Path(resolve_ctr_dataset(dict(same))) == view
+    assert (view / "raw.build.json").read_bytes() == written
+
+
+def test_a_run_with_renamed_fields_loads_the_view_rebuilt_for_them(tmp_path):
+    """A run naming its fields otherwise finds them in the view, the user features joined by the new name."""
+    from recbole_iacn.quick_start import prepare
+
+    raw = _raw_dataset(tmp_path / "raw")
+    (raw / "raw.user").write_text("user_id:token\tage:token\n" + "".join(f"u{u}\t{u % 3}\n" for u in range(12)),
+                                  encoding="utf-8")
+    settings = {**FAST, "data_path": str(tmp_path), "checkpoint_dir": str(tmp_path / "saved")}
+    prepare("DIN", "raw", config_dict=settings)
+    prepared = prepare("DIN", "raw", config_dict={**settings, "USER_ID_FIELD": "uid", "ITEM_ID_FIELD": "iid"})
+    dataset = prepared.train_data._dataset
+    assert (dataset.uid_field, dataset.iid_field) == ("uid", "iid")
+    assert list(dataset.user_feat.columns) == ["uid", "age"]
+
+
+def test_a_view_without_recorded_field_names_is_rebuilt(tmp_path):
+    """A view cached before build.json recorded the field names it was written with is rebuilt once."""
+    import json
+
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    info_path = view / "raw.build.json"
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    fields = info["parameters"].pop("fields")
+    info_path.write_text(json.dumps(info), encoding="utf-8")
+    resolve_ctr_dataset(_view_config(tmp_path))
+    assert json.loads(info_path.read_text(encoding="utf-8"))["parameters"]["fields"] == fields
+
+
 # ------------------------------------------------------------------------------ studies (cases 2, 7)
 def test_resuming_a_study_after_editing_a_config_file_is_refused(tmp_path):
     from recbole_iacn.tune.driver import check_resumable, study_definition, write_definition

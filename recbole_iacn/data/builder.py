@@ -150,6 +150,7 @@ def build_from_atomic(
     item_field: str = "item_id",
     time_field: str = "timestamp",
     category_field: Optional[str] = None,
+    fields: Optional[dict] = None,
 ) -> dict:
     """Build the CTR dataset ``name`` in ``out_dir`` from the atomic dataset ``source_dir/source_name``.
 
@@ -157,8 +158,10 @@ def build_from_atomic(
     category from ``<source_name>.item`` when present (``category_field`` or auto-detected among
     :data:`CATEGORY_FIELD_CANDIDATES`; a token_seq gives its first token; none -> ``default_cat``),
     and writes ``<source_name>.user``, when present, as ``<name>.user`` with its ``user_field`` column
-    named as the configured ``USER_ID_FIELD`` (the ``.inter`` files' user column). Returns the summary dict (also written to
-    ``<name>.build.json``) with an extra ``seconds`` entry.
+    named ``USER_ID_FIELD`` (the ``.inter`` files' user column). ``user_field``, ``item_field`` and
+    ``time_field`` name the source's columns; ``fields`` (config key -> name, e.g. the run's config; default
+    overall.yaml's, see :class:`~recbole_iacn.data.ctr.BuildOptions`) the columns written. Returns the
+    summary dict (also written to ``<name>.build.json``) with an extra ``seconds`` entry.
     """
     started = time.perf_counter()
     source_dir = Path(source_dir)
@@ -181,7 +184,7 @@ def build_from_atomic(
         "name": source_name,
         "category_field": used_field,
     }
-    opts = BuildOptions(protocol, seed, max_history, neg_sampling, valid_ratio, test_ratio)
+    opts = BuildOptions(protocol, seed, max_history, neg_sampling, valid_ratio, test_ratio, fields)
     summary = build_ctr_dataset(
         inter, out_dir, name, opts, source=source,
         extra_counts={"source_items_without_category": missing},

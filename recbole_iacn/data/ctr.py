@@ -35,6 +35,7 @@ from .common import (
     item_header,
     natural_order,
     read_header,
+    resolve_field_names,
     user_header,
 )
 
@@ -80,7 +81,11 @@ class Samples:
 
 @dataclass
 class BuildOptions:
-    """Protocol parameters shared by every builder."""
+    """Protocol parameters shared by every builder, and the field names the files are headed with.
+
+    ``fields``: config key (``USER_ID_FIELD``, ...) -> the column name written; None, a missing key or a
+    null name as :func:`~recbole_iacn.data.common.resolve_field_names` resolves them (overall.yaml's names).
+    """
 
     protocol: str = "dense"
     seed: int = 2020
@@ -88,6 +93,7 @@ class BuildOptions:
     neg_sampling: str = "popularity"
     valid_ratio: float = 0.1
     test_ratio: float = 0.1
+    fields: Optional[dict] = None
 
     def validated(self) -> "BuildOptions":
         """Return a checked copy (raises :class:`DataError` on a bad value)."""
@@ -98,10 +104,11 @@ class BuildOptions:
             neg_sampling=check_choice(self.neg_sampling, NEG_SAMPLINGS, "neg_sampling"),
             valid_ratio=check_ratio(self.valid_ratio, "valid_ratio"),
             test_ratio=check_ratio(self.test_ratio, "test_ratio"),
+            fields=resolve_field_names(self.fields),
         )
 
     def as_dict(self) -> dict:
-        """Parameters as recorded in build.json."""
+        """Parameters as recorded in build.json (every setting that changes the written files)."""
         return {
             "protocol": self.protocol,
             "seed": self.seed,
@@ -109,6 +116,7 @@ class BuildOptions:
             "neg_sampling": self.neg_sampling,
             "valid_ratio": self.valid_ratio,
             "test_ratio": self.test_ratio,
+            "fields": self.fields,
         }
 
 
@@ -266,15 +274,17 @@ def _items_in_output(inter: Interactions, sorted_idx: np.ndarray, samples: Sampl
     return codes[natural_order(inter.item_tokens[codes])]
 
 
-def write_item_file(path: Path, item_tokens, cat_tokens) -> None:
-    """Write ``<name>.item`` rows (already in the wanted order), headed with the configured field names."""
-    _write_lines(path, item_header(), (f"{i}\t{c}" for i, c in zip(item_tokens, cat_tokens)))
+def write_item_file(path: Path, item_tokens, cat_tokens, names=None) -> None:
+    """Write ``<name>.item`` rows (already in the wanted order), headed with the field names ``names``
+    (default: the configured ones, see :func:`inter_header`)."""
+    _write_lines(path, item_header(names), (f"{i}\t{c}" for i, c in zip(item_tokens, cat_tokens)))
 
 
-def write_split_files(out_dir: Path, name: str, lines_by_split: Dict[str, List[str]]) -> Dict[str, int]:
-    """Write the three ``.inter`` files, headed with the configured field names; returns rows per split."""
+def write_split_files(out_dir: Path, name: str, lines_by_split: Dict[str, List[str]], names=None) -> Dict[str, int]:
+    """Write the three ``.inter`` files, headed with the field names ``names`` (default: the configured ones,
+    see :func:`inter_header`); returns rows per split."""
     rows = {}
-    header = inter_header()
+    header = inter_header(names)
     for split in SPLITS:
         _write_lines(out_dir / f"{name}.{split}.inter", header, lines_by_split[split])
         rows[split] = len(lines_by_split[split])
@@ -363,9 +373,10 @@ def build_ctr_dataset(
 ) -> dict:
     """Run the protocol on ``inter`` and write the full prepared dataset; returns the summary.
 
-    ``user_source`` (optional): the source's user atomic file, whose user column is ``user_field``; it
-    becomes ``<name>.user`` (:func:`write_user_file`). ``rng`` (optional) continues an existing ``numpy.random.Generator`` (the synthetic generator
-    passes the one it generated the data with); by default ``default_rng(opts.seed)``.
+    The files are headed with the field names ``opts.fields``. ``user_source`` (optional): the source's user
+    atomic file, whose user column is ``user_field``; it becomes ``<name>.user`` (:func:`write_user_file`).
+    ``rng`` (optional) continues an existing ``numpy.random.Generator`` (the synthetic generator passes the
+    one it generated the data with); by default ``default_rng(opts.seed)``.
     """
     opts = opts.validated()
     if inter.user.size == 0:
@@ -380,10 +391,10 @@ def build_ctr_dataset(
 
     lines = {split: _sample_lines(inter, sorted_idx, samples, np.flatnonzero(samples.split == SPLIT_CODES[split]))
              for split in SPLITS}
-    rows = write_split_files(out_dir, name, lines)
+    rows = write_split_files(out_dir, name, lines, opts.fields)
     items = _items_in_output(inter, sorted_idx, samples)
     item_cats = inter.cat_tokens[inter.item_cat[items]]
-    write_item_file(out_dir / f"{name}.item", inter.item_tokens[items], item_cats)
+    write_item_file(out_dir / f"{name}.item", inter.item_tokens[items], item_cats, opts.fields)
 
     counts = dict(samples.counts)
     counts.update(extra_counts or {})
@@ -399,7 +410,7 @@ def build_ctr_dataset(
            for split in SPLITS},
     })
     info = {"parameters": opts.as_dict(), "counts": counts, "source": source, "synthetic": bool(synthetic)}
-    return finalize_build(out_dir, name, user_source, info, user_field=user_field)
+    return finalize_build(out_dir, name, user_source, info, user_field=user_field, names=opts.fields)
 
 
 def format_summary(summary: dict) -> str:
@@ -408,8 +419,11 @@ def format_summary(summary: dict) -> str:
     if summary.get("synthetic"):
         head = "SYNTHETIC " + head + " (generated data, NOT a real dataset)"
     lines = [head]
-    params = summary.get("parameters", {})
+    params = dict(summary.get("parameters", {}))
+    fields = params.pop("fields", None) or {}
     lines.append("  parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    if fields:
+        lines.append("  fields: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
     for key, value in summary.get("counts", {}).items():
         lines.append(f"  {key}: {value}")
     lines.append(f"  checksum (sha256): {summary['checksum']}")

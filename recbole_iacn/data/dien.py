@@ -26,6 +26,7 @@ from .common import (
     check_ratio,
     iter_text_lines,
     natural_order,
+    resolve_field_names,
     sanitize_category,
     sanitize_token,
 )
@@ -142,7 +143,8 @@ def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, s
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows_written = write_split_files(out_dir, name, {k: _format(v) for k, v in split_rows.items()})
+    fields = resolve_field_names()
+    rows_written = write_split_files(out_dir, name, {k: _format(v) for k, v in split_rows.items()}, fields)
 
     categories = dict(row_categories)
     if item_info is not None:
@@ -152,7 +154,7 @@ def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, s
     items = np.array(list(categories), dtype=object)
     items = items[natural_order(items)]
     item_cats = [categories[i] for i in items.tolist()]
-    write_item_file(out_dir / f"{name}.item", items.tolist(), item_cats)
+    write_item_file(out_dir / f"{name}.item", items.tolist(), item_cats, fields)
 
     all_rows = train_rows + test_rows
     counts.update({
@@ -163,7 +165,8 @@ def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, s
         **{f"{split}_rows": rows_written[split] for split in rows_written},
         **{f"{split}_users": len({r[1] for r in split_rows[split]}) for split in split_rows},
     })
-    params = {"protocol": "dien-prepared", "seed": int(seed), "max_history": max_history, "valid_ratio": valid_ratio}
+    params = {"protocol": "dien-prepared", "seed": int(seed), "max_history": max_history, "valid_ratio": valid_ratio,
+              "fields": fields}
     source = {"kind": "dien-prepared", "train": str(train_path), "test": str(test_path),
               "item_info": None if item_info is None else str(item_info)}
     summary = finalize_build(out_dir, name, None, {"parameters": params, "counts": counts, "source": source,

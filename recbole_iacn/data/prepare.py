@@ -5,7 +5,8 @@ For ``--dataset=NAME`` with ``data_path`` ROOT, plugin models look, in order, fo
 1. ``ROOT/NAME/NAME.train.inter`` (and ``.valid.inter``, ``.test.inter``): a prepared CTR dataset,
    e.g. from ``python -m recbole_iacn.data amazon ... --name NAME``;
 2. ``ROOT/NAME/ctr/NAME.train.inter``: the cached CTR view of a raw RecBole dataset, rebuilt when the
-   ``ctr_*`` settings it was built with differ from the run's;
+   settings it was written with (the ``ctr_*`` settings and the field names of its columns, see
+   :func:`wanted_build`) differ from the run's;
 3. a raw RecBole dataset with user, item and timestamp: ``ROOT/NAME/NAME.inter``, or, for
    ``ml-100k``, the copy bundled with RecBole. Its CTR view is built into ``ROOT/NAME/ctr/`` by
    :func:`recbole_iacn.data.builder.build_from_atomic` on first use (``amazon-*`` names: by
@@ -76,7 +77,16 @@ def default_protocol(name: str) -> str:
 
 
 def wanted_build(config) -> dict:
-    """The build parameters of the run's CTR view, ``auto`` values resolved."""
+    """The build parameters of the run's CTR view, ``auto`` values resolved: every setting that changes the
+    files written, so the cached view is rebuilt when one differs from its build.json (:func:`view_is_current`).
+
+    They are the :data:`BUILD_SETTINGS` and ``fields``: the names the columns are written under, config key ->
+    name for the keys of :data:`~recbole_iacn.data.common.INTER_COLUMNS` and ``ITEM_COLUMNS`` (``USER_ID_FIELD``,
+    ``ITEM_ID_FIELD``, ``LABEL_FIELD``, ``HISTORY_ITEM_FIELD``, ``HISTORY_CATEGORY_FIELD``, ``ITEM_CATEGORY_FIELD``;
+    a null one is written under its default name). ``TIME_FIELD``, ``RATING_FIELD`` and
+    ``ITEM_LIST_LENGTH_FIELD`` name no written column (the lengths are computed at load), so they are not here.
+    """
+    from recbole_iacn.data.common import resolve_field_names
     from recbole_iacn.data.ctr import resolve_max_history
 
     wanted = {param: config[key] for key, param in BUILD_SETTINGS.items()}
@@ -85,6 +95,7 @@ def wanted_build(config) -> dict:
     wanted["max_history"] = resolve_max_history(wanted["max_history"], wanted["protocol"])
     if wanted["max_history"] == 0:
         wanted["max_history"] = None  # unlimited, as build.json records it
+    wanted["fields"] = resolve_field_names(config)
     return wanted
 
 
@@ -216,6 +227,9 @@ def remove_stale_staging(parent, started: float | None = None, logger=None) -> l
 
 
 def view_is_current(view, name, wanted: dict) -> bool:
+    """Whether the CTR view in ``view`` exists and its build.json records the parameters ``wanted``
+    (:func:`wanted_build`); a view whose build.json lacks one (e.g. ``fields``, recorded since the field
+    names are part of the key) is not current."""
     info_path = Path(view) / f"{name}.build.json"
     if not has_ctr_files(view, name) or not info_path.is_file():
         return False
@@ -275,7 +289,8 @@ def resolve_ctr_dataset(config, logger=None) -> str:
     wanted = wanted_build(config)
     if os.path.isdir(folder):
         remove_stale_staging(folder, logger=logger)
-    if view_is_current(view, name, wanted):
+    current = view_is_current(view, name, wanted)
+    if current:
         problems = verify_build(view, name)
         if not problems:
             config["data_path"] = view
@@ -299,7 +314,11 @@ def resolve_ctr_dataset(config, logger=None) -> str:
             "movielens or synthetic; see dataset/README.md), put a RecBole atomic dataset with user, "
             f"item and timestamp in {folder}, or set --data_path to the folder that holds '{name}/'."
         )
-    logger.info(f"Building the CTR view of {name} from {source[0]} (first use; cached afterwards).")
+    if not current and has_ctr_files(view, name):
+        logger.info(f"Rebuilding the CTR view of {name} in {view}: it was written with other settings (ctr_* or "
+                    "field names) than this run's.")
+    else:
+        logger.info(f"Building the CTR view of {name} from {source[0]} (first use; cached afterwards).")
     build_view(source, view, name, wanted, logger, progress=bool(config["show_progress"]))
     config["data_path"] = view
     return view

@@ -259,16 +259,18 @@ def build_from_recbole_amazon(
     item_field: str = "item_id",
     time_field: str = "timestamp",
     progress: bool = False,
+    fields: Optional[dict] = None,
 ) -> dict:
     """Build the CTR dataset ``name`` in ``out_dir`` from RecBole's Amazon atomic files.
 
     Reads ``<source_name>.inter`` (and ``.item`` when present), drops exact duplicate ratings, keeps
     the ``k``-core, takes categories by :data:`CATEGORY_RULE` and runs ``protocol`` (``dien`` by
-    default: one positive + one negative per user, histories of up to 100 behaviours). Returns the
-    summary written to ``<name>.build.json`` plus ``seconds``.
+    default: one positive + one negative per user, histories of up to 100 behaviours); the files are headed
+    with the field names ``fields`` (config key -> name; default overall.yaml's). Returns the summary written
+    to ``<name>.build.json`` plus ``seconds``.
     """
     started = time.perf_counter()
-    opts = BuildOptions(protocol, seed, max_history, neg_sampling, valid_ratio, test_ratio).validated()
+    opts = BuildOptions(protocol, seed, max_history, neg_sampling, valid_ratio, test_ratio, fields).validated()
     source_dir = Path(source_dir)
     inter_path = check_existing_file(source_dir / f"{source_name}.inter", "interaction file")
     with _progress(4, f"building the CTR view of {name}", progress, unit="step") as steps:
