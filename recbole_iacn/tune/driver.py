@@ -19,14 +19,7 @@ import yaml
 from recbole_iacn.errors import ConfigError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
-from recbole_iacn.tune.space import (
-    Param,
-    StudySpace,
-    check_param_types,
-    check_unknown_keys,
-    load_space,
-    plain,
-)
+from recbole_iacn.tune.space import Param, StudySpace, check_params, load_space, plain
 from recbole_iacn.tune.trial import VALID_PREFIX, TrialSetup, metric_key, train_trial
 
 logger = logging.getLogger("recbole_iacn.tune")
@@ -123,7 +116,7 @@ def merge_overrides(space: StudySpace, overrides: dict) -> dict:
                 f"--{name}={rest[name]!r} conflicts with the search space {space.path!r}, which tunes {name} "
                 f"({param.kind}). Remove --{name}, or write a space file that fixes it."
             )
-        space.params[name] = Param(name, "fixed", rest.pop(name))
+        space.params[name] = Param("fixed", rest.pop(name))
         logger.info(f"{name} fixed to {space.params[name].args!r} from the command line.")
     return rest
 
@@ -401,8 +394,7 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     require_search_backend(space)
     overrides, config_files = absolute_paths(merge_overrides(space, dict(overrides or {})), list(config_files or []))
     config, plugin = driver_config(model, dataset, config_files, {**overrides, **space.fixed()})
-    check_unknown_keys(space, config.final_config_dict)
-    check_param_types(space, config.final_config_dict)
+    check_params(space, config.final_config_dict)
     overrides["data_path"] = prepare_data(config, plugin)
     metric, mode = objective(config)
     storage = os.path.abspath(options.storage_path or DEFAULT_STORAGE)

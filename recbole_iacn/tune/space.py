@@ -1,18 +1,14 @@
 """Search-space files in Ray Tune's own terms, checked with the settings' declarations.
 
-A parameter is ``{FUNCTION: ARGUMENTS}``: ``ray.tune.FUNCTION`` (one of :data:`SAMPLERS`) called with a
-list (positional arguments; for ``grid_search`` and ``choice``, the values) or a mapping (keyword
-arguments). Any other value is fixed for every trial (a mapping as ``{value: {...}}``). The other keys
-(search, scheduler, asha, num_samples, ...) are documented in ``properties/tune/delta.yaml``::
-
-    params:
-      iacn_delta: {grid_search: [0.1, 0.3]}              # tune.grid_search([0.1, 0.3])
-      embedding_size: {randint: {lower: 8, upper: 33}}   # tune.randint(lower=8, upper=33)
-      iacn_lambda: 1.0
+A parameter ``{FUNCTION: ARGUMENTS}`` is ``ray.tune.FUNCTION`` (one of :data:`SAMPLERS`) called with a list
+(positional arguments; for ``grid_search`` and ``choice``, the values) or a mapping (keyword arguments), e.g.
+``iacn_delta: {grid_search: [0.1, 0.3]}`` or ``embedding_size: {randint: {lower: 8, upper: 33}}``. Any other
+value is fixed for every trial (a mapping as ``{value: {...}}``). The file format: ``properties/tune/delta.yaml``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,34 +22,28 @@ from recbole_iacn.settings import Setting, did_you_mean
 SAMPLERS = ("grid_search", "choice", "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
             "randint", "qrandint", "lograndint", "qlograndint")
 VALUE_LISTS = ("grid_search", "choice")  # a list is the values, not positional arguments
-OLD_NAMES = {"grid": "grid_search"}  # the format before Ray's names
-FIXED_WRAPPER = "value"
-#: Keys a study may not tune: they define the data, where things are written, or the objective.
+#: Keys a study may not tune (nor ctr_* keys): they define the data, the output folders or the objective.
 FORBIDDEN_PARAMS = ("model", "dataset", "data_path", "checkpoint_dir", "valid_metric", "valid_metric_bigger",
                     "benchmark_filename")
-FORBIDDEN_PREFIXES = ("ctr_",)
-TOP_LEVEL = ("search", "scheduler", "num_samples", "max_concurrent_trials", "resources_per_trial", "asha", "seed",
+TOP_LEVEL = ("search", "scheduler", "num_samples", "max_concurrent_trials", "seed", "resources_per_trial", "asha",
              "params")
+#: The space's own keys; those that a study flag overrides share the flag's declaration.
 CHECKED = {s.name: s for s in (
     Setting("search", "str", "space", "search algorithm", choices=("grid", "random", "optuna")),
     Setting("scheduler", "str", "space", "trial scheduler", choices=("fifo", "asha")),
-    Setting("num_samples", "int", "space", "repeats of the grid, or trials drawn", low=1),
-    Setting("max_concurrent_trials", "int", "space", "trials running at once", low=1),
     Setting("seed", "int", "space", "seed of the sampler", null=True),
-    Setting("cpu", "float", "space", "CPUs of one trial", low=0, open="low"),
-    Setting("gpu", "float", "space", "GPUs of one trial", low=0),
     Setting("grace_period", "int", "space", "reports before ASHA may stop a trial", low=1),
     Setting("max_t", "int", "space", "reports of a full trial", low=1),
     Setting("reduction_factor", "float", "space", "ASHA's halving rate", low=1, open="low"),
-)}
-DEFAULTS = {"search": "grid", "scheduler": "fifo", "num_samples": 1, "max_concurrent_trials": 1, "seed": None}
+)} | {key: settings.SETTINGS[f"tune_{flag}"] for key, flag in (
+    ("num_samples", "num_samples"), ("max_concurrent_trials", "max_concurrent"), ("cpu", "cpus_per_trial"),
+    ("gpu", "gpus_per_trial"))}
 
 
 @dataclass(frozen=True)
 class Param:
     """One entry of ``params``: a Ray Tune function (``kind`` in SAMPLERS) or ``kind == 'fixed'``."""
 
-    name: str
     kind: str
     args: Any
 
@@ -63,28 +53,29 @@ class Param:
 
     def values(self) -> list:
         """The values of a grid_search, choice or fixed entry (empty for the other functions)."""
-        return list(self.args) if self.kind in VALUE_LISTS else [self.args] if self.kind == "fixed" else []
+        return list(self.args) if self.kind in VALUE_LISTS else [] if self.tuned else [self.args]
 
     def to_ray(self):
         """The Ray Tune object (the plain value when fixed)."""
         from ray import tune
 
-        if self.kind == "fixed":
+        if not self.tuned:
             return self.args
-        if self.kind in VALUE_LISTS and isinstance(self.args, list):
-            return getattr(tune, self.kind)(list(self.args))
-        return getattr(tune, self.kind)(**self.args) if isinstance(self.args, dict) else getattr(tune, self.kind)(*self.args)
+        function = getattr(tune, self.kind)
+        if isinstance(self.args, dict):
+            return function(**self.args)
+        return function(list(self.args)) if self.kind in VALUE_LISTS else function(*self.args)
 
 
 @dataclass
 class StudySpace:
-    """A validated search-space file."""
+    """A validated search-space file (the defaults are those of a file that omits a key)."""
 
     path: str
-    search: str = DEFAULTS["search"]
-    scheduler: str = DEFAULTS["scheduler"]
-    num_samples: int = DEFAULTS["num_samples"]
-    max_concurrent_trials: int = DEFAULTS["max_concurrent_trials"]
+    search: str = "grid"
+    scheduler: str = "fifo"
+    num_samples: int = 1
+    max_concurrent_trials: int = 1
     resources: Dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     asha: Dict[str, float] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
     seed: Optional[int] = None
@@ -108,28 +99,25 @@ class StudySpace:
         """What defines the trials (not how many run at once): compared when a study is resumed."""
         definition = {"search": self.search, "scheduler": self.scheduler, "num_samples": self.num_samples,
                       "seed": self.seed, "params": {k: {p.kind: plain(p.args)} for k, p in self.params.items()}}
-        if self.scheduler == "asha":
-            definition["asha"] = dict(self.asha)
-        return definition
+        return {**definition, "asha": dict(self.asha)} if self.scheduler == "asha" else definition
 
 
 def _error(path: str, key: str, problem: str) -> ConfigError:
     return ConfigError(f"Search-space file {path!r}: {key} {problem}.")
 
 
-def _checked(path: str, key: str, setting: Setting, value):
-    if not setting.ok(value):
-        raise _error(path, key, f"is {value!r}; it must be {setting.expects()}")
-    return value
-
-
-def _mapping(path: str, key: str, value, allowed) -> dict:
-    if not isinstance(value, dict):
-        raise _error(path, key, f"is {value!r}; it must be a mapping such as {{a: 1, b: 2}}")
-    for name in value:
-        if name not in allowed:
-            raise _error(path, f"{key}.{name}", f"is not allowed{did_you_mean(name, allowed)}; use {', '.join(allowed)}")
-    return {k: _checked(path, f"{key}.{k}", CHECKED[k], v) for k, v in value.items()}
+def _section(path: str, name: str, section, allowed) -> dict:
+    """``section`` (``name``: "" for the whole file) if it maps ``allowed`` keys to values that fit CHECKED."""
+    if not isinstance(section, dict):
+        raise _error(path, name, f"is {section!r}; it must be a mapping such as {{a: 1, b: 2}}")
+    for key, value in section.items():
+        where = f"{name}.{key}" if name else str(key)
+        if key not in allowed:
+            raise _error(path, where, f"is not allowed{did_you_mean(key, allowed)}; use {', '.join(allowed)}"
+                         + ("" if name else " (RecBole/model keys go under params:)"))
+        if key in CHECKED and not CHECKED[key].ok(value):
+            raise _error(path, where, f"is {value!r}; it must be {CHECKED[key].expects()}")
+    return section
 
 
 def load_space(path) -> StudySpace:
@@ -140,88 +128,78 @@ def load_space(path) -> StudySpace:
     if not os.path.isfile(path):
         raise ConfigError(f"Search-space file {path!r} does not exist. Check the path given to --tune= (examples "
                           "are in properties/tune/).")
-    data = read_yaml_file(path, what="Search-space file")
-    for key in data:
-        if key not in TOP_LEVEL:
-            raise _error(path, key, f"is not a search-space setting{did_you_mean(key, TOP_LEVEL)}. Allowed top-level "
-                         f"keys: {', '.join(TOP_LEVEL)}; put RecBole/model keys under params:")
-    space = StudySpace(path=path)
-    for key in DEFAULTS:
-        setattr(space, key, _checked(path, key, CHECKED[key], data.get(key, DEFAULTS[key])))
-    space.resources.update(_mapping(path, "resources_per_trial", data.get("resources_per_trial") or {}, ("cpu", "gpu")))
+    data = _section(path, "", read_yaml_file(path, what="Search-space file"), TOP_LEVEL)
+    space = StudySpace(path, **{k: v for k, v in data.items() if k in CHECKED})
+    resources = data.get("resources_per_trial") or {}
+    space.resources.update(_section(path, "resources_per_trial", resources, ("cpu", "gpu")))
     if data.get("asha") is not None:
         if space.scheduler != "asha":
-            raise _error(path, "asha", f"is given but scheduler is {space.scheduler!r}; set scheduler: asha or remove asha:")
-        space.asha.update(_mapping(path, "asha", data["asha"], ("grace_period", "reduction_factor", "max_t")))
-    if not data.get("params"):
-        raise _error(path, "params", "is missing or empty; list the RecBole/model keys to tune, e.g. "
-                     "params: {iacn_delta: {grid_search: [0.1, 0.3]}}")
-    if not isinstance(data["params"], dict):
-        raise _error(path, "params", f"is {data['params']!r}; it must be a mapping such as {{iacn_delta: 0.3}}")
-    space.params = {str(k): _param(path, str(k), v) for k, v in data["params"].items()}
-    _check_search(space)
+            raise _error(path, "asha", f"is given but scheduler is {space.scheduler!r}; set scheduler: asha or "
+                         "remove asha:")
+        space.asha.update(_section(path, "asha", data["asha"], ("grace_period", "reduction_factor", "max_t")))
+    params = data.get("params")
+    if not params or not isinstance(params, dict):
+        raise _error(path, "params", f"is {repr(params) if params else 'missing or empty'}; list the RecBole/model "
+                     "keys to tune as a mapping, e.g. params: {iacn_delta: {grid_search: [0.1, 0.3]}}")
+    space.params = {str(k): _param(path, str(k), v) for k, v in params.items()}
+    grids = [k for k, p in space.tuned().items() if p.kind == "grid_search"]
+    if not space.tuned():
+        raise _error(path, "params", f"has only fixed values; give at least one parameter a Ray Tune function "
+                     f"({', '.join(SAMPLERS)})")
+    if space.search == "optuna" and grids:
+        raise _error(path, f"params.{grids[0]}", "uses grid_search, which Optuna cannot search; use choice with the "
+                     "same values, or search: grid")
+    if space.search == "grid" and not grids:
+        raise _error(path, "search", "is grid but no parameter uses grid_search; use search: random for sampled "
+                     "parameters, or give a parameter {grid_search: [...]}")
     return space
 
 
 def _param(path: str, name: str, spec) -> Param:
-    key = f"params.{name}"
-    if name in FORBIDDEN_PARAMS or name.startswith(FORBIDDEN_PREFIXES):
-        raise _error(path, key, "cannot be tuned: it defines the data, the output folders or the objective of the "
-                     "study; set it once with --config_files or --KEY=VALUE (and run one study per dataset build for "
-                     "ctr_* settings)")
-    setting = settings.get(name)
-    if not isinstance(spec, dict):
-        return Param(name, "fixed", _check_value(path, key, setting, spec))
+    key, setting = f"params.{name}", settings.get(name)
+    if name in FORBIDDEN_PARAMS or name.startswith("ctr_"):
+        raise _error(path, key, "cannot be tuned: it defines the data, the output folders or the objective; set it "
+                     "once with --config_files or --KEY=VALUE (one study per dataset build for ctr_* settings)")
+    spec = spec if isinstance(spec, dict) else {"value": spec}
     if len(spec) != 1:
         raise _error(path, key, f"has {len(spec)} keys ({', '.join(map(str, spec))}); write one Ray Tune function "
-                     f"({', '.join(SAMPLERS)}), a plain value, or {{{FIXED_WRAPPER}: ...}} to fix a mapping")
-    kind, args = next(iter(spec.items()))
-    if kind == FIXED_WRAPPER:
-        return Param(name, "fixed", args)
-    if kind in OLD_NAMES:
-        raise _error(path, key, f"uses {kind}:, the form before Ray Tune's names; write {{{OLD_NAMES[kind]}: "
-                     f"{plain(args)}}} (ray.tune.{OLD_NAMES[kind]})")
-    if kind not in SAMPLERS:
-        raise _error(path, key, f"uses {kind!r}, which is not a Ray Tune sampling function{did_you_mean(kind, SAMPLERS)}; "
-                     f"write one of {', '.join(SAMPLERS)}, or {{{FIXED_WRAPPER}: ...}} to fix a mapping")
-    param = Param(name, kind, args)
-    if kind in VALUE_LISTS:
-        if not isinstance(args, list) or not args:
-            raise _error(path, key, f"{kind}: needs a non-empty list of values, e.g. {{{kind}: [0.1, 0.3]}}")
-        for value in args:
-            _check_value(path, key, setting, value)
-        return param
-    _check_domain(path, key, setting, param)
+                     f"({', '.join(SAMPLERS)}), a plain value, or {{value: ...}} to fix a mapping")
+    (kind, args), = spec.items()
+    if kind == "grid":
+        raise _error(path, key, f"uses grid:, the form before Ray Tune's names; write {{grid_search: {plain(args)}}} "
+                     "(ray.tune.grid_search)")
+    if kind not in (*SAMPLERS, "value"):
+        raise _error(path, key, f"uses {kind!r}, which is not a Ray Tune sampling function"
+                     f"{did_you_mean(kind, SAMPLERS)}; write one of {', '.join(SAMPLERS)}, or {{value: ...}} for a "
+                     "fixed mapping")
+    if kind in VALUE_LISTS and not (isinstance(args, list) and args):
+        raise _error(path, key, f"{kind}: needs a non-empty list of values, e.g. {{{kind}: [0.1, 0.3]}}")
+    param = Param("fixed" if kind == "value" else kind, args)
+    if param.tuned and kind not in VALUE_LISTS:
+        _check_domain(path, key, setting, param)
+    for value in param.values():
+        if setting is not None and not setting.ok(value):
+            raise _error(path, key, f"takes {setting.expects()}, not {value!r}")
     return param
 
 
-def _check_value(path, key, setting: Optional[Setting], value):
-    if setting is not None and not setting.ok(value):
-        raise _error(path, key, f"takes {setting.expects()}, not {value!r}")
-    return value
-
-
-def _check_domain(path, key, setting: Optional[Setting], param: Param) -> None:
+def _check_domain(path: str, key: str, setting: Optional[Setting], param: Param) -> None:
     """Build Ray's object (its own argument checks), then bounds and type against the declaration."""
-    import inspect
-
     from ray import tune
 
-    function = getattr(tune, param.kind)
-    usage = f"ray.tune.{param.kind}({', '.join(inspect.signature(function).parameters)})"
+    usage = f"ray.tune.{param.kind}({', '.join(inspect.signature(getattr(tune, param.kind)).parameters)})"
     if not isinstance(param.args, (list, dict)):
         raise _error(path, key, f"{param.kind}: needs a list of arguments or a mapping of keyword arguments ({usage})")
     try:
         domain = param.to_ray()
     except (TypeError, ValueError, AssertionError) as exc:
         raise _error(path, key, f"{param.kind}: {exc} ({usage}; got {plain(param.args)})") from None
-    low, high = getattr(domain, "lower", None), getattr(domain, "upper", None)
-    whole = type(domain).__name__ == "Integer"
+    low, high, whole = domain.lower, domain.upper, isinstance(domain, tune.search.sample.Integer)  # randn: -inf, inf
     if whole and not all(isinstance(b, int) and not isinstance(b, bool) for b in (low, high)):
         raise _error(path, key, f"{param.kind}: bounds must be whole numbers (got {plain(param.args)})")
-    if low is not None and high is not None and not low < high:
+    if not low < high:
         raise _error(path, key, f"{param.kind}: lower ({low}) must be smaller than upper ({high})")
-    if setting is None or low is None:
+    if setting is None:
         return
     if setting.kind == "int" and not whole:
         raise _error(path, key, f"takes whole numbers ({setting.expects()}), not {param.kind} values; use randint: "
@@ -231,36 +209,19 @@ def _check_domain(path, key, setting: Optional[Setting], param: Param) -> None:
             raise _error(path, key, f"{param.kind} reaches {bound}; {setting.name} takes {setting.expects()}")
 
 
-def _check_search(space: StudySpace) -> None:
-    tuned = space.tuned()
-    if not tuned:
-        raise _error(space.path, "params", f"has only fixed values; give at least one parameter a Ray Tune function "
-                     f"({', '.join(SAMPLERS)})")
-    grids = [k for k, p in tuned.items() if p.kind == "grid_search"]
-    if space.search == "optuna" and grids:
-        raise _error(space.path, f"params.{grids[0]}", "uses grid_search, which Optuna cannot search; use choice "
-                     "with the same values, or search: grid")
-    if space.search == "grid" and not grids:
-        raise _error(space.path, "search", "is grid but no parameter uses grid_search; use search: random for "
-                     "sampled parameters, or give a parameter {grid_search: [...]}")
-
-
-def check_param_types(space: StudySpace, defaults: dict) -> None:
-    """Undeclared settings: the values of a grid_search, choice or fixed entry must fit the default's type."""
+def check_params(space: StudySpace, config: dict) -> None:
+    """Against the study's configuration: every parameter is a known key (a typo would tune nothing), and the
+    values of an undeclared setting's grid_search, choice or fixed entry fit the type of its default."""
     for name, param in space.params.items():
+        if name not in config:
+            raise _error(space.path, f"params.{name}", f"is not a RecBole or model setting"
+                         f"{did_you_mean(name, config)}; check the spelling against properties/overall.yaml and "
+                         "properties/model/*.yaml")
         for value in param.values():
             try:
-                settings.check(name, value, defaults.get(name))
+                settings.check(name, value, config[name])
             except ConfigError as exc:
                 raise _error(space.path, f"params.{name}", str(exc).rstrip(".")) from None
-
-
-def check_unknown_keys(space: StudySpace, known) -> None:
-    """Reject parameter names that no configuration file defines (typos would tune nothing)."""
-    for name in space.params:
-        if name not in known:
-            raise _error(space.path, f"params.{name}", f"is not a RecBole or model setting{did_you_mean(name, known)}; "
-                         "check the spelling against properties/overall.yaml and properties/model/*.yaml")
 
 
 def plain(value):
@@ -272,4 +233,3 @@ def plain(value):
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     return value
-
