@@ -78,3 +78,37 @@ def test_the_trainer_steps_through_the_compiled_loss_only_when_asked(ml100k, dat
 def test_compile_loss_must_be_a_boolean(data_root):
     with pytest.raises(ConfigError, match="compile_loss expects true or false"):
         model_config("DIN", data_root, compile_loss="yes")
+
+
+@pytest.mark.parametrize("model_name", ["WideDeep_IaCN"])
+def test_the_compiled_loss_equals_the_eager_one_with_its_gradients(ml100k, data_root, monkeypatch, model_name):
+    """A real ``torch.compile`` (no fallback): the same loss value and the same gradient of every parameter
+    as eager mode, for the same weights and batch. Inductor draws random numbers with its own generator, so
+    IaCN's uniform negatives are drawn as eager mode draws them here (``fallback_random``)."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    torch._dynamo.reset()
+    split = ml100k.train_data._dataset
+    split = split.copy(split.inter_feat[0:512])
+    config, model_class = model_config(model_name, data_root, compile_loss=True)
+    model = model_class(config, split)
+    batch = next(iter(TensorTrainLoader(config, split, shuffle=False)))
+    compiled = CompiledLoss(model.calculate_loss)
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        torch.manual_seed(7)
+        value = fn(batch)
+        value = sum(value) if isinstance(value, tuple) else value
+        value.backward()
+        return value.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager_loss, eager_grads = loss_and_grads(model.calculate_loss)
+    compiled_loss, compiled_grads = loss_and_grads(compiled)
+    assert compiled.fallback_reason is None
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    assert compiled_grads.keys() == eager_grads.keys()
+    assert any(name.startswith("iacn.") for name in eager_grads)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
