@@ -359,12 +359,12 @@ def test_fused_loss_refuses_histories_longer_than_the_routing_was_built_for():
 
 
 # --------------------------------------------------------------------------- the setting
-def test_the_setting_is_declared_once_and_defaults_to_todays_loss():
+def test_the_setting_is_declared_once_and_defaults_to_the_fused_loss():
     setting = settings.get("iacn_fused_loss")
     assert setting is not None and setting.kind == "bool" and setting.group == "IaCN"
-    assert settings.defaults(["model/IaCN.yaml"])["iacn_fused_loss"] is False
-    assert IaCN(_config(), _schema()).fused_loss is False
-    assert IaCN(_config(iacn_fused_loss=True), _schema()).fused_loss is True
+    assert settings.defaults(["model/IaCN.yaml"])["iacn_fused_loss"] is True
+    assert IaCN(_config(), _schema()).fused_loss is True
+    assert IaCN(_config(iacn_fused_loss=False), _schema()).fused_loss is False
     with pytest.raises(ConfigError, match="iacn_fused_loss expects true or false"):
         IaCN(_config(iacn_fused_loss="yes"), _schema())
     # a config without the key (a checkpoint written before the setting existed) reads as false
@@ -379,10 +379,10 @@ def test_a_model_trained_with_the_fused_loss_gives_todays_gradients(ml100k, data
     """Through a host (DIN_IaCN on ml-100k, δ mixing included): calculate_loss and its gradients."""
     from tests.conftest import model_config, sample_batch
 
-    config, model_class = model_config("DIN_IaCN", data_root, iacn_fused_loss=True)
+    config, model_class = model_config("DIN_IaCN", data_root)
     torch.manual_seed(0)
     model = model_class(config, ml100k.train_data._dataset).double().eval()  # eval: no dropout/batch statistics
-    assert model.iacn.fused_loss is True
+    assert model.iacn.fused_loss is True  # the default
     batch = sample_batch(ml100k, 128)
     for key, value in batch.interaction.items():
         if value.is_floating_point():
