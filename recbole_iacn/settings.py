@@ -209,6 +209,9 @@ SETTINGS = _declare(
     S("iacn_num_negatives", "int", "IaCN", "sampled negatives per positive in the sampled softmax", low=1),
     S("iacn_select_rows", "bool", "IaCN", "true: gather the auxiliary loss's rows first; false: compute every row, "
       "weight the others 0 (same result, no host sync)"),
+    S("iacn_fused_loss", "bool", "IaCN", "true: the auxiliary loss's routing, squash and attention + softmax as "
+      "autograd Functions with hand-derived backwards; false: autograd over the plain ops (same value and "
+      "gradients up to rounding)"),
     S("iacn_negative_sampler", "str", "IaCN", "uniform (sampled items) or in_batch (other samples' items)",
       choices=NEGATIVE_SAMPLERS),
     S("iacn_mlp_hidden_size", "sizes", "IaCN", "hidden sizes of the ReLU MLP after routing (MIND's H layers)",

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level folder of the checkout, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import common, dain_ranking, kernels, performance, reproduce  # noqa: E402
+from benchmarks import common, dain_ranking, iacn_loss, kernels, performance, reproduce  # noqa: E402
 from tests.conftest import ML1M_SAMPLE  # noqa: E402
 
 TINY = {"embedding_size": 8, "iacn_embedding_size": 8, "train_batch_size": 512}
@@ -215,6 +215,19 @@ def test_kernels_smoke(tmp_path):
     assert len(rows) == 6 and all(r["plain_us"] > 0 and r["ours_us"] > 0 and r["ratio"] > 0 for r in rows)
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "- command: " in text and "| embedding fwd+bwd, capsule lookup |" in text
+
+
+def test_iacn_loss_smoke(data_root, tmp_path):
+    """Both ways of the IaCN loss timed on ml-100k, checked equal (float64), the host beside the step."""
+    paths = iacn_loss.main(["--data_path", data_root, "--variants", "default", "in_batch", "--batches", "1",
+                            "--repeats", "2", "--calls", "1", "--out", str(tmp_path)])
+    rows = paths["rows"]
+    assert [r["variant"] for r in rows] == ["default", "in_batch", "default"]
+    assert all(r["today_ms"] > 0 and r["fused_ms"] > 0 and r["rounds"] == 2 for r in rows)
+    assert all(r["grad_rel_diff"] < 1e-9 and r["loss_diff"] < 1e-12 and r["parameters"] >= 8 for r in rows)
+    assert rows[-1]["case"] == "step (WideDeep_IaCN)" and rows[-1]["host_ms"] > 0
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "- command: " in text and "| loss | in_batch |" in text and (tmp_path / "results.csv").is_file()
 
 
 @pytest.mark.skipif(not (ML1M_SAMPLE / "ratings.dat").is_file(), reason="../shared/data/ml-1m-sample is not beside the checkout")

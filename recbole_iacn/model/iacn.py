@@ -19,6 +19,7 @@ from torch import nn
 
 from recbole_iacn import settings
 from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
+from recbole_iacn.model.iacn_fused import fused_attention_softmax, fused_routing, fused_squash, routing_aggregate
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 from recbole_iacn.settings import NEGATIVE_SAMPLERS  # noqa: F401
@@ -74,15 +75,18 @@ class BehaviourToInterestRouting(nn.Module):
         # then flows through the last iteration's Σ_i a_ij x̂_i only, with the weights a_ij constant
         self.stop_gradient = stop_gradient
 
-    def forward(self, behaviours, behaviour_mask, num_interests):
-        """behaviours ``[B, L, h]``, mask ``[B, L]``, ``K_u [B]`` → capsules ``[B, K, h]``,
-        interest mask ``[B, K]`` and the final routing weights ``[B, L, K]``."""
-        batch, length, _ = behaviours.shape
+    def check_length(self, length: int) -> None:
         if length > self.initial_logits.shape[0]:
             raise ValueError(
                 f"behaviour sequences of length {length} exceed the {self.initial_logits.shape[0]} the "
                 "routing was built for; rebuild the model for the longer MAX_ITEM_LIST_LENGTH."
             )
+
+    def forward(self, behaviours, behaviour_mask, num_interests):
+        """behaviours ``[B, L, h]``, mask ``[B, L]``, ``K_u [B]`` → capsules ``[B, K, h]``,
+        interest mask ``[B, K]`` and the final routing weights ``[B, L, K]``."""
+        batch, length, _ = behaviours.shape
+        self.check_length(length)
         k = self.max_interests
         # padded behaviours are zeroed once: whatever weight they get, they add nothing below
         x_hat = self.bilinear(behaviours) * behaviour_mask.unsqueeze(-1)  # [B, L, h]
@@ -175,6 +179,13 @@ class IaCN(nn.Module):
         self.negative_sampler = config["iacn_negative_sampler"]
         self.max_interests = config["iacn_max_interests"]
         self.select_rows = config["iacn_select_rows"]
+        # the loss's parameter-free parts as autograd Functions (iacn_fused.py); None (a checkpoint written
+        # before the setting existed) reads as false
+        self.fused_loss = bool(config["iacn_fused_loss"])
+        # interest j is used iff n > 2^j (j ≥ 1) and n ≥ 1 (j = 0): ceil(log2 n) > j ⟺ n > 2^j, so the
+        # interest mask of interest_counts is one comparison (not in the state dict)
+        thresholds = [0] + [2 ** min(j, 62) for j in range(1, self.max_interests)]
+        self.register_buffer("interest_thresholds", torch.tensor(thresholds), persistent=False)
         self.aux_item_embedding = Embedding(schema.num_items, self.dim, padding_idx=0)  # E_aux
         self.routing = BehaviourToInterestRouting(
             self.dim,
@@ -297,24 +308,62 @@ class IaCN(nn.Module):
         vectors = self.capsule_view(torch.cat([history, candidate_ids], dim=1))  # [B', L + 1 (+ N), h]
         # one split (one gradient concatenation backward) rather than slices
         behaviours, candidates = vectors.split([history.shape[1], candidate_ids.shape[1]], 1)
+        excluded = _excluded_candidates(candidate_ids, targets, sampled, keep)
+        if self.fused_loss:
+            return self._fused_losses(rows, behaviours, candidates, excluded, sampled)
         target_vectors = candidates[:, 0]  # [B', h]
         interests, interest_mask = self.interests(rows, behaviours=behaviours)
         user_vectors = self.attention(interests, interest_mask, target_vectors)  # [B', h]
         if sampled:
-            # column 0 is the positive; a negative that happens to be the target is dropped
-            logits = batched_dot(candidates, user_vectors)  # [B', 1 + N]
-            excluded = candidate_ids == targets.unsqueeze(-1)
-            excluded[:, 0] = False
+            logits = batched_dot(candidates, user_vectors)  # [B', 1 + N], column 0 is the positive
             target_column = targets.new_zeros(len(targets))
         else:
             logits = user_vectors @ target_vectors.t()  # [B', B'], the diagonal is the positive
-            excluded = targets.unsqueeze(0) == targets.unsqueeze(1)  # the same item in another row
-            if keep is not None:
-                excluded = excluded | ~keep.unsqueeze(0)  # rows that do not count are no negatives
-            excluded.fill_diagonal_(False)
             target_column = torch.arange(len(targets), device=targets.device)
         logits = logits.masked_fill(excluded, float("-inf"))
         return nn.functional.cross_entropy(logits, target_column, reduction="none")
+
+    def _fused_losses(self, rows, behaviours, candidates, excluded, sampled: bool) -> torch.Tensor:
+        """:meth:`_candidate_losses` from the looked-up vectors on, the parameter-free parts as autograd
+        Functions with hand-derived backwards (:mod:`recbole_iacn.model.iacn_fused`): routing (with
+        stop-gradient: its weights and the aggregation ``y = a ĉ``, then ``squash(M y)`` with the module
+        ``M``), and label-aware attention + softmax cross-entropy. M, the interest MLP and the profile
+        embeddings stay modules between them. The interests go to the attention unmasked: it gives the
+        unused ones weight 0 and gradient 0, which is what multiplying them by the mask does."""
+        s = self.schema
+        lengths = rows[s.history_length_field]
+        behaviour_mask = length_mask(lengths, behaviours.shape[1])
+        interest_mask = lengths.unsqueeze(-1) > self.interest_thresholds  # [B', K], as interest_counts
+        routing = self.routing
+        routing.check_length(behaviours.shape[1])
+        if routing.stop_gradient:
+            aggregated = routing_aggregate(behaviours, behaviour_mask, interest_mask, routing.initial_logits,
+                                           routing.iterations, routing.bilinear.weight)
+            # M·Σ_i a_ij c_i = Σ_i a_ij M c_i: the bilinear map is linear without bias
+            capsules = fused_squash(routing.bilinear(aggregated))
+        else:
+            capsules = fused_routing(routing.bilinear(behaviours), behaviour_mask, interest_mask,
+                                     routing.initial_logits, routing.iterations, False)
+        profile = None
+        if self.profile_fields:
+            profile = torch.cat(self.profile_embedding([rows[f] for f in self.profile_fields]), -1)
+        interests = self.interest_mlp(capsules, profile)
+        return fused_attention_softmax(interests, interest_mask, candidates, excluded, self.attention.power,
+                                       not sampled)
+
+
+def _excluded_candidates(candidate_ids, targets, sampled: bool, keep):
+    """The softmax columns that are no negatives ``[B', 1 + N]`` (``[B', B']`` in batch): a sampled
+    negative that happens to be the target; in batch, another row with the same item or (with ``keep``)
+    a row that does not count."""
+    if sampled:
+        excluded = candidate_ids == targets.unsqueeze(-1)
+        excluded[:, 0] = False  # column 0 is the positive
+        return excluded
+    excluded = targets.unsqueeze(0) == targets.unsqueeze(1)  # the same item in another row
+    if keep is not None:
+        excluded = excluded | ~keep.unsqueeze(0)  # rows that do not count are no negatives
+    return excluded.fill_diagonal_(False)
 
 
 def _select_rows(interaction, keep, fields):

@@ -1,0 +1,278 @@
+"""The parameter-free hot part of the IaCN loss as ``torch.autograd.Function``\s with hand-derived backwards
+(``iacn_fused_loss: true``; docs/method.md sections 3-4 give the maths).
+
+With ``iacn_routing_stop_gradient: true`` (the default) the loss runs::
+
+    y = RoutingAggregate(c)      M·y (the bilinear nn.Linear)      u = Squash(·)      I = InterestMLP(u, profile)
+    −log P(c_t | i_u) = FusedAttentionSoftmax(I, C)
+
+The bilinear map is linear without bias, so ``s_j = Σ_i a_ij M c_i = M·(Σ_i a_ij c_i) = M·y_j``: the module
+is applied to the ``K`` aggregated vectors of each row instead of its ``L`` behaviours, and the routing
+weights ``a`` (constants under stop-gradient) are found by refinement iterations that run without
+gradient, as today's. With ``false``, :class:`FusedRouting` takes ``x = M·c`` (the module applied to the
+behaviours) and backpropagates through every iteration. Everything with parameters (E_aux and its gradient
+scaler, M, the interest MLP, the profile embeddings) stays a normal module between the Functions, which
+autograd differentiates as before; the Functions record one node each instead of the dozens of
+elementwise, reduction, masking and ``bmm`` nodes autograd records for the same maths, and their backwards
+are a few batched products written out. Values and gradients equal those of
+:meth:`recbole_iacn.model.iacn.IaCN._candidate_losses` up to rounding (``tests/test_iacn_fused.py``);
+``benchmarks/iacn_loss.py`` times both.
+
+Notation: B rows, L behaviour slots, K interest slots, h the capsule width, ``g·`` the gradient of the
+(scalar) training loss with respect to ``·``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+from torch.nn import functional
+
+
+def _squash_forward(s: torch.Tensor):
+    """``u = f(n)·s``, ``n = ‖s‖``, ``f = n / (1 + n²)`` (as :func:`recbole_iacn.model.iacn.squash`);
+    returns ``u``, ``n`` and ``f``."""
+    norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    factor = norm / (1.0 + norm * norm)
+    return s * factor, norm, factor
+
+
+def _squash_backward(s, norm, factor, grad_u):
+    """``g_s`` of ``u = f(n)·s``: the Jacobian is ``f·I + (f'(n)/n)·s sᵀ`` (symmetric), and with
+    ``r = 1/(1 + n²)`` (so ``f = n r``), ``f'(n) = (1 − n²) r² = (2r − 1) r``, so
+    ``g_s = f·g_u + ((2r − 1) r / n)·(sᵀg_u)·s``. At ``s = 0`` the second term is 0 (``sᵀg_u = 0``; ``n`` is
+    clamped to the smallest normal number so that its factor stays finite), as autograd's."""
+    r = torch.reciprocal(1.0 + norm * norm)
+    slope = (2.0 * r - 1.0) * r / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+    return torch.addcmul(factor * grad_u, s, slope * (s * grad_u).sum(-1, keepdim=True))
+
+
+class Squash(torch.autograd.Function):
+    """``squash(s) = ‖s‖ / (1 + ‖s‖²) · s`` over the last dimension, with the backward of
+    :func:`_squash_backward`."""
+
+    @staticmethod
+    def forward(ctx, s):
+        capsules, norm, factor = _squash_forward(s)
+        ctx.save_for_backward(s, norm, factor)
+        return capsules
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_capsules):
+        return _squash_backward(*ctx.saved_tensors, grad_capsules)
+
+
+def fused_squash(s: torch.Tensor) -> torch.Tensor:
+    return Squash.apply(s)
+
+
+def _initial_logits(initial_logits, interest_mask, length, dtype):
+    """``b⁰``, kept ``[K, B, L]``: the fixed initial logits, ``finfo.min`` on the unused interests ``j ≥ K_u``
+    (their weight underflows to exactly 0, so their capsule is 0). The softmax over K then runs over the
+    outermost dimension, with the B·L values of each interest contiguous: on CPU about 2.5x faster than
+    over the middle dimension of ``[B, K, L]`` and 30x faster than over a last dimension of size K; ``bmm``
+    reads the ``[B, K, L]`` view ``transpose(0, 1)`` as fast as a contiguous tensor."""
+    unused = torch.zeros(interest_mask.shape[1], interest_mask.shape[0], 1, dtype=dtype, device=interest_mask.device)
+    unused.masked_fill_(~interest_mask.t().unsqueeze(-1), torch.finfo(dtype).min)
+    return initial_logits[:length].t().to(dtype).unsqueeze(1) + unused  # [K, 1, L] + [K, B, 1]
+
+
+class RoutingAggregate(torch.autograd.Function):
+    """Stop-gradient B2I routing up to the last aggregation: behaviours ``c [B, L, h]`` (padded slots
+    holding anything), the bilinear weight ``M [h, h]`` (no gradient: the refinement runs on
+    ``stop_gradient(x̂)``, MIND's and ComiRec's code) → ``y = a^{r−1} ĉ [B, K, h]``, from which the caller
+    forms ``u = squash(M y)`` with the module ``M``.
+
+    Forward: ``ĉ = c ⊙ mask``; with ``b⁰`` from :func:`_initial_logits`, for ``t = 0 … r−2``::
+
+        aᵗ = softmax_K(bᵗ)     sᵗ = (aᵗ ĉ) Mᵀ  (= aᵗ x̂)     uᵗ = squash(sᵗ)     bᵗ⁺¹ = bᵗ + (uᵗ M) ĉᵀ  (= uᵗ x̂ᵀ)
+
+    then ``a^{r−1} = softmax_K(b^{r−1})`` and ``y = a^{r−1} ĉ``: the same weights as
+    :class:`recbole_iacn.model.iacn.BehaviourToInterestRouting`, which multiplies ``M`` into all ``L``
+    behaviours first (``x̂ = M c``).
+
+    Backward: the weights are constants, so ``g_c = (a^{r−1})ᵀ g_y ⊙ mask`` (one ``bmm``); padded slots get 0.
+    """
+
+    @staticmethod
+    def forward(ctx, behaviours, behaviour_mask, interest_mask, initial_logits, iterations: int, weight):
+        masked = behaviours * behaviour_mask.unsqueeze(-1)  # padded behaviours add nothing
+        masked_t = masked.transpose(1, 2)
+        logits = _initial_logits(initial_logits, interest_mask, behaviours.shape[1], behaviours.dtype)
+        weight = weight.to(behaviours.dtype)
+        for _ in range(iterations - 1):
+            aggregated = torch.bmm(torch.softmax(logits, dim=0).transpose(0, 1), masked)  # [B, K, h]
+            capsules = _squash_forward(functional.linear(aggregated, weight))[0]
+            # b_ij += u_jᵀ M c_i
+            logits = logits + torch.bmm(torch.matmul(capsules, weight), masked_t).transpose(0, 1)
+        weights = torch.softmax(logits, dim=0).transpose(0, 1)  # a [B, K, L], over each user's K_u interests
+        ctx.save_for_backward(behaviour_mask, weights)
+        return torch.bmm(weights, masked)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_aggregated):
+        behaviour_mask, weights = ctx.saved_tensors
+        grad = torch.bmm(weights.transpose(1, 2), grad_aggregated) * behaviour_mask.unsqueeze(-1)
+        return grad, None, None, None, None, None
+
+
+def routing_aggregate(behaviours, behaviour_mask, interest_mask, initial_logits, iterations: int, weight):
+    """:class:`RoutingAggregate`: ``c [B, L, h]``, masks ``[B, L]`` and ``[B, K]`` (bool), initial logits
+    ``[≥L, K]``, ``M`` (detached) → ``y [B, K, h]``."""
+    return RoutingAggregate.apply(behaviours, behaviour_mask, interest_mask, initial_logits, iterations,
+                                  weight.detach())
+
+
+class FusedRouting(torch.autograd.Function):
+    """B2I dynamic routing and squash: ``x [B, L, h]`` (``M·c_i``, padded slots holding anything) →
+    capsules ``u [B, K, h]`` (0 for unused interests).
+
+    Used with ``iacn_routing_stop_gradient: false``; with ``stop_gradient`` it gives what
+    :class:`RoutingAggregate`, ``M`` and :class:`Squash` give.
+
+    Forward, as :class:`recbole_iacn.model.iacn.BehaviourToInterestRouting`: ``x̂ = x ⊙ mask``, ``b⁰`` from
+    :func:`_initial_logits`, and for ``t = 0 … r−1``::
+
+        aᵗ = softmax_K(bᵗ)      sᵗ = aᵗ x̂      uᵗ = squash(sᵗ)      bᵗ⁺¹ = bᵗ + uᵗ x̂ᵀ  (t < r−1)
+
+    and the output is ``u^{r−1}``.
+
+    Backward, given ``g_u = g u^{r−1}``. Squash: :func:`_squash_backward`.
+    ``s = a x̂`` gives ``g_x̂ += aᵀ g_s`` and ``g_a = g_s x̂ᵀ``; the softmax over K gives
+    ``g_b = a ⊙ (g_a − Σ_K a ⊙ g_a)``. With ``stop_gradient`` (MIND's and ComiRec's code: the refinement
+    runs on ``stop_gradient(x̂)``) the weights ``a^{r−1}`` are constants, so only ``g_x̂ = (a^{r−1})ᵀ g_s``
+    remains. Without it, the logits carry the gradient back through the iterations: writing ``Gᵗ`` for
+    the whole gradient of ``bᵗ``, ``G^{r−1} = a ⊙ (g_a − Σ a ⊙ g_a)`` at ``t = r−1`` and, for ``t < r−1``
+    (from ``bᵗ⁺¹ = bᵗ + uᵗ x̂ᵀ``), ``g_uᵗ = Gᵗ⁺¹ x̂``, ``g_x̂ += (Gᵗ⁺¹)ᵀ uᵗ``, then the squash, the
+    product and the softmax of step ``t`` as above with ``Gᵗ = Gᵗ⁺¹ + aᵗ ⊙ (g_aᵗ − Σ aᵗ ⊙ g_aᵗ)``
+    (``G⁰`` is not needed: ``b⁰`` is a constant). Finally ``g_x = g_x̂ ⊙ mask``: padded slots get 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x, behaviour_mask, interest_mask, initial_logits, iterations: int, stop_gradient: bool):
+        x_hat = x * behaviour_mask.unsqueeze(-1)  # padded behaviours add nothing, whatever weight they get
+        x_hat_t = x_hat.transpose(1, 2)
+        logits = _initial_logits(initial_logits, interest_mask, x.shape[1], x.dtype)
+        saved = []
+        for t in range(iterations):
+            weights = torch.softmax(logits, dim=0).transpose(0, 1)  # a [B, K, L], over each user's K_u interests
+            s = torch.bmm(weights, x_hat)  # [B, K, h]
+            capsules, norm, factor = _squash_forward(s)
+            if t < iterations - 1:
+                logits = logits + torch.bmm(capsules, x_hat_t).transpose(0, 1)  # b_ij += u_jᵀ x̂_i
+            if not stop_gradient or t == iterations - 1:
+                saved += [weights, s, norm, factor, capsules]
+        ctx.steps = 1 if stop_gradient else iterations  # the steps the gradient flows through
+        ctx.save_for_backward(behaviour_mask, x_hat, *saved)
+        return capsules
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_capsules):
+        behaviour_mask, x_hat, *saved = ctx.saved_tensors
+        steps = ctx.steps
+        grad_x = None
+        grad_u = grad_capsules
+        grad_logits = None  # G^{t+1}
+        for t in reversed(range(steps)):
+            weights, s, norm, factor, capsules = saved[5 * t:5 * t + 5]
+            if t < steps - 1:  # u^t reaches the loss only through b^{t+1} = b^t + u^t x̂ᵀ
+                grad_u = torch.bmm(grad_logits, x_hat)
+                grad_x = torch.baddbmm(grad_x, grad_logits.transpose(1, 2), capsules)
+            grad_s = _squash_backward(s, norm, factor, grad_u)
+            if grad_x is None:
+                grad_x = torch.bmm(weights.transpose(1, 2), grad_s)  # [B, L, h]
+            else:
+                grad_x = torch.baddbmm(grad_x, weights.transpose(1, 2), grad_s)
+            if t > 0:  # b⁰ is constant: the softmax of step 0 passes nothing on
+                grad_weights = torch.bmm(grad_s, x_hat.transpose(1, 2))  # [B, K, L]
+                step = weights * (grad_weights - (weights * grad_weights).sum(1, keepdim=True))
+                grad_logits = step if grad_logits is None else grad_logits + step
+        return grad_x * behaviour_mask.unsqueeze(-1), None, None, None, None, None
+
+
+def fused_routing(x, behaviour_mask, interest_mask, initial_logits, iterations: int, stop_gradient: bool):
+    """:class:`FusedRouting`: ``x = M·c [B, L, h]``, masks ``[B, L]`` and ``[B, K]`` (bool), initial logits
+    ``[≥L, K]`` → capsules ``[B, K, h]``."""
+    return FusedRouting.apply(x, behaviour_mask, interest_mask, initial_logits, iterations, stop_gradient)
+
+
+class FusedAttentionSoftmax(torch.autograd.Function):
+    """Label-aware attention and the softmax cross-entropy of the candidate: interests ``I [B, K, h]``
+    (the MLP's output; rows of unused interests may hold anything), interest mask ``[B, K]``, candidate
+    vectors ``C [B, 1+N, h]`` (column 0 the target ``c = C[:, 0]``, then the sampled negatives), excluded
+    columns ``[B, 1+N]`` (``in_batch``: ``C`` is ``[B, 1, h]`` and the excluded mask ``[B, B]``) →
+    ``-log P(c | i_u)`` per row ``[B]``.
+
+    Forward, as :meth:`recbole_iacn.model.iacn.IaCN._candidate_losses`::
+
+        z = I c  [B, K]      a = softmax over the valid interests of z^p (0 elsewhere)      i_u = aᵀ I  [B, h]
+        l = C i_u  [B, 1+N]  (in_batch: l = i_u Tᵀ [B, B], T = the rows' targets), excluded columns −∞
+        loss = logsumexp(l) − l_target        (column 0; in_batch the diagonal)
+
+    Backward, given ``g [B]`` and ``q = softmax(l)`` (0 on excluded columns)::
+
+        g_l = g ⊙ (q − onehot(target))
+        g_iu = g_lᵀ C  (in_batch: g_l T)          g_C += g_l i_uᵀ  (in_batch: g_T += g_lᵀ i_u)
+        g_I = a g_iuᵀ + g_z cᵀ,   g_a = I g_iu,   g_s = a ⊙ (g_a − Σ_K a ⊙ g_a),   g_z = g_s ⊙ p z^{p−1}
+        g_c += g_zᵀ I   (into C[:, 0])
+
+    Products over K or 1+N are ``bmm`` or a broadcast product and sum, whichever was faster on CPU for these
+    shapes. ``p = 0`` makes ``z^p = 1``: no gradient through ``z``. On unused interests ``a = 0``, hence ``g_s = 0``
+    and ``g_I = 0``: what those rows of ``I`` hold never matters (today's code multiplies them by 0).
+    """
+
+    @staticmethod
+    def forward(ctx, interests, interest_mask, candidates, excluded, power: int, in_batch: bool):
+        target = candidates[:, 0]  # [B, h]
+        z = torch.bmm(interests, target.unsqueeze(-1)).squeeze(-1)  # [B, K]
+        scores = z if power == 1 else z.pow(power)
+        weights = torch.softmax(scores.masked_fill(~interest_mask, torch.finfo(z.dtype).min), -1) * interest_mask
+        user = (weights.unsqueeze(-1) * interests).sum(1)  # i_u [B, h]
+        if in_batch:
+            logits = user @ target.t()  # [B, B], the diagonal is the positive
+        else:
+            logits = torch.bmm(candidates, user.unsqueeze(-1)).squeeze(-1)  # [B, 1 + N], column 0 the positive
+        log_probs = torch.log_softmax(logits.masked_fill(excluded, float("-inf")), -1)
+        losses = -(log_probs.diagonal() if in_batch else log_probs[:, 0])
+        ctx.power, ctx.in_batch = power, in_batch
+        ctx.save_for_backward(interests, candidates, z, weights, user, log_probs)
+        return losses
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_losses):
+        interests, candidates, z, weights, user, log_probs = ctx.saved_tensors
+        power, in_batch = ctx.power, ctx.in_batch
+        target = candidates[:, 0]
+        grad_logits = log_probs.exp() * grad_losses.unsqueeze(-1)  # g ⊙ q
+        if in_batch:
+            grad_logits.diagonal().sub_(grad_losses)
+            grad_user = grad_logits @ target  # [B, h]
+            grad_target = grad_logits.t() @ user  # [B, h]
+            grad_candidates = None
+        else:
+            grad_logits[:, 0] -= grad_losses
+            grad_user = (grad_logits.unsqueeze(-1) * candidates).sum(1)  # [B, h]
+            grad_candidates = grad_logits.unsqueeze(-1) * user.unsqueeze(1)  # [B, 1 + N, h]
+            grad_target = None
+        grad_interests = weights.unsqueeze(-1) * grad_user.unsqueeze(1)  # [B, K, h]
+        if power != 0:
+            grad_weights = torch.bmm(interests, grad_user.unsqueeze(-1)).squeeze(-1)  # [B, K]
+            grad_scores = weights * (grad_weights - (weights * grad_weights).sum(-1, keepdim=True))
+            grad_z = grad_scores if power == 1 else grad_scores * (power * z.pow(power - 1))
+            grad_interests = torch.addcmul(grad_interests, grad_z.unsqueeze(-1), target.unsqueeze(1))
+            attention = (grad_z.unsqueeze(-1) * interests).sum(1)  # [B, h]
+            grad_target = attention if grad_target is None else grad_target + attention
+        if grad_candidates is None:
+            grad_candidates = grad_target.unsqueeze(1)
+        elif grad_target is not None:
+            grad_candidates[:, 0] += grad_target
+        return grad_interests, None, grad_candidates, None, None, None
+
+
+def fused_attention_softmax(interests, interest_mask, candidates, excluded, power: int, in_batch: bool):
+    """:class:`FusedAttentionSoftmax`: per-row ``-log P(c_t | i_u)`` ``[B]``."""
+    return FusedAttentionSoftmax.apply(interests, interest_mask, candidates, excluded, power, in_batch)
