@@ -130,9 +130,12 @@ def _cleanup_group(process) -> None:
 
 
 def kill_training_once(root, dataset, saved, sig, delay: float, seed: int = 0, timeout: float = 300,
-                       after_checkpoint: bool = True, epochs: int = 40) -> dict:
+                       after_checkpoint: bool = True, epochs: int = 10_000) -> dict:
     """Start a training run, wait for its first checkpoint (``after_checkpoint``) or not, wait ``delay``
-    seconds, send ``sig``; return what happened and the problems found on disk afterwards."""
+    seconds, send ``sig``; return what happened and the problems found on disk afterwards.
+
+    ``epochs`` is far more than the signal can take to arrive: a run that finished before it (as a tiny
+    dataset's 40 epochs did on a loaded machine) would exit 0 and read as a swallowed Ctrl-C."""
     saved = Path(saved)
     saved.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cwd:
