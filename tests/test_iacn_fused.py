@@ -352,6 +352,23 @@ def test_fused_loss_in_float32_is_close_to_todays():
         torch.testing.assert_close(fused_grads[name], grad, rtol=1e-4, atol=1e-5 * float(grad.abs().max()))
 
 
+def test_fused_loss_under_mixed_precision_runs_its_functions_in_float32():
+    """``enable_amp``: under autocast the Functions get float32 inputs (their backwards combine saved tensors
+    of one dtype) and the loss and gradients stay close to those without autocast."""
+    model = _model().float()
+    batch = _batch()
+    batch["label"] = batch["label"].float()
+    value, grads = _loss_and_grads(model, batch, True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp_value, amp_grads = _loss_and_grads(model, batch, True)
+    assert amp_value.dtype == torch.float32
+    torch.testing.assert_close(amp_value, value, rtol=0.05, atol=0.01)
+    assert amp_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        assert amp_grads[name].dtype == torch.float32 and torch.isfinite(amp_grads[name]).all(), name
+        assert torch.nn.functional.cosine_similarity(amp_grads[name].flatten(), grad.flatten(), dim=0) > 0.95, name
+
+
 def test_fused_loss_refuses_histories_longer_than_the_routing_was_built_for():
     model = IaCN(_config(iacn_fused_loss=True), _schema(length=4)).double()
     with pytest.raises(ValueError, match="exceed the 4 the routing was built for"):

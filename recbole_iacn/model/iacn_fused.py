@@ -29,6 +29,21 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
 
+def _float32_under_autocast(forward):
+    """Run a Function's ``forward`` in float32 with autocast off (inputs cast), on CPU and CUDA alike: the
+    hand-derived backwards combine saved tensors of one dtype, which mixed precision would break."""
+    for device in ("cpu", "cuda"):
+        forward = torch.amp.custom_fwd(forward, device_type=device, cast_inputs=torch.float32)
+    return forward
+
+
+def _autocast_as_forward(backward):
+    """A Function's ``backward`` under the autocast state its forward ran with (see above)."""
+    for device in ("cpu", "cuda"):
+        backward = torch.amp.custom_bwd(backward, device_type=device)
+    return backward
+
+
 def _squash_forward(s: torch.Tensor):
     """``u = f(n)·s``, ``n = ‖s‖``, ``f = n / (1 + n²)`` (as :func:`recbole_iacn.model.iacn.squash`);
     returns ``u``, ``n`` and ``f``."""
@@ -52,6 +67,7 @@ class Squash(torch.autograd.Function):
     :func:`_squash_backward`."""
 
     @staticmethod
+    @_float32_under_autocast
     def forward(ctx, s):
         capsules, norm, factor = _squash_forward(s)
         ctx.save_for_backward(s, norm, factor)
@@ -59,6 +75,7 @@ class Squash(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_autocast_as_forward
     def backward(ctx, grad_capsules):
         return _squash_backward(*ctx.saved_tensors, grad_capsules)
 
@@ -96,6 +113,7 @@ class RoutingAggregate(torch.autograd.Function):
     """
 
     @staticmethod
+    @_float32_under_autocast
     def forward(ctx, behaviours, behaviour_mask, interest_mask, initial_logits, iterations: int, weight):
         masked = behaviours * behaviour_mask.unsqueeze(-1)  # padded behaviours add nothing
         masked_t = masked.transpose(1, 2)
@@ -112,6 +130,7 @@ class RoutingAggregate(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_autocast_as_forward
     def backward(ctx, grad_aggregated):
         behaviour_mask, weights = ctx.saved_tensors
         grad = torch.bmm(weights.transpose(1, 2), grad_aggregated) * behaviour_mask.unsqueeze(-1)
@@ -151,6 +170,7 @@ class FusedRouting(torch.autograd.Function):
     """
 
     @staticmethod
+    @_float32_under_autocast
     def forward(ctx, x, behaviour_mask, interest_mask, initial_logits, iterations: int, stop_gradient: bool):
         x_hat = x * behaviour_mask.unsqueeze(-1)  # padded behaviours add nothing, whatever weight they get
         x_hat_t = x_hat.transpose(1, 2)
@@ -170,6 +190,7 @@ class FusedRouting(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_autocast_as_forward
     def backward(ctx, grad_capsules):
         behaviour_mask, x_hat, *saved = ctx.saved_tensors
         steps = ctx.steps
@@ -225,6 +246,7 @@ class FusedAttentionSoftmax(torch.autograd.Function):
     """
 
     @staticmethod
+    @_float32_under_autocast
     def forward(ctx, interests, interest_mask, candidates, excluded, power: int, in_batch: bool):
         target = candidates[:, 0]  # [B, h]
         z = torch.bmm(interests, target.unsqueeze(-1)).squeeze(-1)  # [B, K]
@@ -243,6 +265,7 @@ class FusedAttentionSoftmax(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_autocast_as_forward
     def backward(ctx, grad_losses):
         interests, candidates, z, weights, user, log_probs = ctx.saved_tensors
         power, in_batch = ctx.power, ctx.in_batch
