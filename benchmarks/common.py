@@ -284,6 +284,18 @@ def prepare_ml1m_sample(data_path: Path | str = DEFAULT_DATA_PATH, shared: Path 
 
 
 # ------------------------------------------------------------------------------ writing
+def write_results(out: Path, name: str, rows: list[dict], text: str, header: list[str]) -> dict:
+    """``out/name.csv`` (``rows`` under ``header``) and ``out/name.md`` (``text``, also printed): the two
+    files of a benchmark that measures one table. Returns their paths and the rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(out / f"{name}.csv", rows, header)
+    md_path = out / f"{name}.md"
+    md_path.write_text(text, encoding="utf-8")
+    print(text)
+    return {"markdown": md_path, "csv": csv_path, "rows": rows}
+
+
 def write_csv(path: Path, rows: list[dict], header: list[str], columns: Sequence[str] | None = None) -> Path:
     """Write ``rows`` as CSV, preceded by ``# ``-prefixed header lines (read it back with
     ``pandas.read_csv(path, comment="#")``)."""

@@ -285,13 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "timing": f"{args.repeats} rounds x {args.calls} calls per way, torch threads {torch.get_num_threads()}, "
                   "time.thread_time",
     }
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = common.write_csv(out / "results.csv", rows, common.header_lines(command, info))
-    text = results_markdown(rows, facts, command, info)
-    md_path = out / "results.md"
-    md_path.write_text(text, encoding="utf-8")
-    print(text)
-    return {"markdown": md_path, "csv": csv_path, "rows": rows}
+    return common.write_results(out, "results", rows, results_markdown(rows, facts, command, info), common.header_lines(command, info))
 
 
 if __name__ == "__main__":

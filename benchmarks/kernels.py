@@ -198,13 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     rows = []
     for case in args.cases:
         rows += RUNNERS[case](args.repeats, args.calls)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = common.write_csv(out / "kernels.csv", rows, common.header_lines(command, info))
-    text = results_markdown(rows, command, info)
-    md_path = out / "kernels.md"
-    md_path.write_text(text, encoding="utf-8")
-    print(text)
-    return {"markdown": md_path, "csv": csv_path, "rows": rows}
+    return common.write_results(out, "kernels", rows, results_markdown(rows, command, info), common.header_lines(command, info))
 
 
 if __name__ == "__main__":
