@@ -19,7 +19,13 @@ from torch import nn
 
 from recbole_iacn import settings
 from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
-from recbole_iacn.model.iacn_fused import fused_attention_softmax, fused_routing, fused_squash, routing_aggregate
+from recbole_iacn.model.iacn_fused import (
+    squash_parts,
+    fused_attention_softmax,
+    fused_routing,
+    fused_squash,
+    routing_aggregate,
+)
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
 from recbole_iacn.settings import NEGATIVE_SAMPLERS  # noqa: F401
@@ -47,8 +53,7 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 def squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``‖s‖² / (1 + ‖s‖²) · s / ‖s‖``, computed as ``‖s‖ / (1 + ‖s‖²) · s``: no division by ``‖s‖``,
     so zero stays zero with a zero gradient."""
-    norm = torch.linalg.vector_norm(s, dim=dim, keepdim=True)
-    return s * (norm / (1.0 + norm * norm))
+    return squash_parts(s, dim)[0]
 
 
 def interest_counts(lengths: torch.Tensor, max_interests: int) -> torch.Tensor:

@@ -28,6 +28,8 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
+from recbole_iacn.model.layers import masked_softmax
+
 
 def _float32_under_autocast(forward):
     """Run a Function's ``forward`` in float32 with autocast off (inputs cast), on CPU and CUDA alike: the
@@ -44,10 +46,10 @@ def _autocast_as_forward(backward):
     return backward
 
 
-def _squash_forward(s: torch.Tensor):
-    """``u = f(n)·s``, ``n = ‖s‖``, ``f = n / (1 + n²)`` (as :func:`recbole_iacn.model.iacn.squash`);
-    returns ``u``, ``n`` and ``f``."""
-    norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+def squash_parts(s: torch.Tensor, dim: int = -1):
+    """``u = f(n)·s``, ``n = ‖s‖``, ``f = n / (1 + n²)`` over ``dim`` (:func:`recbole_iacn.model.iacn.squash`
+    is its ``u``); returns ``u``, ``n`` and ``f``."""
+    norm = torch.linalg.vector_norm(s, dim=dim, keepdim=True)
     factor = norm / (1.0 + norm * norm)
     return s * factor, norm, factor
 
@@ -69,7 +71,7 @@ class Squash(torch.autograd.Function):
     @staticmethod
     @_float32_under_autocast
     def forward(ctx, s):
-        capsules, norm, factor = _squash_forward(s)
+        capsules, norm, factor = squash_parts(s)
         ctx.save_for_backward(s, norm, factor)
         return capsules
 
@@ -121,7 +123,7 @@ class RoutingAggregate(torch.autograd.Function):
         weight = weight.to(behaviours.dtype)
         for _ in range(iterations - 1):
             aggregated = torch.bmm(torch.softmax(logits, dim=0).transpose(0, 1), masked)  # [B, K, h]
-            capsules = _squash_forward(functional.linear(aggregated, weight))[0]
+            capsules = squash_parts(functional.linear(aggregated, weight))[0]
             # b_ij += u_jᵀ M c_i
             logits = logits + torch.bmm(torch.matmul(capsules, weight), masked_t).transpose(0, 1)
         weights = torch.softmax(logits, dim=0).transpose(0, 1)  # a [B, K, L], over each user's K_u interests
@@ -179,7 +181,7 @@ class FusedRouting(torch.autograd.Function):
         for t in range(iterations):
             weights = torch.softmax(logits, dim=0).transpose(0, 1)  # a [B, K, L], over each user's K_u interests
             s = torch.bmm(weights, x_hat)  # [B, K, h]
-            capsules, norm, factor = _squash_forward(s)
+            capsules, norm, factor = squash_parts(s)
             if t < iterations - 1:
                 logits = logits + torch.bmm(capsules, x_hat_t).transpose(0, 1)  # b_ij += u_jᵀ x̂_i
             if not stop_gradient or t == iterations - 1:
@@ -251,7 +253,7 @@ class FusedAttentionSoftmax(torch.autograd.Function):
         target = candidates[:, 0]  # [B, h]
         z = torch.bmm(interests, target.unsqueeze(-1)).squeeze(-1)  # [B, K]
         scores = z if power == 1 else z.pow(power)
-        weights = torch.softmax(scores.masked_fill(~interest_mask, torch.finfo(z.dtype).min), -1) * interest_mask
+        weights = masked_softmax(scores, interest_mask)  # [B, K], 0 on unused interests
         user = (weights.unsqueeze(-1) * interests).sum(1)  # i_u [B, h]
         if in_batch:
             logits = user @ target.t()  # [B, B], the diagonal is the positive
