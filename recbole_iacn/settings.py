@@ -29,6 +29,8 @@ LOSS_TYPES = ("BCE", "MSE")
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
 CTR_PROTOCOLS = ("dense", "dien")
 NEG_SAMPLINGS = ("popularity", "uniform")
+#: torch.compile's modes (``torch.compile(mode=...)``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: ``group`` of a setting: who reads it (the help text lists settings by group).
 GROUPS = {
@@ -150,6 +152,8 @@ SETTINGS = _declare(
     S("fused_optimizer", "bool", "training", "Adam/AdamW with torch's fused kernels (CPU, CUDA); false: RecBole's loop"),
     S("compile_loss", "bool", "training", "run the training loss through torch.compile (eager, with the reason "
       "logged, where compiling fails)"),
+    S("compile_mode", "str", "training", "torch.compile's mode for compile_loss: reduce-overhead also captures the "
+      "loss's forward and backward as CUDA graphs on a GPU", choices=COMPILE_MODES),
     S("data_loader", "str", "data", "tensor: each split's columns become tensors once, a batch is an index slice; "
       "recbole: RecBole's loaders", choices=("tensor", "recbole")),
     S("data_device_memory_fraction", "float", "data", "share of the free accelerator memory the tensor loader's "

@@ -116,7 +116,9 @@ class CompiledLoss:
 
 class CompiledLossMixin:
     """``compile_loss: true``: each training step calls the model's ``calculate_loss`` through
-    :class:`CompiledLoss` (fewer, fused kernels; eager when compiling fails). Evaluation stays eager."""
+    :class:`CompiledLoss` (fewer, fused kernels; eager when compiling fails), compiled in ``compile_mode``
+    (``reduce-overhead``: on a GPU, the loss's forward and backward replay as CUDA graphs, one per batch
+    shape). Evaluation stays eager."""
 
     _compiled_loss = None
 
@@ -125,7 +127,7 @@ class CompiledLossMixin:
         if not self.config["compile_loss"]:
             return self.model.calculate_loss
         if self._compiled_loss is None or self._compiled_loss.eager != self.model.calculate_loss:
-            self._compiled_loss = CompiledLoss(self.model.calculate_loss)
+            self._compiled_loss = CompiledLoss(self.model.calculate_loss, mode=self.config["compile_mode"] or "default")
         return self._compiled_loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):

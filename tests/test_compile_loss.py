@@ -75,6 +75,21 @@ def test_the_trainer_steps_through_the_compiled_loss_only_when_asked(ml100k, dat
     assert trainer.training_loss() is trainer.training_loss()  # compiled once per model
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compile_mode_reaches_torch_compile(ml100k, data_root, monkeypatch, mode):
+    options = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: options.append(kwargs) or fn)
+    config, model_class = model_config("DIN", data_root, compile_loss=True, compile_mode=mode)
+    trainer = trainer_class(config, plugin=True)(config, model_class(config, ml100k.train_data._dataset))
+    trainer.training_loss()
+    assert options == [{"mode": mode}]
+
+
+def test_compile_mode_must_be_one_of_torch_compiles(data_root):
+    with pytest.raises(ConfigError, match="compile_mode.*reduce-overhead"):
+        model_config("DIN", data_root, compile_mode="fast")
+
+
 def test_compile_loss_must_be_a_boolean(data_root):
     with pytest.raises(ConfigError, match="compile_loss expects true or false"):
         model_config("DIN", data_root, compile_loss="yes")
