@@ -459,7 +459,9 @@ def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequenc
             "RecBole's class reads the same samples, batches and test rows (`recbole.X@ctr`, settings from "
             "RecBole's model YAML except the shared embedding size). CPU s to best: CPU seconds of the run "
             "from the start of training to the end of the best epoch's validation (with --threads 1 this is "
-            "the compute the run needed, whatever else ran on the machine; wall seconds are in runs.csv). "
+            "the compute the run needed, though other jobs on the machine still inflate it through shared caches "
+            "and memory bandwidth: up to 2.6x per epoch was seen with three processes on two cores; wall seconds "
+            "are in runs.csv). "
             "Best epoch: 0-based, mean over seeds.\n\n"
             + common.markdown_table(columns, body))
 
