@@ -105,6 +105,17 @@ def _wait_for_checkpoint(process, saved: Path, started: float, timeout: float) -
     return False
 
 
+def _start(command, cwd):
+    """The command in a new session, output captured, with Ctrl-C (SIGINT) at its default action: a shell
+    starts background jobs with SIGINT ignored, and a Python started so would never see the Ctrl-C sent."""
+    return subprocess.Popen(command, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal(process, sig) -> tuple:
     """Send ``sig`` to the process (and, for SIGKILL, its group); ``(killed, returncode)``."""
     if process.poll() is not None:
@@ -140,8 +151,7 @@ def kill_training_once(root, dataset, saved, sig, delay: float, seed: int = 0, t
     saved.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cwd:
         started = time.time()
-        process = subprocess.Popen(train_command(root, dataset, saved, epochs), cwd=cwd, env=_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = _start(train_command(root, dataset, saved, epochs), cwd)
         waited = _wait_for_checkpoint(process, saved, started, timeout) if after_checkpoint else True
         time.sleep(delay)
         killed, code = _signal(process, sig) if waited or process.poll() is None else (False, process.poll())
@@ -173,8 +183,7 @@ def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeo
     """Start (or resume) the study, send ``sig`` after ``delay`` seconds, check the disk."""
     with tempfile.TemporaryDirectory() as cwd:
         started = time.time()
-        process = subprocess.Popen(study_command(root, dataset, storage, space_file), cwd=cwd, env=_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = _start(study_command(root, dataset, storage, space_file), cwd)
         try:
             process.wait(timeout=delay)
             killed, code = False, process.returncode
