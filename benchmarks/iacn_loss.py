@@ -285,7 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "timing": f"{args.repeats} rounds x {args.calls} calls per way, torch threads {torch.get_num_threads()}, "
                   "time.thread_time",
     }
-    return common.write_results(out, "results", rows, results_markdown(rows, facts, command, info), common.header_lines(command, info))
+    return common.write_results(out, "results", rows, results_markdown(rows, facts, command, info),
+                                common.header_lines(command, info))
 
 
 if __name__ == "__main__":

@@ -198,7 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     rows = []
     for case in args.cases:
         rows += RUNNERS[case](args.repeats, args.calls)
-    return common.write_results(out, "kernels", rows, results_markdown(rows, command, info), common.header_lines(command, info))
+    return common.write_results(out, "kernels", rows, results_markdown(rows, command, info),
+                                common.header_lines(command, info))
 
 
 if __name__ == "__main__":

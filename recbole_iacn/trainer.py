@@ -127,7 +127,7 @@ class CompiledLossMixin:
         if not self.config["compile_loss"]:
             return self.model.calculate_loss
         if self._compiled_loss is None or self._compiled_loss.eager != self.model.calculate_loss:
-            self._compiled_loss = CompiledLoss(self.model.calculate_loss, mode=self.config["compile_mode"] or "default")
+            self._compiled_loss = CompiledLoss(self.model.calculate_loss, mode=self.config["compile_mode"])
         return self._compiled_loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):

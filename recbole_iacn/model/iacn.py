@@ -20,11 +20,11 @@ from torch import nn
 from recbole_iacn import settings
 from recbole_iacn.model.embedding import Embedding, OffsetEmbedding, init_embedding_
 from recbole_iacn.model.iacn_fused import (
-    squash_parts,
     fused_attention_softmax,
     fused_routing,
     fused_squash,
     routing_aggregate,
+    squash_parts,
 )
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
