@@ -507,16 +507,57 @@ def table2_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
 
 
 def delta_markdown(rows: Sequence[dict], host: str, datasets: Sequence[str], deltas: Sequence[float]) -> str:
-    """δ sweep of ``<host>_IaCN``: AUC mean ± SD per δ and dataset, beside the paper's Books figures."""
-    columns = ["δ", *datasets, "paper: Amazon Books (reference only)"]
+    """δ sweep of ``<host>_IaCN``: AUC mean ± SD per δ and dataset beside the paper's Books figures; per
+    dataset, each δ against δ = 1 (the auxiliary loss does not reach E_aux), a Friedman test of "δ makes no
+    difference" over the seeds every δ finished, and every pair of δ values (paired t-tests)."""
+    label = HOST_LABELS.get(host, host)
+    by_seed = {(ds, d): auc_by_seed(rows, table="delta", dataset=ds, host=host, delta=d)
+               for ds in datasets for d in deltas}
+    control = 1.0 if any(math.isclose(d, 1.0) for d in deltas) else None
+    columns = ["δ", *datasets, *([f"{ds}: − δ = 1" for ds in datasets] if control is not None else []),
+               "paper: Amazon Books (reference only)"]
     body = []
     for d in deltas:
-        cells = [fmt_mean_sd(*mean_sd(list(auc_by_seed(rows, table="delta", dataset=ds, host=host, delta=d).values())))
-                 for ds in datasets]
+        cells = [fmt_mean_sd(*mean_sd(list(by_seed[ds, d].values()))) for ds in datasets]
+        if control is not None:
+            cells += ["" if math.isclose(d, control) else fmt_short(paired_test(by_seed[ds, control], by_seed[ds, d]))
+                      for ds in datasets]
         paper = PAPER_DELTA.get(round(d, 2))
         body.append([f"{d:g}", *cells, "n/a" if paper is None else f"{paper:.3f}"])
-    return (f"## δ sweep: {HOST_LABELS.get(host, host)} + IaCN test AUC by iacn_delta\n\n"
-            + common.markdown_table(columns, body))
+    text = (f"## δ sweep: {label} + IaCN test AUC by iacn_delta\n\n" + common.markdown_table(columns, body))
+    if control is not None:
+        text += ("\nAt δ = 1 the auxiliary loss does not reach E_aux (the host's gradient trains it alone), so "
+                 "the `− δ = 1` columns are what the auxiliary loss's share of E_aux's gradient adds.\n")
+    pairs = len(deltas) * (len(deltas) - 1) // 2
+    for ds in datasets:
+        text += f"\n### {ds}: does δ matter?\n\n{friedman_line(by_seed, ds, deltas)}\n"
+        if pairs > 1:
+            text += (f"\nEvery pair, row − column, paired on the seed ({pairs} comparisons: Bonferroni needs "
+                     f"p < {0.05 / pairs:.4f} for 0.05):\n\n")
+            matrix = [[f"{a:g}", *[fmt_short(paired_test(by_seed[ds, b], by_seed[ds, a])) if j > i else ""
+                                   for j, b in enumerate(deltas[1:], 1)]]
+                      for i, a in enumerate(deltas[:-1])]
+            text += common.markdown_table(["δ", *[f"{b:g}" for b in deltas[1:]]], matrix)
+    return text
+
+
+def fmt_short(c: Comparison) -> str:
+    """``+0.0015 (p 0.039)``: a paired difference where a table has many."""
+    return "n/a" if c.n == 0 else f"{fmt_signed(c.diff_mean)} (p {fmt_p(c.p)})"
+
+
+def friedman_line(by_seed: dict, dataset: str, deltas: Sequence[float]) -> str:
+    """Friedman's test (``scipy.stats.friedmanchisquare``; seeds as blocks, δ values as treatments) over the
+    seeds every δ finished: one test of "no δ differs", instead of the smallest of many pairwise p values."""
+    from scipy import stats
+
+    seeds = sorted(set.intersection(*(set(by_seed[dataset, d]) for d in deltas))) if deltas else []
+    if len(deltas) < 3 or len(seeds) < 2:
+        return (f"Friedman test: n/a (it needs at least 3 δ values and 2 seeds that every δ finished; "
+                f"{len(deltas)} δ values, {len(seeds)} such seeds).")
+    result = stats.friedmanchisquare(*[[by_seed[dataset, d][s] for s in seeds] for d in deltas])
+    return (f"Friedman test over {len(deltas)} δ values, blocks = seeds {seeds}: χ² = {result.statistic:.2f}, "
+            f"p = {fmt_p(float(result.pvalue))}.")
 
 
 # ------------------------------------------------------------------------------ plots

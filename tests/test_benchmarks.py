@@ -4,6 +4,7 @@ statistics/formatting."""
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import sys
 from pathlib import Path
@@ -174,6 +175,28 @@ def test_reproduce_rereads_its_own_rows():
     spec = reproduce.RunSpec("2", "d", "DIEN", "iacn", 2020, max_len=10)
     assert reproduce.row_key(rows[0]) == spec.key()
     assert reproduce.best_epoch([(0, 0.7, 1.0), (1, 0.8, 2.0), (2, 0.8, 3.0)]) == (1, 0.8, 2.0)
+
+
+def test_delta_report_tests_every_pair_and_the_sweep_as_a_whole():
+    from scipy import stats
+
+    auc = {0.1: [0.80, 0.82, 0.81], 0.5: [0.79, 0.80, 0.82], 1.0: [0.78, 0.79, 0.80]}
+    rows = [{"table": "delta", "dataset": "d", "host": "DIEN", "variant": "iacn", "seed": 2020 + i, "delta": d,
+             "test_auc": a, "error": ""} for d, values in auc.items() for i, a in enumerate(values)]
+    rows.append({**rows[0], "seed": 2023, "test_auc": 0.5})  # a seed only δ = 0.1 finished: not in the Friedman test
+    text = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.5, 1.0])
+    friedman = stats.friedmanchisquare(*auc.values())
+    assert f"χ² = {friedman.statistic:.2f}, p = {reproduce.fmt_p(friedman.pvalue)}" in text
+    assert "blocks = seeds [2020, 2021, 2022]" in text
+    def cell(a, b):  # row − column, as the report writes it
+        return f"{statistics.fmean(auc[a]) - statistics.fmean(auc[b]):+.4f} (p {reproduce.fmt_p(stats.ttest_rel(auc[a], auc[b]).pvalue)})"
+
+    assert f"| 0.1 | 0.7325 ± 0.1552 | {cell(0.1, 1.0)} |" in text  # the mean has seed 2023; the pair does not
+    assert f"| 0.5 | 0.8033 ± 0.0153 | {cell(0.5, 1.0)} |" in text
+    assert f"| 0.1 | {cell(0.1, 0.5)} | {cell(0.1, 1.0)} |" in text and f"| 0.5 |  | {cell(0.5, 1.0)} |" in text
+    assert "3 comparisons: Bonferroni needs p < 0.0167" in text
+    two = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.5])
+    assert "Friedman test: n/a" in two and "− δ = 1" not in two
 
 
 def test_performance_smoke(tiny_root, tmp_path, monkeypatch):
