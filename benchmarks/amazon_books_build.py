@@ -203,9 +203,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     command = common.command_line()
     info = common.machine_info("cpu")
     tag = f"scale-{args.scale:g}"
-    (out_dir / f"{tag}.json").write_text(json.dumps({"command": command, **info, **row}, indent=2) + "\n",
-                                          encoding="utf-8")
-    (out_dir / f"{tag}.md").write_text(results_markdown(row, command, info), encoding="utf-8")
+    common.write_text(out_dir / f"{tag}.json", json.dumps({"command": command, **info, **row}, indent=2) + "\n")
+    common.write_text(out_dir / f"{tag}.md", results_markdown(row, command, info))
     print(f"results: {out_dir / (tag + '.md')}")
     return row
 

@@ -290,25 +290,37 @@ def write_results(out: Path, name: str, rows: list[dict], text: str, header: lis
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(out / f"{name}.csv", rows, header)
-    md_path = out / f"{name}.md"
-    md_path.write_text(text, encoding="utf-8")
+    md_path = write_text(out / f"{name}.md", text)
     print(text)
     return {"markdown": md_path, "csv": csv_path, "rows": rows}
 
 
 def write_csv(path: Path, rows: list[dict], header: list[str], columns: Sequence[str] | None = None) -> Path:
     """Write ``rows`` as CSV, preceded by ``# ``-prefixed header lines (read it back with
-    ``pandas.read_csv(path, comment="#")``)."""
+    ``pandas.read_csv(path, comment="#")``). Written to a temporary name and renamed into place, so a stop
+    mid-write leaves the previous file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(columns or _union_keys(rows))
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8", newline="") as f:
         for line in header:
             f.write(f"# {line}\n")
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _plain(row.get(k)) for k in columns})
+    os.replace(partial, path)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to a temporary name and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return path
 
 

@@ -322,8 +322,7 @@ def write_outputs(rows, out: Path, args, command: str, info: dict, checks: dict)
     if failed:
         text += f"**{len(failed)} run(s) failed** (see the `error` column of dain_ranking.csv).\n\n"
     text += summary_markdown(rows, args.baselines, args.dain_models)
-    md = out / "dain_ranking.md"
-    md.write_text(text, encoding="utf-8")
+    md = common.write_text(out / "dain_ranking.md", text)
     return {"markdown": md, "csv": csv_path}
 
 

@@ -124,8 +124,7 @@ def main(argv=None) -> dict:
     columns = ["variant", "median_s", "min_s", "max_s", "vs_full", "same_tensors"]
     text += common.markdown_table(columns, [[f"{r[c]:.3f}" if isinstance(r[c], float) else r[c] for c in columns]
                                             for r in rows]) + "\n"
-    path = out / "dataset_overrides.md"
-    path.write_text(text, encoding="utf-8")
+    path = common.write_text(out / "dataset_overrides.md", text)
     common.write_csv(out / "dataset_overrides.csv", rows, common.header_lines(command, info), columns)
     print(text)
     return {"markdown": path, "rows": rows}

@@ -165,8 +165,7 @@ def main(argv=None) -> dict:
     text += "## 2. Test AUC after each epoch\n\n"
     text += common.markdown_table(["start", *[f"epoch {e + 1}" for e in range(args.epochs)]],
                                   [[label, *[f"{a:.4f}" for a in aucs]] for label, aucs in curves.items()]) + "\n"
-    path = out / "din_vs_recbole.md"
-    path.write_text(text, encoding="utf-8")
+    path = common.write_text(out / "din_vs_recbole.md", text)
     print(text)
     return {"markdown": path, "equivalence": equivalence, "curves": curves}
 

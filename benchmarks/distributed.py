@@ -116,9 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
     header = common.header_lines(command, info)
     common.write_csv(stem.with_suffix(".csv"), rows, header, COLUMNS)
     table = common.markdown_table(COLUMNS[:-1], [[r.get(c, "") for c in COLUMNS[:-1]] for r in rows])
-    stem.with_suffix(".md").write_text(
-        common.markdown_header(f"{args.model} on {args.dataset}: 1 vs N processes ({device})", command, info)
-        + "\n" + table, encoding="utf-8")
+    common.write_text(stem.with_suffix(".md"),
+                      common.markdown_header(f"{args.model} on {args.dataset}: 1 vs N processes ({device})",
+                                             command, info) + "\n" + table)
     print(f"wrote {stem}.csv and {stem}.md")
     shutil.rmtree(scratch, ignore_errors=True)
     return rows

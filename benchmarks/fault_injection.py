@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks import common  # noqa: E402
+
 DATASET = "faults"
 QUIET_RUN = ["--show_progress=false", "--embedding_size=8", "--iacn_embedding_size=8", "--MAX_ITEM_LIST_LENGTH=10",
              "--train_batch_size=256", "--eval_batch_size=2048", "--reproducibility=false"]
@@ -298,8 +300,7 @@ def write_report(report: dict, out: Path, command: str) -> Path:
     text += markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows])
     final_problems = report["final"]["problems"]
     text += "\nFinal check: " + ("; ".join(final_problems) if final_problems else "no problem") + "\n"
-    (out / "README.md").write_text(text, encoding="utf-8")
-    return out / "README.md"
+    return common.write_text(out / "README.md", text)
 
 
 def main(argv=None) -> int:

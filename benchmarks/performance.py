@@ -495,6 +495,28 @@ def _f(value, digits: int = 1) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def median_rows(rounds: Sequence[dict]) -> dict:
+    """``{model: row}`` whose numbers are the medians over the rounds that measured the model
+    (``statistics.median``; a model that failed in any round keeps that round's row, with its error)."""
+    import statistics
+
+    merged = {}
+    for model in dict.fromkeys(m for measured in rounds for m in measured):
+        rows = [measured[model] for measured in rounds if model in measured]
+        failed = [r for r in rows if r.get("error")]
+        if failed:
+            merged[model] = failed[0]
+            continue
+        row = dict(rows[0])
+        for key, value in row.items():
+            values = [r.get(key) for r in rows]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                row[key] = statistics.median(values)
+        row["rounds"] = len(rows)
+        merged[model] = row
+    return merged
+
+
 def results_markdown(results: dict, baseline: str, synthetic: dict, args, command: str, info: dict) -> str:
     """The whole report: absolute figures, ratios to ``baseline``, target ratios, synthetic memory."""
     text = common.markdown_header("recbole-iacn performance", command, info)
@@ -504,7 +526,10 @@ def results_markdown(results: dict, baseline: str, synthetic: dict, args, comman
              f"{'one full epoch of' if args.full_epoch else args.batches} timed training batches, "
              f"{args.warmup} warm-up + {args.eval_batches} timed evaluation batches, AUC after "
              f"{args.auc_epochs} epoch(s) (0 = not measured). Ratios are against **{baseline}** measured in "
-             "this same run. Epoch time is estimated as training rows per epoch / training samples per second.\n\n")
+             "this same run. Epoch time is estimated as training rows per epoch / training samples per second."
+             + (f" Every figure is the **median of {args.repeats} rounds** (each round measures every model once, "
+                "in order; ratios are of the medians; performance.csv has each round's rows)."
+                if args.repeats > 1 else "") + "\n\n")
     text += "## What each side trains on\n\n" + __doc__.split("\n\n", 2)[2] + "\n"
     base = results.get(baseline, {})
     cols = ["model", "train rows/epoch", "train samples/s", f"÷ {baseline}", "train samples/CPU s", f"÷ {baseline}",
@@ -621,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-batches", type=int, default=0,
                    help="also profile this many training steps per model (torch.profiler; 0: skip)")
     p.add_argument("--profile-top", type=int, default=15, help="operators listed per profile")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure every model this many times, in rounds (model 1..n, then again), and report each "
+                        "figure's median over the rounds; performance.csv keeps every round (column round)")
     p.add_argument("--seed", type=int, default=common.FIRST_SEED)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-dataset", default=None, help=argparse.SUPPRESS)
@@ -649,7 +677,10 @@ def worker_argv(args, batches: int, auc_epochs: int) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1.")
     args.overrides = common.parse_overrides(args.config_dict)
     if args.worker:
         args.checkpoint_dir = tempfile.mkdtemp(prefix="iacn-perf-")
@@ -671,11 +702,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     command = common.command_line(None if argv is None else [sys.argv[0], *argv])
     info = common.machine_info(device)
     results, synthetic, convergence = {}, {}, []
+    rounds: list[dict] = []  # with --repeats: each round's {model: row}; results holds their medians
 
     def write_results():
         """(Re)write the tables: after every row, so that a run cut short keeps what it measured."""
         header = common.header_lines(command, info)
-        rows = [{**csv_fields(r), "part": args.dataset} for r in results.values()]
+        if len(rounds) > 1 or args.repeats > 1:
+            rows = [{**csv_fields(r), "part": args.dataset, "round": i}
+                    for i, measured in enumerate(rounds, 1) for r in measured.values()]
+            rows += [{**csv_fields(r), "part": args.dataset, "round": "median"} for r in results.values()]
+        else:
+            rows = [{**csv_fields(r), "part": args.dataset} for r in results.values()]
         rows += [{**csv_fields(r), "part": "synthetic"} for r in synthetic.values()]
         csv_path = common.write_csv(out / "performance.csv", rows, header)
         text = results_markdown(results, args.baseline, synthetic, args, command, info)
@@ -684,16 +721,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
             reproduce.write_rows(out / "convergence.csv", convergence, header)
             text += "\n" + reproduce.hosts_markdown(convergence, args.convergence_models, [args.dataset])
-        md_path = out / "performance.md"
-        md_path.write_text(text, encoding="utf-8")
+        md_path = common.write_text(out / "performance.md", text)
         return text, md_path, csv_path
 
     try:
-        for model in args.models:
-            for row in run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs)):
-                results[row["model"]] = row
-                _progress(row["model"], args.dataset, row)
-            write_results()
+        for _ in range(args.repeats):
+            rounds.append({})
+            for model in args.models:
+                for row in run_worker(model, args.dataset, args, worker_argv(args, args.batches, args.auc_epochs)):
+                    rounds[-1][row["model"]] = row
+                    _progress(row["model"], args.dataset, row)
+                results.clear()
+                results.update(median_rows(rounds))
+                write_results()
         if args.synthetic_scale > 0:
             name = synthetic_dataset(args.data_path, args.synthetic_scale)
             for model in args.synthetic_models:

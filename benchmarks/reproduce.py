@@ -674,9 +674,7 @@ def write_outputs(rows: Sequence[dict], out: Path, args, command: str, info: dic
         text += "\nPlots: " + (", ".join(f"![{p.stem}]({p.name})" for p in plots) if plots
                                else "none (install matplotlib: pip install 'recbole-iacn[plots]')") + "\n"
     md_path = out / "results.md"
-    partial = md_path.with_name(".results.md.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, md_path)
+    common.write_text(md_path, text)
     return {"markdown": md_path, "csv": csv_path, "plots": plots}
 
 

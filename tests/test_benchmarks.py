@@ -220,6 +220,34 @@ def test_performance_smoke(tiny_root, tmp_path, monkeypatch):
     assert not list(scratch.glob("iacn-perf-*")), "performance.py left temporary folders behind"
 
 
+def test_performance_medians_over_rounds():
+    rounds = [{"A": {"model": "A", "train_samples_per_s": 10.0, "parameters": 5, "error": "", "flag": True},
+               "B": {"model": "B", "train_samples_per_s": 4.0, "error": ""}},
+              {"A": {"model": "A", "train_samples_per_s": 30.0, "parameters": 5, "error": "", "flag": False},
+               "B": {"model": "B", "train_samples_per_s": math.nan, "error": "out of memory"}},
+              {"A": {"model": "A", "train_samples_per_s": 11.0, "parameters": 5, "error": "", "flag": True}}]
+    merged = performance.median_rows(rounds)
+    assert list(merged) == ["A", "B"]
+    assert merged["A"]["train_samples_per_s"] == 11.0 and merged["A"]["rounds"] == 3 and merged["A"]["flag"] is True
+    assert merged["B"]["error"] == "out of memory"  # a failure in any round is reported, not hidden by a median
+
+
+def test_performance_repeats_report_the_median(tiny_root, tmp_path):
+    out = tmp_path / "perf"
+    args = ["--models", "DIN", "--repeats", "2", "--dataset", "tiny", "--data_path", str(tiny_root), "--out", str(out),
+            "--warmup", "1", "--batches", "2", "--eval-batches", "1", "--auc-epochs", "0", "--batch-size", "256",
+            "--embedding-size", "8", "--threads", "1", "--device", "cpu"]
+    paths = performance.main(args)
+    table = pd.read_csv(paths["csv"], comment="#", dtype={"round": str})
+    assert list(table["round"]) == ["1", "2", "median"] and table["error"].isna().all()
+    rounds, median = table[table["round"] != "median"], table[table["round"] == "median"].iloc[0]
+    assert median["train_samples_per_s"] == pytest.approx(statistics.median(rounds["train_samples_per_s"]))
+    assert f"| {performance._f(float(median['train_samples_per_s']))} |" in paths["markdown"].read_text("utf-8")
+    assert "median of 2 rounds" in paths["markdown"].read_text("utf-8")
+    with pytest.raises(SystemExit):
+        performance.main([*args, "--repeats", "0"])
+
+
 def test_performance_interleaves_the_data_loaders(tiny_root, tmp_path):
     out = tmp_path / "perf"
     args = ["--models", "DIN", "--interleave-loaders", "--block", "1", "--dataset", "tiny", "--data_path", str(tiny_root),
