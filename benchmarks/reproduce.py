@@ -406,6 +406,7 @@ def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
     times to the best epoch, and the paper's figures."""
     columns = ["model", *datasets]
     body, diffs, epochs = [], [], []
+    tested = {d: [] for d in datasets}  # dataset -> [(label, comparison)] of X + IaCN against each control
     for host in hosts:
         for variant in variants:
             cells = [fmt_mean_sd(*mean_sd(list(auc_by_seed(rows, table="1", dataset=d, host=host,
@@ -420,17 +421,33 @@ def table1_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
         for control in (v for v in variants if v != "iacn"):
             comps = [paired_test(auc_by_seed(rows, table="1", dataset=d, host=host, variant=control),
                                  auc_by_seed(rows, table="1", dataset=d, host=host, variant="iacn")) for d in datasets]
-            diffs.append([f"{variant_label('iacn', host)} − {variant_label(control, host)}",
-                          *[fmt_comparison(c) for c in comps]])
+            label = f"{variant_label('iacn', host)} − {variant_label(control, host)}"
+            diffs.append([label, *[fmt_comparison(c) for c in comps]])
+            for d, c in zip(datasets, comps):
+                tested[d].append((label, c))
     text = "## Table 1: test AUC at the best validation epoch (mean ± SD over seeds)\n\n"
     text += common.markdown_table(columns, body)
     if diffs:
         text += ("\n### X + IaCN − each control (mean ± SD of the paired differences; paired t-test over seeds)\n\n"
                  + common.markdown_table(columns, diffs))
+        text += "\n" + "".join(f"- {multiple_comparisons(d, tested[d])}\n" for d in datasets)
     text += ("\n### Best epoch (0-based) / CPU seconds of the run from the start of training to the end of its "
              "validation (means over seeds)\n\n" + common.markdown_table(columns, epochs))
     text += "\n" + paper_table1_markdown(hosts)
     return text
+
+
+def multiple_comparisons(dataset: str, tested: Sequence[tuple[str, Comparison]]) -> str:
+    """One line: how many comparisons were tested on ``dataset``, the Bonferroni threshold for 0.05, and those
+    below it (or below 0.05 only), so that no single p value is read as if it were the only test made."""
+    done = [(label, c) for label, c in tested if not math.isnan(c.p)]
+    if not done:
+        return f"{dataset}: no comparison has a p value yet."
+    threshold = 0.05 / len(done)
+    strong = [f"{label} ({fmt_p(c.p)})" for label, c in done if c.p < threshold]
+    weak = [f"{label} ({fmt_p(c.p)})" for label, c in done if threshold <= c.p < 0.05]
+    return (f"{dataset}: {len(done)} comparisons tested; with a Bonferroni correction p < {threshold:.4f} is needed "
+            f"for 0.05. Below it: {'; '.join(strong) or 'none'}. Below 0.05 only: {'; '.join(weak) or 'none'}.")
 
 
 def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequence[str]) -> str:

@@ -177,6 +177,17 @@ def test_reproduce_rereads_its_own_rows():
     assert reproduce.best_epoch([(0, 0.7, 1.0), (1, 0.8, 2.0), (2, 0.8, 3.0)]) == (1, 0.8, 2.0)
 
 
+def test_table1_report_counts_its_comparisons():
+    def comparison(p):
+        return reproduce.Comparison(0.8, 0.01, 0.81, 0.01, 0.01, 0.01, 2.0, p, 3)
+
+    tested = [("a", comparison(0.001)), ("b", comparison(0.02)), ("c", comparison(0.5)), ("d", comparison(math.nan))]
+    line = reproduce.multiple_comparisons("ml", tested)
+    assert line.startswith("ml: 3 comparisons tested") and "p < 0.0167" in line  # the n/a one is not counted
+    assert "Below it: a (0.001)." in line and "Below 0.05 only: b (0.020)." in line
+    assert "no comparison has a p value" in reproduce.multiple_comparisons("ml", tested[3:])
+
+
 def test_delta_report_tests_every_pair_and_the_sweep_as_a_whole():
     from scipy import stats
 
