@@ -505,7 +505,7 @@ def table2_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
                     lengths: Sequence[int]) -> str:
     """Table 2: AUC by behaviour length l (MAX_ITEM_LIST_LENGTH), base vs IaCN, per dataset."""
     columns = ["dataset", "model", *[f"l = {l}" for l in lengths]]
-    body = []
+    body, tested = [], {}
     for dataset in datasets:
         for host in hosts:
             comps = [paired_test(auc_by_seed(rows, table="2", dataset=dataset, host=host, variant="base", max_len=l),
@@ -515,7 +515,10 @@ def table2_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequen
             body.append([dataset, label, *[fmt_mean_sd(c.base_mean, c.base_sd) for c in comps]])
             body.append([dataset, f"{label} + IaCN", *[fmt_mean_sd(c.iacn_mean, c.iacn_sd) for c in comps]])
             body.append([dataset, "IaCN − base", *[fmt_comparison(c) for c in comps]])
+            tested.setdefault(dataset, []).extend((f"{label} + IaCN − {label}, l = {l}", c)
+                                                  for l, c in zip(lengths, comps))
     text = "## Table 2: test AUC by behaviour length l\n\n" + common.markdown_table(columns, body)
+    text += "\n" + "".join(f"- {multiple_comparisons(d, t)}\n" for d, t in tested.items())
     paper = [[l, *PAPER_TABLE2[l]] for l in lengths if l in PAPER_TABLE2]
     if paper:
         text += ("\n### For reference only: the PAPER's Table 2 on AMAZON BOOKS (not the data above)\n\n"
