@@ -454,7 +454,7 @@ def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequenc
     """Our DIN / DIEN against RecBole's class on the same CTR rows: test AUC and time to the best epoch."""
     columns = ["dataset", "host", "ours", "RecBole's", "ours − RecBole's", f"AUC ≥ RecBole's − {HOSTS_TARGET_AUC_GAP}",
                "CPU s to best: ours", "RecBole's", "ratio", f"ratio ≤ {HOSTS_TARGET_TIME_RATIO}", "best epoch: ours",
-               "RecBole's"]
+               "RecBole's", "learning rate: ours", "RecBole's"]
     body = []
     for dataset in datasets:
         for host in (h for h in hosts if h in common.SAME_DATA_HOSTS):
@@ -471,16 +471,28 @@ def hosts_markdown(rows: Sequence[dict], hosts: Sequence[str], datasets: Sequenc
                          f"{statistics.fmean(theirs_t):.1f}" if theirs_t else "n/a",
                          "n/a" if math.isnan(ratio) else f"{ratio:.2f}", time_met,
                          mean_of(rows, "best_epoch", variant="base", **match),
-                         mean_of(rows, "best_epoch", variant=RECBOLE_VARIANT, **match)])
+                         mean_of(rows, "best_epoch", variant=RECBOLE_VARIANT, **match),
+                         learning_rates(rows, variant="base", **match),
+                         learning_rates(rows, variant=RECBOLE_VARIANT, **match)])
     return ("## Our hosts against RecBole's on the same CTR rows (both early-stopped, best epoch tested)\n\n"
             "RecBole's class reads the same samples, batches and test rows (`recbole.X@ctr`, settings from "
-            "RecBole's model YAML except the shared embedding size). CPU s to best: CPU seconds of the run "
+            "RecBole's model YAML except the shared embedding size; training settings, the learning rate among "
+            "them, as both sides read them: RecBole's defaults, then the dataset's YAML, then --config_dict). "
+            "CPU s to best: CPU seconds of the run "
             "from the start of training to the end of the best epoch's validation (with --threads 1 this is "
             "the compute the run needed, though other jobs on the machine still inflate it through shared caches "
             "and memory bandwidth: up to 2.6x per epoch was seen with three processes on two cores; wall seconds "
             "are in runs.csv). "
-            "Best epoch: 0-based, mean over seeds.\n\n"
+            "Best epoch: 0-based, mean over seeds. Learning rate: every value the side's runs used (both sides "
+            "read the dataset's `learning_rate` unless --config_dict sets one; a side that lists two values mixed "
+            "runs made at different settings).\n\n"
             + common.markdown_table(columns, body))
+
+
+def learning_rates(rows: Sequence[dict], **match) -> str:
+    """The learning rates the matching runs used, in order (``0.001, 0.003`` when they differ)."""
+    used = sorted({float(v) for v in auc_by_seed(rows, "learning_rate", **match).values()})
+    return ", ".join(f"{v:g}" for v in used) or "n/a"
 
 
 def paper_table1_markdown(hosts: Sequence[str]) -> str:

@@ -177,6 +177,14 @@ def test_reproduce_rereads_its_own_rows():
     assert reproduce.best_epoch([(0, 0.7, 1.0), (1, 0.8, 2.0), (2, 0.8, 3.0)]) == (1, 0.8, 2.0)
 
 
+def test_hosts_report_shows_each_sides_learning_rates():
+    rows = [{"table": "hosts", "dataset": "d", "host": "DIN", "variant": v, "seed": seed, "test_auc": 0.8,
+             "cpu_seconds_to_best": 10.0, "best_epoch": 2, "learning_rate": lr, "error": ""}
+            for v, seed, lr in [("base", 1, 0.003), ("base", 2, 0.003), ("recbole", 1, 0.001), ("recbole", 2, 0.003)]]
+    text = reproduce.hosts_markdown(rows, ["DIN"], ["d"])
+    assert text.rstrip().endswith("| 0.003 | 0.001, 0.003 |")  # a side whose runs mixed settings says so
+
+
 def test_table1_report_counts_its_comparisons():
     def comparison(p):
         return reproduce.Comparison(0.8, 0.01, 0.81, 0.01, 0.01, 0.01, 2.0, p, 3)
