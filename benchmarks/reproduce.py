@@ -579,17 +579,21 @@ def fmt_short(c: Comparison) -> str:
 
 
 def friedman_line(by_seed: dict, dataset: str, deltas: Sequence[float]) -> str:
-    """Friedman's test (``scipy.stats.friedmanchisquare``; seeds as blocks, δ values as treatments) over the
-    seeds every δ finished: one test of "no δ differs", instead of the smallest of many pairwise p values."""
+    """Friedman's test (``scipy.stats.friedmanchisquare``; seeds as blocks, δ values as treatments): one test
+    of "no δ differs", instead of the smallest of many pairwise p values. It needs every δ on every seed, so
+    it takes the δ values that finished every seed any δ finished, and names those it left out."""
     from scipy import stats
 
-    seeds = sorted(set.intersection(*(set(by_seed[dataset, d]) for d in deltas))) if deltas else []
-    if len(deltas) < 3 or len(seeds) < 2:
-        return (f"Friedman test: n/a (it needs at least 3 δ values and 2 seeds that every δ finished; "
-                f"{len(deltas)} δ values, {len(seeds)} such seeds).")
-    result = stats.friedmanchisquare(*[[by_seed[dataset, d][s] for s in seeds] for d in deltas])
-    return (f"Friedman test over {len(deltas)} δ values, blocks = seeds {seeds}: χ² = {result.statistic:.2f}, "
-            f"p = {fmt_p(float(result.pvalue))}.")
+    seeds = sorted(set().union(*(by_seed[dataset, d] for d in deltas))) if deltas else []
+    complete = [d for d in deltas if set(by_seed[dataset, d]) >= set(seeds)]
+    left_out = [f"{d:g}" for d in deltas if d not in complete and by_seed[dataset, d]]
+    note = f" Left out, not run on every seed: δ = {', '.join(left_out)}." if left_out else ""
+    if len(complete) < 3 or len(seeds) < 2:
+        return (f"Friedman test: n/a (it needs at least 3 δ values run on the same 2 or more seeds; "
+                f"{len(complete)} δ values have every one of seeds {seeds}).{note}")
+    result = stats.friedmanchisquare(*[[by_seed[dataset, d][s] for s in seeds] for d in complete])
+    return (f"Friedman test over {len(complete)} δ values, blocks = seeds {seeds}: χ² = {result.statistic:.2f}, "
+            f"p = {fmt_p(float(result.pvalue))}.{note}")
 
 
 # ------------------------------------------------------------------------------ plots

@@ -202,11 +202,18 @@ def test_delta_report_tests_every_pair_and_the_sweep_as_a_whole():
     auc = {0.1: [0.80, 0.82, 0.81], 0.5: [0.79, 0.80, 0.82], 1.0: [0.78, 0.79, 0.80]}
     rows = [{"table": "delta", "dataset": "d", "host": "DIEN", "variant": "iacn", "seed": 2020 + i, "delta": d,
              "test_auc": a, "error": ""} for d, values in auc.items() for i, a in enumerate(values)]
-    rows.append({**rows[0], "seed": 2023, "test_auc": 0.5})  # a seed only δ = 0.1 finished: not in the Friedman test
     text = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.5, 1.0])
     friedman = stats.friedmanchisquare(*auc.values())
-    assert f"χ² = {friedman.statistic:.2f}, p = {reproduce.fmt_p(friedman.pvalue)}" in text
+    assert f"χ² = {friedman.statistic:.2f}, p = {reproduce.fmt_p(friedman.pvalue)}.\n" in text
     assert "blocks = seeds [2020, 2021, 2022]" in text
+    # a δ run on fewer seeds than the others is left out of the Friedman test, and named
+    rows.append({**rows[0], "delta": 0.2, "test_auc": 0.9})
+    partial = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.2, 0.5, 1.0])
+    assert f"p = {reproduce.fmt_p(friedman.pvalue)}. Left out, not run on every seed: δ = 0.2." in partial
+    rows.append({**rows[0], "seed": 2023, "test_auc": 0.5})  # a seed only δ = 0.1 finished: no δ set is complete
+    text = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.5, 1.0])
+    assert "Friedman test: n/a" in text and "Left out, not run on every seed: δ = 0.5, 1." in text
+
     def cell(a, b):  # row − column, as the report writes it
         return f"{statistics.fmean(auc[a]) - statistics.fmean(auc[b]):+.4f} (p {reproduce.fmt_p(stats.ttest_rel(auc[a], auc[b]).pvalue)})"
 
@@ -214,7 +221,7 @@ def test_delta_report_tests_every_pair_and_the_sweep_as_a_whole():
     assert f"| 0.5 | 0.8033 ± 0.0153 | {cell(0.5, 1.0)} |" in text
     assert f"| 0.1 | {cell(0.1, 0.5)} | {cell(0.1, 1.0)} |" in text and f"| 0.5 |  | {cell(0.5, 1.0)} |" in text
     assert "3 comparisons: Bonferroni needs p < 0.0167" in text
-    two = reproduce.delta_markdown(rows, "DIEN", ["d"], [0.1, 0.5])
+    two = reproduce.delta_markdown(rows[:6], "DIEN", ["d"], [0.1, 0.5])
     assert "Friedman test: n/a" in two and "− δ = 1" not in two
 
 
