@@ -151,6 +151,9 @@ def test_reproduce_smoke_trains_to_convergence_and_resumes(tiny_root, tmp_path, 
     text = paths["markdown"].read_text(encoding="utf-8")
     assert text.splitlines()[2].startswith("- command: ") and "- device: cpu" in text
     assert "| DIN + IaCN − DIN, E_orig of d + d_aux |" in text and "n=2" in text
+    # every row names the machine that trained it, not only the header of the last report
+    assert set(runs["cpu"]) == {common.cpu_model()} and set(runs["device"]) == {"cpu"}
+    assert f"Runs were trained on: {common.cpu_model()} (8 runs)" in text and "more than one machine" not in text
     assert open(paths["csv"], encoding="utf-8").readline().startswith("# command: ")
 
     # the same command again runs nothing; a run lost from the file (a stop) is the only one redone
@@ -175,6 +178,23 @@ def test_reproduce_rereads_its_own_rows():
     spec = reproduce.RunSpec("2", "d", "DIEN", "iacn", 2020, max_len=10)
     assert reproduce.row_key(rows[0]) == spec.key()
     assert reproduce.best_epoch([(0, 0.7, 1.0), (1, 0.8, 2.0), (2, 0.8, 3.0)]) == (1, 0.8, 2.0)
+
+
+def test_report_names_the_machine_of_every_run():
+    rows = [{"cpu": "Xeon", "device": "cpu", "error": ""}, {"cpu": "Xeon", "device": "cpu", "error": ""},
+            {"cpu": "EPYC", "device": "cuda:0 NVIDIA H200", "error": ""},
+            {"cpu": "EPYC", "device": "cpu", "error": "RuntimeError: x"},  # a failed run trained nothing
+            {"error": ""}]  # a row written before the column existed
+    text = reproduce.machines_sentence(rows)
+    assert "EPYC with cuda:0 NVIDIA H200 (1 run); Xeon (2 runs); not recorded (1 run)" in text
+    assert "comparable only between runs on the same machine" in text
+    one = reproduce.machines_sentence(rows[:2])
+    assert "Xeon (2 runs)" in one and "more than one machine" not in one
+    assert reproduce.machines_sentence([]) == ""
+    # the column survives a round trip through runs.csv
+    with tempfile.TemporaryDirectory() as folder:
+        path = reproduce.write_rows(Path(folder) / "runs.csv", rows[:3], ["command: x"])
+        assert [r["cpu"] for r in reproduce.read_rows(path)] == ["Xeon", "Xeon", "EPYC"]
 
 
 def test_hosts_report_shows_each_sides_learning_rates():
