@@ -43,7 +43,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.reproduce import best_epoch, fmt_mean_sd, mean_sd, read_rows, write_rows  # noqa: E402
+from benchmarks.reproduce import (best_epoch, fmt_mean_sd, machines_sentence, mean_sd, read_rows,  # noqa: E402
+                                  write_rows)
 from recbole_iacn.data.common import NEG_SAMPLINGS  # noqa: E402
 
 DATASET = common.ML1M_NAME
@@ -311,6 +312,7 @@ def write_outputs(rows, out: Path, args, command: str, info: dict, checks: dict)
              f"better validation metric (RecBole's models: NDCG@10; DAIN: AUC), at most {args.epochs} epochs, and "
              f"its best epoch is tested; overrides {args.overrides or {}}. Columns best_epoch (0-based), "
              "epochs_run and seconds_to_best of dain_ranking.csv give each run's convergence.\n")
+    text += machines_sentence(rows).replace("runs.csv", "dain_ranking.csv")
     text += "\n## Protocol\n\n" + PROTOCOL_MD + "\n"
     text += ("\n## Split check\n\n"
              f"Evaluated users: {checks.get('users', 'n/a')}; users whose DAIN test item differs from RecBole's: "
@@ -358,6 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     done = {(r["model"], r["seed"]) for r in rows}
     checks = next(({k: int(r[k]) for k in CHECK_KEYS} for r in rows if r.get("users") not in (None, "")), {})
     header = common.header_lines(command, info)
+    machine = {"cpu": info["cpu"], "device": info["device"]}  # in every row: a resumed folder may mix machines
     scratch = Path(tempfile.mkdtemp(prefix="iacn-rank-"))
     try:
         root = recbole_source_root(Path(args.data_path), scratch / "recbole")
@@ -366,7 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             rb_config = ranking_config(root, seed, args.epochs, device, {**args.overrides,
                                        "checkpoint_dir": str(scratch / "saved")}, args.stopping_step)
             for model in (m for m in args.baselines if (m, seed) not in done):
-                rows.append(_timed(model, seed, lambda: run_baseline(model, rb_config)))
+                rows.append(_timed(model, seed, lambda: run_baseline(model, rb_config), machine))
                 write_rows(out / "dain_ranking.csv", rows, header)
             todo = [m for m in args.dain_models if (m, seed) not in done]
             if todo:
@@ -381,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                     checks.update(users=users, mismatched=mismatched, unknown_users=ranker.unknown_users,
                                   unknown_items=ranker.unknown_items)
                     return {**metrics, **result["epochs"], **checks}
-                rows.append(_timed(model, seed, ranked))
+                rows.append(_timed(model, seed, ranked, machine))
                 write_rows(out / "dain_ranking.csv", rows, header)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -390,10 +393,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     return paths
 
 
-def _timed(model: str, seed: int, fn) -> dict:
-    """Run ``fn()`` → metrics; a row with the model, seed, seconds, and the error if it failed."""
+def _timed(model: str, seed: int, fn, machine: dict) -> dict:
+    """Run ``fn()`` → metrics; a row with the model, seed, seconds, the machine (``cpu``, ``device``) and the
+    error if it failed."""
     started = time.perf_counter()
-    row = {"model": model, "seed": seed, "commit": common.git_commit()}
+    row = {"model": model, "seed": seed, "commit": common.git_commit(), **machine}
     try:
         row.update(fn(), error="")
     except Exception as exc:  # recorded, the other runs go on

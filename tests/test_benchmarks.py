@@ -336,6 +336,7 @@ def test_dain_ranking_smoke(tmp_path):
     paths = dain_ranking.main(argv)
     table = pd.read_csv(paths["csv"], comment="#")
     assert list(table["model"]) == ["BPR", "DAIN"] and table["error"].isna().all()
+    assert set(table["cpu"]) == {common.cpu_model()} and set(table["device"]) == {"cpu"}
     assert (table["best_epoch"] < table["epochs_run"]).all() and (table["epochs_run"] <= 2).all()
     again = pd.read_csv(dain_ranking.main(argv)["csv"], comment="#")  # finished runs are kept, not redone
     assert again["seconds"].tolist() == table["seconds"].tolist()
@@ -344,6 +345,7 @@ def test_dain_ranking_smoke(tmp_path):
         assert table[key].between(0, 1).all()
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "users whose DAIN test item differs from RecBole's: 0;" in text
+    assert f"Runs were trained on: {common.cpu_model()} (2 runs) (column `cpu` of dain_ranking.csv" in text
 
 
 def test_reproduce_refuses_a_second_run_into_the_same_folder(tmp_path):
