@@ -312,7 +312,7 @@ def write_outputs(rows, out: Path, args, command: str, info: dict, checks: dict)
              f"better validation metric (RecBole's models: NDCG@10; DAIN: AUC), at most {args.epochs} epochs, and "
              f"its best epoch is tested; overrides {args.overrides or {}}. Columns best_epoch (0-based), "
              "epochs_run and seconds_to_best of dain_ranking.csv give each run's convergence.\n")
-    text += machines_sentence(rows).replace("runs.csv", "dain_ranking.csv")
+    text += machines_sentence(rows, "dain_ranking.csv")
     text += "\n## Protocol\n\n" + PROTOCOL_MD + "\n"
     text += ("\n## Split check\n\n"
              f"Evaluated users: {checks.get('users', 'n/a')}; users whose DAIN test item differs from RecBole's: "

@@ -61,9 +61,6 @@ HOSTS_TARGET_TIME_RATIO = 0.5  # ours' time to best epoch ≤ this × RecBole's
 #: the commit of the code this process imported (read once at start: a commit made while a long run goes
 #: on must not be credited with rows trained by the older code)
 CODE_COMMIT: Optional[str] = None
-#: the CPU model and compute device of this process (``common.machine_info``), written into every row: a
-#: folder filled across sessions on different machines must say which run ran where
-RUN_MACHINE: dict = {}
 DEFAULT_DATASETS = ("ml-100k", "ml-1m-sample")
 DEFAULT_SEEDS = 5
 FIRST_SEED = common.FIRST_SEED
@@ -236,7 +233,9 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
     its metrics row (``error`` set if it failed)."""
     from recbole_iacn.quick_start import prepare, run
 
-    row = {**asdict(spec), "model": spec.model}
+    # the machine in every row, failed ones too: a folder filled over several sessions must say which run ran where
+    device = "cuda" if base_config.get("use_gpu") else "cpu"
+    row = {**asdict(spec), "model": spec.model, "cpu": common.cpu_model(), "device": common.device_name(device)}
     started = time.perf_counter()
     try:
         config = {**base_config, **spec.overrides(), "checkpoint_dir": checkpoint_dir}
@@ -254,8 +253,7 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
                      epoch_callback=lambda trainer, epoch, score, _: curve.append(
                          (epoch, float(score), time.perf_counter() - fit_started, time.process_time() - cpu_started)))
     except Exception as exc:  # one failed run must not lose the others: recorded in the CSV
-        row.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 2),
-                   **run_machine())
+        row.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 2))
         return row
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -281,24 +279,13 @@ def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
         item_embedding_size=plain.get("item_embedding_size") or plain.get("embedding_size"),
         learning_rate=plain.get("learning_rate"),
         threads=_torch_threads(),
-        **run_machine(),
         commit=CODE_COMMIT or common.git_commit(),
         error="",
     )
     return row
 
 
-def run_machine() -> dict:
-    """``cpu`` (model name) and ``device`` (``cpu`` or the GPU's name) of the process that trains a run."""
-    if not RUN_MACHINE:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        RUN_MACHINE.update(cpu=common.cpu_model(), device=common.device_name(device))
-    return {"cpu": RUN_MACHINE["cpu"], "device": RUN_MACHINE["device"]}
-
-
-def machines_sentence(rows: Sequence[dict]) -> str:
+def machines_sentence(rows: Sequence[dict], csv_name: str = "runs.csv") -> str:
     """Which machines the rows were trained on, with run counts (column ``cpu``; rows written before that
     column existed count as not recorded), and a warning when times compare runs from different machines."""
     counts: dict[str, int] = {}
@@ -312,7 +299,7 @@ def machines_sentence(rows: Sequence[dict]) -> str:
     if not counts:
         return ""
     listed = "; ".join(f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in sorted(counts.items()))
-    text = (f"Runs were trained on: {listed} (column `cpu` of runs.csv; the `# cpu:` header above names the "
+    text = (f"Runs were trained on: {listed} (column `cpu` of {csv_name}; the `# cpu:` header above names the "
             "machine that wrote this report).")
     if len(counts) > 1:
         text += (" **The runs come from more than one machine (or some machines were not recorded): their seconds "
@@ -801,7 +788,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     info = common.machine_info(device)
     global CODE_COMMIT
     CODE_COMMIT = info["commit"]
-    RUN_MACHINE.update(cpu=info["cpu"], device=info["device"])
     runs = plan(expand_tables(args.table), args.models, args.datasets, args.seed_list, args.lengths,
                 args.length_models, args.deltas, args.delta_model, args.variants)
     print(f"{len(runs)} runs on {info['device']}; results in {out}", flush=True)
