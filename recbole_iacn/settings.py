@@ -209,6 +209,10 @@ SETTINGS = _declare(
     S("iacn_routing_iterations", "int", "IaCN", "dynamic routing iterations r", low=1),
     S("iacn_routing_stop_gradient", "bool", "IaCN", "refine routing logits without gradient (MIND's and "
       "ComiRec's code)"),
+    S("iacn_routing_scale", "float", "IaCN", "s: behaviours enter the routing as s c/|c|, so that content can "
+      "overturn the start logits at any catalogue size (0: c as it is, as MIND)", low=0),
+    S("iacn_routing_logit_std", "float", "IaCN", "standard deviation of the fixed random start logits b0 (MIND: 1)",
+      low=0, open="low"),
     S("iacn_attention_power", "int", "IaCN", "p of label-aware attention (0: mean of interests)", low=0),
     S("iacn_num_negatives", "int", "IaCN", "sampled negatives per positive in the sampled softmax", low=1),
     S("iacn_select_rows", "bool", "IaCN", "true: gather the auxiliary loss's rows first; false: compute every row, "

@@ -111,6 +111,19 @@ def _document(explainer: InterestExplainer, model_file, kind: str, records: list
     }
 
 
+def diagnostics_caption(diagnostics: dict) -> str:
+    """One line on whether the routing follows content, for a picture's caption and the summary."""
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.0f} %"
+
+    text = (f"routing moved {pct(diagnostics['moved_share'])} of {diagnostics['behaviours_with_a_choice']} "
+            f"behaviours from the start logits' choice; mean ‖x̂‖ {diagnostics['behaviour_norm_mean']}")
+    if diagnostics.get("e_aux_neighbour_category_agreement") is not None:
+        text += (f"; E_aux nearest neighbour shares the category {pct(diagnostics['e_aux_neighbour_category_agreement'])}"
+                 f" (chance {pct(diagnostics['e_aux_neighbour_category_chance'])})")
+    return text
+
+
 def safe_name(user: str) -> str:
     """A file-name-safe form of a user id."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(user)) or "user"
@@ -131,13 +144,15 @@ def explain(model_file, users: Sequence[str], candidate: Optional[str] = None, t
     histories = load_histories(explainer, users, data_path, dataset, history)
     records = explainer.explain(histories, candidate=candidate, top=top)
     document = _document(explainer, model_file, "explanation", records, top=top, candidate=candidate)
+    document["diagnostics"] = explainer.diagnostics(records)
     if out is not None:
         out = Path(out)
         document["files"] = {"json": str(out / "explanations.json")}
         if plots:
             from recbole_iacn.explain.plot import plot_user
 
-            pictures = [str(plot_user(r, out / f"user_{safe_name(r['user'])}.png")) for r in records]
+            caption = diagnostics_caption(document["diagnostics"])
+            pictures = [str(plot_user(r, out / f"user_{safe_name(r['user'])}.png", caption=caption)) for r in records]
             document["files"]["pictures"] = pictures
         write_json(out / "explanations.json", document)
     return document

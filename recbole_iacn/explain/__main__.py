@@ -55,11 +55,17 @@ def summary(document: dict) -> str:
         lines.append(f"user {r['user']}: {r['num_behaviours']} behaviours, K_u = {r['num_interests']}")
         for i in r["interests"]:
             items = ", ".join(f"{t['item']} ({t['category']})" for t in i["top_items"][:3])
-            lines.append(f"  interest {i['interest']} [{i['label']}]: {len(i['behaviours_assigned'])} behaviours; nearest {items}")
+            purity = "" if i.get("purity") is None else f", purity {i['purity']:.2f}"
+            lines.append(f"  interest {i['interest']} [{i['label']}]: {len(i['behaviours_assigned'])} behaviours"
+                         f"{purity}; nearest {items}")
         if "candidate" in r:
             c = r["candidate"]
             lines.append(f"  candidate {c['item']}: attention {c['attention_weights']}, R_score {c['r_score']}, "
                          f"click probability {c['click_probability']}")
+    if "diagnostics" in document:
+        from recbole_iacn.explain import diagnostics_caption
+
+        lines.append(diagnostics_caption(document["diagnostics"]))
     for kind, paths in document.get("files", {}).items():
         for path in [paths] if isinstance(paths, str) else paths:
             lines.append(f"wrote {path}")

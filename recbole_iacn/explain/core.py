@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from recbole_iacn.errors import CheckpointError, ConfigError, UnknownIdError
+from recbole_iacn.explain.diagnostics import interest_purities, neighbour_agreement, routing_figures
 from recbole_iacn.explain.histories import UserHistory
 
 #: Catalogue items scored at once (rows of ``E_aux``) and users ranked at once.
@@ -151,6 +152,7 @@ class InterestExplainer:
         encoded = self.encode(histories, candidate)
         x = encoded.interaction
         formed = self.iacn.form_interests(x)
+        routing = routing_figures(self.iacn, x)
         emb = self.iacn.aux_item_embedding
         history = x[self.schema.history_item_field]  # [B, L]
         behaviour_scores = torch.matmul(emb(history), formed.vectors.transpose(1, 2))  # [B, L, K]: c_iᵀ i_u^k
@@ -175,6 +177,7 @@ class InterestExplainer:
             behaviours = [{"position": i, "item": h.items[i], "category": self.category(ids[i])} for i in range(n)]
             weights = formed.routing_weights[b, :n, :k_u]  # [n, K_u]
             assigned = weights.argmax(-1).tolist() if n else []
+            purities = interest_purities(assigned, [b["category"] for b in behaviours], k_u)
             interests = []
             for k in range(k_u):
                 members = [i for i in range(n) if assigned[i] == k]
@@ -183,6 +186,7 @@ class InterestExplainer:
                 interest = {
                     "interest": k,
                     "label": _majority([behaviours[i]["category"] for i in members]),
+                    "purity": None if purities[k] is None else round(purities[k], 6),
                     "behaviours_assigned": members,
                     "routing_weights": [round(float(v), 6) for v in weights[:, k]],
                     "behaviour_scores": [round(float(v), 6) for v in behaviour_scores[b, :n, k]],
@@ -209,6 +213,10 @@ class InterestExplainer:
                 "num_behaviours": n,
                 "behaviours_beyond_length": encoded.dropped[b],
                 "num_interests": k_u,
+                "routing": {
+                    "moved_share": _rounded(routing["per_user"][b]["moved_share"]),
+                    "behaviours_with_a_choice": routing["per_user"][b]["behaviours_with_a_choice"],
+                },
                 "behaviours": behaviours,
                 "interests": interests,
             }
@@ -224,6 +232,32 @@ class InterestExplainer:
                 }
             records.append(record)
         return records
+
+    def diagnostics(self, records: Sequence[dict]) -> dict:
+        """Whether the routing follows content (:mod:`recbole_iacn.explain.diagnostics`), over the explained
+        users and the whole catalogue: the moved share and ``‖x̂‖`` of the users' behaviours, the mean
+        interest purity, and ``E_aux``'s nearest-neighbour category agreement against chance."""
+        with_choice = sum(r["routing"]["behaviours_with_a_choice"] for r in records)
+        moved_count = sum((r["routing"]["moved_share"] or 0.0) * r["routing"]["behaviours_with_a_choice"]
+                          for r in records)
+        purities = [i["purity"] for r in records for i in r["interests"] if i["purity"] is not None]
+        histories = [UserHistory(r["user"], [b["item"] for b in r["behaviours"]], dict(r["profile"]))
+                     for r in records]
+        norms = routing_figures(self.iacn, self.encode(histories).interaction) if histories else {}
+        result = {
+            "moved_share": _rounded(moved_count / with_choice) if with_choice else None,
+            "behaviours_with_a_choice": with_choice,
+            "behaviour_norm_mean": _rounded(norms.get("behaviour_norm_mean")),
+            "routing_scale": self.iacn.routing.scale,
+            "routing_iterations": self.iacn.routing.iterations,
+            "interest_purity_mean": _rounded(sum(purities) / len(purities)) if purities else None,
+        }
+        if self.item_categories is not None:
+            agreement = neighbour_agreement(self.iacn.aux_item_embedding.weight, self.item_categories)
+            result["e_aux_neighbour_category_agreement"] = _rounded(agreement["agreement"])
+            result["e_aux_neighbour_category_chance"] = _rounded(agreement["chance"])
+            result["e_aux_neighbour_items"] = agreement["items"]
+        return result
 
     def _categories_with_items(self) -> torch.Tensor:
         """``[C]`` True for the categories of some catalogue item ([PAD] excluded)."""
@@ -288,6 +322,10 @@ def rank_items(scores: torch.Tensor, top: int) -> torch.Tensor:
     """
     order = torch.sort(-scores, dim=-1, stable=True).indices
     return order[:, :top]
+
+
+def _rounded(value) -> Optional[float]:
+    return None if value is None else round(float(value), 6)
 
 
 def _finite(value) -> Optional[float]:

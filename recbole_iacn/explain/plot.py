@@ -33,7 +33,13 @@ def _label(text, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def plot_user(record: dict, path, title: str = "") -> Path:
+def _wrap(text: str, width: int = 160) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_user(record: dict, path, title: str = "", caption: str = "") -> Path:
     """Write the picture of one explanation record (from :meth:`InterestExplainer.explain`) to ``path``
     (a temporary file renamed into place)."""
     plt = require_matplotlib()
@@ -75,8 +81,13 @@ def plot_user(record: dict, path, title: str = "") -> Path:
         lines.append(f"   click probability {c['click_probability']:.3f}")
     text.axis("off")
     text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8, transform=text.transAxes)
-    fig.suptitle(title or f"user {record['user']}: {n} behaviours, K_u = {k} interests", fontsize=11)
-    fig.tight_layout()
+    routing = record.get("routing", {})
+    moved = routing.get("moved_share")
+    moved_text = "" if moved is None else f"; {100 * moved:.0f} % of behaviours moved from the start routing"
+    fig.suptitle(title or f"user {record['user']}: {n} behaviours, K_u = {k} interests{moved_text}", fontsize=11)
+    if caption:
+        fig.text(0.01, 0.005, _wrap(caption), fontsize=7, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)

@@ -64,16 +64,26 @@ def interest_counts(lengths: torch.Tensor, max_interests: int) -> torch.Tensor:
 
 
 class BehaviourToInterestRouting(nn.Module):
-    """MIND's B2I dynamic routing with a shared bilinear map ``M`` and fixed random initial logits."""
+    """MIND's B2I dynamic routing with a shared bilinear map ``M`` and fixed random start logits.
+
+    ``scale`` ``s`` > 0 feeds the behaviours in as ``s·c_i/‖c_i‖``: the refinement ``u_jᵀ x̂_i`` then has
+    the same size at every catalogue size and E_aux scale, and with ``s`` well above the start logits'
+    spread (``logit_std``) it is the behaviours' content, not their position, that decides the routing
+    (docs/method.md, "Routing by content"). ``scale`` 0 and ``logit_std`` 1 are MIND's form.
+    """
 
     def __init__(
-        self, dim: int, max_interests: int, iterations: int, max_length: int, seed: int, stop_gradient: bool = True
+        self, dim: int, max_interests: int, iterations: int, max_length: int, seed: int, stop_gradient: bool = True,
+        scale: float = 0.0, logit_std: float = 1.0,
     ):
         super().__init__()
+        self.scale = float(scale or 0.0)  # None (a checkpoint written before the setting) reads as 0
         self.bilinear = nn.Linear(dim, dim, bias=False)  # M, shared by all behaviours and interests
         generator = torch.Generator().manual_seed(seed)
-        # Not learned: with a shared M, identical initial logits would make all capsules identical.
-        self.register_buffer("initial_logits", torch.randn(max_length, max_interests, generator=generator))
+        # Not learned: with a shared M, identical start logits would make all capsules identical. Drawn from
+        # a generator of its own, so that their scale changes nothing else the seed draws.
+        start = torch.randn(max_length, max_interests, generator=generator) * float(logit_std or 1.0)
+        self.register_buffer("initial_logits", start)
         self.iterations = iterations
         self.max_interests = max_interests
         # MIND's and ComiRec's reference code refine the logits on stop_gradient(x̂): the gradient
@@ -87,15 +97,35 @@ class BehaviourToInterestRouting(nn.Module):
                 "routing was built for; rebuild the model for the longer MAX_ITEM_LIST_LENGTH."
             )
 
+    def normalise(self, behaviours: torch.Tensor) -> torch.Tensor:
+        """``s · c_i / ‖c_i‖`` for each behaviour ``[B, L, h]`` (``c_i`` itself when the scale is 0)."""
+        if not self.scale:
+            return behaviours
+        return self.scale * nn.functional.normalize(behaviours, dim=-1)
+
+    def behaviour_vectors(self, behaviours: torch.Tensor, behaviour_mask: torch.Tensor) -> torch.Tensor:
+        """``x̂_i = M·normalise(c_i)`` ``[B, L, h]``, zero on padded behaviours: whatever weight they get,
+        they add nothing to a capsule."""
+        return self.bilinear(self.normalise(behaviours)) * behaviour_mask.unsqueeze(-1)
+
+    def interest_mask(self, num_interests: torch.Tensor) -> torch.Tensor:
+        """``K_u [B]`` → ``[B, K]``, True for each user's first ``K_u`` interests."""
+        return torch.arange(self.max_interests, device=num_interests.device) < num_interests.unsqueeze(-1)
+
+    def start_weights(self, length: int, interest_mask: torch.Tensor) -> torch.Tensor:
+        """The routing before any refinement, ``softmax_j(b⁰_ij)`` over each user's ``K_u`` interests:
+        ``[B, L, K]``, the same for every user with the same ``K_u`` (it depends on positions only)."""
+        logits = self.initial_logits[:length].unsqueeze(0)  # [1, L, K]
+        return torch.softmax(logits.masked_fill(~interest_mask.unsqueeze(1), float("-inf")), dim=-1)
+
     def forward(self, behaviours, behaviour_mask, num_interests):
         """behaviours ``[B, L, h]``, mask ``[B, L]``, ``K_u [B]`` → capsules ``[B, K, h]``,
         interest mask ``[B, K]`` and the final routing weights ``[B, L, K]``."""
         batch, length, _ = behaviours.shape
         self.check_length(length)
         k = self.max_interests
-        # padded behaviours are zeroed once: whatever weight they get, they add nothing below
-        x_hat = self.bilinear(behaviours) * behaviour_mask.unsqueeze(-1)  # [B, L, h]
-        interest_mask = torch.arange(k, device=behaviours.device) < num_interests.unsqueeze(-1)  # [B, K]
+        x_hat = self.behaviour_vectors(behaviours, behaviour_mask)  # [B, L, h]
+        interest_mask = self.interest_mask(num_interests)  # [B, K]
         # unused interests get exactly zero routing weight (exp underflows), hence zero capsules
         unused = torch.zeros(batch, k, 1, dtype=x_hat.dtype, device=x_hat.device).masked_fill(
             ~interest_mask.unsqueeze(-1), torch.finfo(x_hat.dtype).min
@@ -199,6 +229,8 @@ class IaCN(nn.Module):
             max(schema.history_length, 1),
             config["seed"],
             config["iacn_routing_stop_gradient"],
+            config["iacn_routing_scale"],
+            config["iacn_routing_logit_std"],
         )
         self.profile_fields = schema.profile_fields()
         self.profile_embedding = (
@@ -341,6 +373,7 @@ class IaCN(nn.Module):
         interest_mask = lengths.unsqueeze(-1) > self.interest_thresholds  # [B', K], as interest_counts
         routing = self.routing
         routing.check_length(behaviours.shape[1])
+        behaviours = routing.normalise(behaviours)
         if routing.stop_gradient:
             aggregated = routing_aggregate(behaviours, behaviour_mask, interest_mask, routing.initial_logits,
                                            routing.iterations, routing.bilinear.weight)
