@@ -13,7 +13,13 @@ Two assignments of a behaviour i to an interest k, both shown by ``python -m rec
 ``routing``: the largest final routing weight a_ik; ``score``: the largest c_iᵀ i_u^k (the behaviour's
 own relationship score against each interest, the quantity R_score and retrieval rank by). Baselines,
 computed the same way on the same users: the same model untrained (fresh initialisation), and random
-routing weights (softmax of N(0, 1) logits over the user's K_u interests).
+routing weights (softmax of N(0, 1) logits over the user's K_u interests), and the position-only routing of
+the trained model (its start logits' softmax, before any refinement: what a routing decided by position gives).
+
+Whether the routing follows content (:mod:`recbole_iacn.explain.diagnostics`), on the routing rows: the share
+of behaviours (of users with K_u ≥ 2) whose top interest the refinement moved away from the one their start
+logits favour, the mean ``‖x̂‖``, and how often an item's nearest neighbour in E_aux has its planted category
+(against chance).
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ DATASET = "synthetic-planted"
 #: Settings of each configuration measured (on top of SMALL).
 CONFIGS = {
     "default": {},
+    # the routing as MIND's paper and this package before 2026-12-06: c as it is, start logits N(0, 1), r = 3
+    "mind": {"iacn_routing_scale": 0.0, "iacn_routing_logit_std": 1.0, "iacn_routing_iterations": 3},
     "fitted": {"learning_rate": 0.01, "iacn_embedding_size": 16},
 }
-#: A model small enough to train in seconds on one CPU thread.
+#: The training protocol (the model itself at the package defaults): batches of 256, since the data is small,
+#: and early stopping on the validation AUC, the best epoch reloaded.
 SMALL = {
-    "embedding_size": 8, "iacn_embedding_size": 8, "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 256,
-    "epochs": 15, "stopping_step": 100, "reproducibility": True,
+    "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 256, "epochs": 100, "stopping_step": 10, "reproducibility": True,
 }
 DATA = {"users": 600, "items": 300, "categories": 20}
 
@@ -81,6 +89,7 @@ def measure(loaded, rows, planted_file, seed: int = 0) -> dict:
 
     from recbole_iacn.data.synthetic import read_planted
     from recbole_iacn.explain import recovery
+    from recbole_iacn.explain.diagnostics import neighbour_agreement, routing_figures
 
     s = loaded.schema
     category_ids = {t: i for i, t in enumerate(s.vocab[s.item_category_field])}
@@ -97,9 +106,16 @@ def measure(loaded, rows, planted_file, seed: int = 0) -> dict:
         for name, model in (("trained", loaded.model), ("untrained", untrained)):
             formed = model.iacn.form_interests(rows)
             counts = formed.mask.sum(-1)
-            results[f"{name} routing"] = recovery(formed.routing_weights, lengths, counts, categories, planted)
+            figures = routing_figures(model.iacn, rows)
+            neighbours = neighbour_agreement(model.iacn.aux_item_embedding.weight, torch.tensor(s.item_categories))
+            content = {"moved_share": figures["moved_share"], "x_hat_norm": figures["behaviour_norm_mean"],
+                       "neighbour_agreement": neighbours["agreement"], "neighbour_chance": neighbours["chance"]}
+            results[f"{name} routing"] = {**recovery(formed.routing_weights, lengths, counts, categories, planted),
+                                          **content}
             scores = torch.matmul(model.iacn.aux_item_embedding(history), formed.vectors.transpose(1, 2))  # [B, L, K]
             results[f"{name} score"] = recovery(scores, lengths, counts, categories, planted)
+        start = loaded.model.iacn.routing.start_weights(history.shape[1], formed.mask)
+        results["position routing"] = recovery(start.expand(len(history), -1, -1), lengths, counts, categories, planted)
         generator = torch.Generator().manual_seed(seed)
         logits = torch.randn(formed.routing_weights.shape, generator=generator)
         random_weights = torch.softmax(logits.masked_fill(~formed.mask.unsqueeze(1), float("-inf")), -1)
@@ -125,15 +141,28 @@ def write_outputs(rows, out: Path, command: str, info: dict, settings: str) -> P
                 continue
             purity, coverage = mean_sd([r["purity"] for r in ok]), mean_sd([r["coverage"] for r in ok])
             auc = mean_sd([r["test_auc"] for r in ok])
-            body.append([config, method, fmt_mean_sd(*purity), fmt_mean_sd(*coverage), fmt_mean_sd(*auc),
-                         ok[0]["users"], len(ok)])
+            content = [_mean_of(ok, "moved_share"), _mean_of(ok, "x_hat_norm"),
+                       _agreement(ok)]
+            body.append([config, method, fmt_mean_sd(*purity), fmt_mean_sd(*coverage), *content,
+                         fmt_mean_sd(*auc), ok[0]["users"], len(ok)])
     text += "\n## Results (mean ± SD over seeds)\n\n" + common.markdown_table(
-        ["config", "interests from", "purity", "coverage", "host test AUC", "users", "seeds"], body)
+        ["config", "interests from", "purity", "coverage", "moved from start", "mean ‖x̂‖",
+         "E_aux neighbour category (chance)", "host test AUC", "users", "seeds"], body)
     path = out / "planted_interests.md"
     staging = path.with_name(path.name + ".tmp")
     staging.write_text(text, encoding="utf-8")
     staging.replace(path)
     return path
+
+
+def _mean_of(rows, key: str) -> str:
+    values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+    return f"{sum(values) / len(values):.3f}" if values else ""
+
+
+def _agreement(rows) -> str:
+    agreement = _mean_of(rows, "neighbour_agreement")
+    return f"{agreement} ({_mean_of(rows, 'neighbour_chance')})" if agreement else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,8 +202,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                     f"{m} {v['purity']:.3f}/{v['coverage']:.3f}" for m, v in measured.items()), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    settings = (f"Model {args.model}, {args.epochs} epochs, batch {SMALL['train_batch_size']}, "
-                f"embedding {SMALL['embedding_size']}, L = {SMALL['MAX_ITEM_LIST_LENGTH']}; data: {args.users} users, "
+    settings = (f"Model {args.model}, at most {args.epochs} epochs (stopping after {SMALL['stopping_step']} without a "
+                f"better validation AUC, best epoch reloaded), batch {SMALL['train_batch_size']}, "
+                f"L = {SMALL['MAX_ITEM_LIST_LENGTH']}; data: {args.users} users, "
                 f"{DATA['items']} items, {DATA['categories']} categories; configs: "
                 + "; ".join(f"{c} = {CONFIGS[c] or 'package defaults'}" for c in args.configs) + ".")
     path = write_outputs(rows, out, command, info, settings)

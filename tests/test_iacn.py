@@ -44,13 +44,20 @@ def test_dynamic_interest_count(k_max, expected):
     assert interest_counts(lengths, k_max).tolist() == expected
 
 
-def _routing(dim=6, k_max=4, iterations=3, length=9, seed=7, stop_gradient=True):
+#: The routing's forms: MIND's (behaviours as they are, start logits N(0, 1)) and the package's default
+#: (behaviours as s·c/‖c‖, start logits N(0, 0.1²)), as (scale, start-logit std).
+FORMS = {"mind": (0.0, 1.0), "content": (5.0, 0.1)}
+
+
+def _routing(dim=6, k_max=4, iterations=3, length=9, seed=7, stop_gradient=True, form="mind"):
     torch.manual_seed(0)
-    return BehaviourToInterestRouting(dim, k_max, iterations, length, seed, stop_gradient)
+    scale, logit_std = FORMS[form]
+    return BehaviourToInterestRouting(dim, k_max, iterations, length, seed, stop_gradient, scale, logit_std)
 
 
-def test_routing_masks_padding_and_unused_capsules():
-    routing = _routing()
+@pytest.mark.parametrize("form", FORMS)
+def test_routing_masks_padding_and_unused_capsules(form):
+    routing = _routing(form=form)
     lengths = torch.tensor([0, 1, 3, 5, 9])
     mask = torch.arange(9) < lengths.unsqueeze(-1)
     behaviours = torch.randn(5, 9, 6)
@@ -79,19 +86,20 @@ def _routing_inputs(dtype=torch.float32):
     return torch.randn(4, 9, 6, dtype=dtype, requires_grad=True), mask, interest_counts(lengths, 4)
 
 
-def test_routing_stop_gradient_changes_gradients_not_values():
+@pytest.mark.parametrize("form", FORMS)
+def test_routing_stop_gradient_changes_gradients_not_values(form):
     """Stop-gradient refinement (MIND/ComiRec code): same capsules; the gradient is that of the last
     iteration with its routing weights held constant."""
     behaviours, mask, counts = _routing_inputs()
     upstream = torch.randn(4, 4, 6)
-    stopped, full = _routing(stop_gradient=True), _routing(stop_gradient=False)
+    stopped, full = _routing(stop_gradient=True, form=form), _routing(stop_gradient=False, form=form)
     capsules, _, weights = stopped(behaviours, mask, counts)
     again, _, _ = full(behaviours, mask, counts)
     assert torch.allclose(capsules, again, atol=1e-6)
     (grad_stopped,) = torch.autograd.grad(capsules, behaviours, upstream)
     (grad_full,) = torch.autograd.grad(again, behaviours, upstream)
     # reference: squash(Σ_i a_ij M c_i) with the final a_ij as constants
-    x_hat = stopped.bilinear(behaviours)
+    x_hat = stopped.bilinear(stopped.normalise(behaviours))
     interest_mask = torch.arange(4) < counts.unsqueeze(-1)
     reference = squash(torch.bmm(weights.detach().transpose(1, 2), x_hat)) * interest_mask.unsqueeze(-1)
     (grad_reference,) = torch.autograd.grad(reference, behaviours, upstream)
@@ -99,16 +107,17 @@ def test_routing_stop_gradient_changes_gradients_not_values():
     assert not torch.allclose(grad_full, grad_stopped, atol=1e-4)  # the full gradient flows through b_ij
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("stop_gradient", [True, False])
-def test_routing_gradient_passes_gradcheck(stop_gradient):
+def test_routing_gradient_passes_gradcheck(stop_gradient, form):
     behaviours, mask, counts = _routing_inputs(torch.float64)
-    routing = _routing(stop_gradient=stop_gradient).double()
+    routing = _routing(stop_gradient=stop_gradient, form=form).double()
     if stop_gradient:  # the analytic gradient is the one of the last iteration: check that function
         with torch.no_grad():
             _, _, weights = routing(behaviours, mask, counts)
 
         def function(x):
-            return squash(torch.bmm(weights.transpose(1, 2), routing.bilinear(x)))
+            return squash(torch.bmm(weights.transpose(1, 2), routing.bilinear(routing.normalise(x))))
 
     else:
 

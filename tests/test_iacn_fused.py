@@ -80,21 +80,32 @@ def test_fused_routing_passes_gradcheck_with_padding_unused_interests_and_empty_
     assert torch.all(grad[0] == 0)  # the empty history
 
 
-def _routing_module(stop_gradient, iterations=3):
+#: The routing's forms: MIND's and the package's default (behaviours as s·c/‖c‖, start logits N(0, 0.1²)).
+ROUTING_FORMS = {
+    "mind": {"iacn_routing_scale": 0.0, "iacn_routing_logit_std": 1.0, "iacn_routing_iterations": 3},
+    "content": {"iacn_routing_scale": 5.0, "iacn_routing_logit_std": 0.1, "iacn_routing_iterations": 5},
+}
+
+
+def _routing_module(stop_gradient, form="mind"):
     from recbole_iacn.model.iacn import BehaviourToInterestRouting
 
     torch.manual_seed(0)
-    routing = BehaviourToInterestRouting(DIM, K_MAX, iterations, LENGTH, seed=1, stop_gradient=stop_gradient).double()
+    f = ROUTING_FORMS[form]
+    routing = BehaviourToInterestRouting(DIM, K_MAX, f["iacn_routing_iterations"], LENGTH, seed=1,
+                                         stop_gradient=stop_gradient, scale=f["iacn_routing_scale"],
+                                         logit_std=f["iacn_routing_logit_std"]).double()
     with torch.no_grad():
         routing.bilinear.weight.mul_(3.0)  # capsule norms around 1: squash far from linear
     return routing
 
 
+@pytest.mark.parametrize("form", ROUTING_FORMS)
 @pytest.mark.parametrize("stop_gradient", [True, False])
-def test_fused_routing_equals_the_routing_module(stop_gradient):
+def test_fused_routing_equals_the_routing_module(stop_gradient, form):
     """Capsules and ∂/∂behaviours, ∂/∂M of FusedRouting(M c) equal BehaviourToInterestRouting's, and with
-    stop-gradient so do RoutingAggregate's followed by M and Squash."""
-    routing = _routing_module(stop_gradient)
+    stop-gradient so do RoutingAggregate's followed by M and Squash (``c`` normalised as the module does)."""
+    routing = _routing_module(stop_gradient, form)
     behaviour_mask, interest_mask = _masks()
     behaviours = _inputs((len(LENGTHS), LENGTH, DIM), 3)
     upstream = torch.randn(len(LENGTHS), K_MAX, DIM, dtype=F64)
@@ -102,10 +113,10 @@ def test_fused_routing_equals_the_routing_module(stop_gradient):
     want, want_mask, _ = routing(behaviours, behaviour_mask, counts)
     assert torch.equal(want_mask, interest_mask)
     wanted = torch.autograd.grad(want, (behaviours, routing.bilinear.weight), upstream)
-    candidates = [fused_routing(routing.bilinear(behaviours), behaviour_mask, interest_mask, routing.initial_logits,
-                                routing.iterations, stop_gradient)]
+    candidates = [fused_routing(routing.bilinear(routing.normalise(behaviours)), behaviour_mask, interest_mask,
+                                routing.initial_logits, routing.iterations, stop_gradient)]
     if stop_gradient:
-        aggregated = routing_aggregate(behaviours, behaviour_mask, interest_mask, routing.initial_logits,
+        aggregated = routing_aggregate(routing.normalise(behaviours), behaviour_mask, interest_mask, routing.initial_logits,
                                        routing.iterations, routing.bilinear.weight)
         candidates.append(fused_squash(routing.bilinear(aggregated)))
     for got in candidates:
@@ -300,13 +311,14 @@ def _assert_same(today, fused):
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("form", ROUTING_FORMS)
 @pytest.mark.parametrize("select_rows", [True, False])
 @pytest.mark.parametrize("power", [1, 2, 3])
 @pytest.mark.parametrize("stop_gradient", [True, False])
 @pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
-def test_fused_loss_equals_todays_value_and_every_gradient(sampler, stop_gradient, power, select_rows):
+def test_fused_loss_equals_todays_value_and_every_gradient(sampler, stop_gradient, power, select_rows, form):
     model = _model(iacn_negative_sampler=sampler, iacn_routing_stop_gradient=stop_gradient,
-                   iacn_attention_power=power, iacn_select_rows=select_rows)
+                   iacn_attention_power=power, iacn_select_rows=select_rows, **ROUTING_FORMS[form])
     names = {n for n, _ in model.named_parameters()}
     batch = _batch()
     today = _loss_and_grads(model, batch, fused=False)
