@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import gzip
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from recbole_iacn.data.amazon import first_path_category
 from recbole_iacn.data.builder import build_from_atomic
-from recbole_iacn.data.common import DataError
+from recbole_iacn.data.common import DataError, sanitize_category
 from recbole_iacn.data.ctr import PROTOCOL_MAX_HISTORY, BuildOptions
-from recbole_iacn.data.recbole_amazon import build_from_recbole_amazon, k_core, parse_categories
+from recbole_iacn.data.recbole_amazon import (
+    build_from_recbole_amazon,
+    check_amazon_release,
+    k_core,
+    parse_categories,
+    parse_entries,
+    pick_categories,
+    read_item_profiles,
+)
 
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
@@ -76,3 +89,90 @@ def test_bad_rows_name_the_file_and_line(tmp_path):
     path.write_text(INTER_HEADER + "u1\ti1\t5.0\t10\n", encoding="utf-8")
     with pytest.raises(DataError, match="5-core"):
         build_from_recbole_amazon(src, "amazon-bad", tmp_path / "out", "amazon-bad")
+
+
+# ---------------------------------------------------------------------------------------------
+# categories on real Amazon 2014 data (tests/fixtures/amazon2014/README.md)
+# ---------------------------------------------------------------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures" / "amazon2014"
+
+
+def _dien_items():
+    """``[(asin, categories)]`` of the real Digital Music metadata extract, and DIEN's category of each."""
+    with gzip.open(FIXTURES / "meta_Digital_Music.head1000.json.gz", "rt", encoding="utf-8") as handle:
+        records = [ast.literal_eval(line) for line in handle]
+    return [(r["asin"], r["categories"]) for r in records], [first_path_category(r["categories"]) for r in records]
+
+
+def _categories(item_path, wanted):
+    profiles, weights, item_profile, _, _ = read_item_profiles(item_path, "item_id", wanted)
+    chosen, counts, rule = pick_categories(len(wanted), profiles, weights, item_profile)
+    return chosen, rule
+
+
+def test_set_order_file_recovers_diens_category_on_real_multi_path_metadata(tmp_path):
+    items, dien = _dien_items()
+    # RecBole's conversion (RecSysDatasets AmazonBooksDataset.load_item_data): every entry of every path in
+    # a set, written as str(set)[1:-1] by pandas
+    values = [str({e for path in cats for e in path})[1:-1] for _, cats in items]
+    path = tmp_path / "amazon-digital-music.item"
+    pd.DataFrame({"item_id:token": [a for a, _ in items], "categories:token_seq": values}).to_csv(
+        path, sep="\t", index=False)
+    chosen, rule = _categories(path, {a: i for i, (a, _) in enumerate(items)})
+    assert "set order" in rule
+    agree = sum(c == d for c, d in zip(chosen, dien))
+    assert agree == 776  # of 1,000; the rarest-entry rule gave 248
+    single = [i for i, (_, cats) in enumerate(items) if len(cats) == 1]
+    assert all(chosen[i] == dien[i] for i in single)
+
+
+def test_path_order_file_gives_the_last_entry_of_the_path():
+    path = FIXTURES / "Amazon_Beauty.head600.item"
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    items = frame["item_id:token"].tolist()
+    chosen, rule = _categories(path, {a: i for i, a in enumerate(items)})
+    assert "path order" in rule
+    expected = [parse_categories(v)[-1] for v in frame["categories:token_seq"]]
+    assert chosen == expected and len(chosen) == 600
+
+
+def test_set_order_single_path_items_on_real_file(tmp_path):
+    """The same real single-path items with their entries in an order unrelated to the paths (by name, every
+    other row reversed, as str(set) lists a pair both ways across a file): the leaf is found without the order."""
+    frame = pd.read_csv(FIXTURES / "Amazon_Beauty.head600.item", sep="\t", dtype=str, keep_default_na=False)
+    entries = [parse_entries(v) for v in frame["categories:token_seq"]]
+    shuffled = [", ".join(repr(x) for x in sorted(e, reverse=bool(i % 2))) for i, e in enumerate(entries)]
+    path = tmp_path / "amazon-beauty.item"
+    pd.DataFrame({"item_id:token": frame["item_id:token"], "categories:token_seq": shuffled}).to_csv(
+        path, sep="\t", index=False)
+    chosen, rule = _categories(path, {a: i for i, a in enumerate(frame["item_id:token"])})
+    assert "set order" in rule
+    assert sum(c == sanitize_category(e[-1]) for c, e in zip(chosen, entries)) == 507  # of 600; the rarest-entry rule: 558 (on all 12,101 items: 11,968 and 11,681)
+
+
+# ---------------------------------------------------------------------------------------------
+# same-time ratings, unsupported releases
+# ---------------------------------------------------------------------------------------------
+def test_same_time_ratings_end_in_item_id_order(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    # every user rates i0..i4 at time 1, then i5..i7 all at time 9, written in descending item order
+    rows = [f"u{u}\ti{k}\t5.0\t1" for u in range(6) for k in range(5)]
+    rows += [f"u{u}\ti{k}\t4.0\t9" for u in range(6) for k in (7, 6, 5)]
+    (src / "amazon-ties.inter").write_text(INTER_HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    build_from_recbole_amazon(src, "amazon-ties", tmp_path / "out", "amazon-ties", valid_ratio=0, test_ratio=0)
+    lines = (tmp_path / "out" / "amazon-ties.train.inter").read_text(encoding="utf-8").splitlines()[1:]
+    positives = [line.split("\t") for line in lines if line.startswith("1\t")]
+    assert len(positives) == 6
+    for _, _, target, history, _ in positives:
+        assert target == "i7"
+        assert history.split() == ["i0", "i1", "i2", "i3", "i4", "i5", "i6"]
+
+
+@pytest.mark.parametrize("name", ["amazon-books-18", "amazon-all-beauty-23"])
+def test_2018_and_2023_releases_are_refused(tmp_path, name):
+    src = _long_history_source(tmp_path)
+    (src / "amazon-long.inter").rename(src / f"{name}.inter")
+    with pytest.raises(DataError, match="2014 files only"):
+        build_from_recbole_amazon(src, name, tmp_path / "out", name)
+    check_amazon_release("amazon-books")  # 2014 names pass

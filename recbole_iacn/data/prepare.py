@@ -297,6 +297,10 @@ def resolve_ctr_dataset(config, logger=None) -> str:
             return view
         logger.warning(f"The cached CTR view in {view} does not match its build.json ({'; '.join(problems)}); "
                        "rebuilding it.")
+    if name.startswith(AMAZON_PREFIX):
+        from recbole_iacn.data.recbole_amazon import check_amazon_release
+
+        check_amazon_release(name)  # before any download
     source = raw_source(folder, name)
     if source is None:
         from recbole_iacn.data.download import fetch_known_dataset

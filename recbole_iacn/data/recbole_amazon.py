@@ -50,6 +50,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
+from .category_tree import CategoryTree
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 #: Users and items need at least this many ratings (the 5-core of the DIEN paper's review sets).
@@ -61,9 +62,8 @@ _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
 _WHITESPACE = re.compile(r"\s")
 #: ``str(set())[1:-1]``: what RecBole's conversion wrote for an item without categories.
 EMPTY_SET_MARK = "et("
-CATEGORY_RULE = ("the entry of the item's categories carried by the fewest 5-core items (ties: first by name); "
-                 "RecBole's file keeps no category paths, so DIEN's 'last entry of the first path' cannot be "
-                 "recovered")
+#: Amazon 2018 and 2023 names in RecBole's url.yaml (``amazon-books-18``, ``amazon-books-23``).
+_UNCHECKED_RELEASE = re.compile(r"^amazon-.+-(18|23)$")
 
 
 def _progress(total: Optional[int], desc: str, enabled: bool, unit: str = "B"):
@@ -179,8 +179,34 @@ def k_core(user: np.ndarray, item: np.ndarray, k: int = K_CORE):
         keep[np.flatnonzero(keep)[drop]] = False
 
 
-def parse_categories(value: str) -> List[str]:
-    """Entries of one ``categories`` value: quoted strings (RecBole's Amazon files), else space tokens."""
+def same_time_by_item(item: np.ndarray, item_tokens: np.ndarray) -> np.ndarray:
+    """Permutation of the rows putting each user's ratings of one time in item id order.
+
+    Rows are ordered by item id (stable); the protocol sorts by (user, time) keeping row order, so a
+    user's ratings of the same time end in ascending item id, and the last of them is the target. The
+    DIEN authors' scripts sort a user's reviews stably by time over the review file, which lists
+    reviews by ascending asin: the same order."""
+    rank = np.empty(item_tokens.size, dtype=np.int64)
+    rank[sorted(range(item_tokens.size), key=item_tokens.__getitem__)] = np.arange(item_tokens.size)
+    return np.argsort(rank[item], kind="stable")
+
+
+def check_amazon_release(name: str) -> None:
+    """Refuse the Amazon 2018/2023 names of RecBole's url.yaml (``amazon-*-18``, ``amazon-*-23``) with a clear error."""
+    if _UNCHECKED_RELEASE.match(name):
+        raise DataError(
+            f"Dataset {name!r} is RecBole's conversion of the Amazon {'2018' if name.endswith('18') else '2023'} "
+            "reviews. RecBole's conversion code (RecSysDatasets conversion_tools) has converters for the 2014 "
+            "files only, so the layout of this archive (its .item columns and how `categories` is written) is "
+            "unknown and the DIEN-protocol builder, written for the 2014 layout, does not build it. Use a 2014 "
+            f"name ({name.rsplit('-', 1)[0]}), or build a CTR view from its atomic files with the generic builder: "
+            f"`python -m recbole_iacn.data recbole --source-dir DIR --source-name {name} --name {name} "
+            "--protocol dien` (see dataset/README.md).")
+
+
+def parse_entries(value: str) -> List[str]:
+    """Raw entries of one ``categories`` value, in the order written: quoted strings (RecBole's Amazon
+    files), else space tokens; entries that sanitize to nothing or to ``default_cat`` are left out."""
     value = value.strip()
     if not value or value == EMPTY_SET_MARK:
         return []
@@ -190,19 +216,30 @@ def parse_categories(value: str) -> List[str]:
         entries.append(ast.literal_eval(text) if "\\" in text else text[1:-1])
     if not entries and "'" not in value and '"' not in value:
         entries = value.split()
-    return [e for e in (sanitize_category(x) for x in entries) if e != DEFAULT_CATEGORY]
+    return [e for e in entries if sanitize_category(e) != DEFAULT_CATEGORY]
 
 
-def read_item_entries(item_path: Path, item_field: str, wanted: Dict[str, int], progress: bool = False):
-    """``({item code: [category entries]}, counts, categories field)`` for the items in ``wanted``."""
+def parse_categories(value: str) -> List[str]:
+    """Entries of one ``categories`` value as category tokens (:func:`sanitize_category`)."""
+    return [sanitize_category(e) for e in parse_entries(value)]
+
+
+def read_item_profiles(item_path: Path, item_field: str, wanted: Dict[str, int], progress: bool = False):
+    """Read the whole ``.item`` file: ``(profiles, weights, {item code: profile}, counts, categories field)``.
+
+    A profile is one distinct ``categories`` value as its raw entries (:func:`parse_entries`), weighted by
+    the rows that write it; every row counts (the catalogue the hierarchy is learned from), the items in
+    ``wanted`` (token -> code) also get their profile."""
     fields = [f for f, _ in read_header(item_path)]
     if item_field not in fields:
         raise MissingFieldError(item_path, item_field, fields)
     cat_field = next((c for c in CATEGORY_FIELD_CANDIDATES if c in fields), None)
     counts = {"item_file_rows": 0}
     if cat_field is None:
-        return {}, counts, None
-    entries: Dict[int, List[str]] = {}
+        return [], [], {}, counts, None
+    profile_of: Dict[str, int] = {}
+    weights: List[int] = []
+    item_profile: Dict[int, int] = {}
     with open(item_path, "rb") as handle, _progress(item_path.stat().st_size, f"reading {item_path.name}",
                                                      progress) as bar:
         try:
@@ -213,34 +250,35 @@ def read_item_entries(item_path: Path, item_field: str, wanted: Dict[str, int], 
             )
             for chunk in reader:
                 counts["item_file_rows"] += len(chunk)
-                tokens = chunk[item_field].map(sanitize_token)
-                codes = tokens.map(wanted)
-                hit = codes.notna().to_numpy()
-                for code, value in zip(codes[hit].astype(np.int64).tolist(), chunk[cat_field][hit].tolist()):
-                    if code not in entries:
-                        entries[code] = parse_categories(value)
+                values = chunk[cat_field].tolist()
+                codes = [profile_of.setdefault(v, len(profile_of)) for v in values]
+                weights.extend([0] * (len(profile_of) - len(weights)))
+                for code in codes:
+                    weights[code] += 1
+                wanted_codes = chunk[item_field].map(sanitize_token).map(wanted)
+                for row in np.flatnonzero(wanted_codes.notna().to_numpy()).tolist():
+                    item_profile.setdefault(int(wanted_codes.iloc[row]), codes[row])
                 bar.update(handle.tell() - bar.n)
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
             raise DataError(f"{item_path}: {exc} (line numbers count the header as line 1). Every row needs one "
                             f"tab-separated value per header column ({len(fields)}), in UTF-8.") from None
-    return entries, counts, cat_field
+    profiles = [parse_entries(value) for value in profile_of]
+    return profiles, weights, item_profile, counts, cat_field
 
 
-def pick_categories(n_items: int, entries: Dict[int, List[str]]):
-    """``(category per item code, counts)``: the rarest entry of each item (ties by name)."""
-    frequency: Dict[str, int] = {}
-    for values in entries.values():
-        for entry in set(values):
-            frequency[entry] = frequency.get(entry, 0) + 1
+def pick_categories(n_items: int, profiles: List[List[str]], weights: List[int], item_profile: Dict[int, int]):
+    """``(category per item code, counts, rule)``: DIEN's leaf by :class:`CategoryTree` (``default_cat`` for
+    items without entries or missing from the ``.item`` file)."""
+    tree = CategoryTree(profiles, weights)
+    leaf = [sanitize_category(tree.leaf(p)) if p else DEFAULT_CATEGORY for p in profiles]
     chosen = [DEFAULT_CATEGORY] * n_items
-    for code, values in entries.items():
-        if values:
-            chosen[code] = min(set(values), key=lambda e: (frequency[e], e))
+    for code, profile in item_profile.items():
+        chosen[code] = leaf[profile]
     counts = {
-        "items_missing_from_item_file": n_items - len(entries),
-        "items_without_category": sum(1 for v in entries.values() if not v),
+        "items_missing_from_item_file": n_items - len(item_profile),
+        "items_without_category": sum(1 for p in item_profile.values() if not profiles[p]),
     }
-    return chosen, counts
+    return chosen, counts, tree.rule
 
 
 def build_from_recbole_amazon(
@@ -264,12 +302,14 @@ def build_from_recbole_amazon(
     """Build the CTR dataset ``name`` in ``out_dir`` from RecBole's Amazon atomic files.
 
     Reads ``<source_name>.inter`` (and ``.item`` when present), drops exact duplicate ratings, keeps
-    the ``k``-core, takes categories by :data:`CATEGORY_RULE` and runs ``protocol`` (``dien`` by
+    the ``k``-core, takes categories by :class:`~recbole_iacn.data.category_tree.CategoryTree`, orders each user's
+    ratings by time, then item id (:func:`same_time_by_item`), and runs ``protocol`` (``dien`` by
     default: one positive + one negative per user, histories of up to 100 behaviours); the files are headed
     with the field names ``fields`` (config key -> name; default overall.yaml's). Returns the summary written
     to ``<name>.build.json`` plus ``seconds``.
     """
     started = time.perf_counter()
+    check_amazon_release(source_name)
     opts = BuildOptions(protocol, seed, max_history, neg_sampling, valid_ratio, test_ratio, fields).validated()
     source_dir = Path(source_dir)
     inter_path = check_existing_file(source_dir / f"{source_name}.inter", "interaction file")
@@ -295,6 +335,9 @@ def _build(inter_path, source_dir, source_name, out_dir, name, opts, k, user_fie
     counts.update({"k_core": k, "k_core_rounds": rounds, "ratings_dropped_by_k_core": int(core.size - core.sum())})
     user, item, stamp = user[core], item[core], stamp[core]
     del core
+    order = same_time_by_item(item, item_tokens)
+    user, item, stamp = user[order], item[order], stamp[order]
+    del order
     kept_users, user = np.unique(user, return_inverse=True)
     kept_items, item = np.unique(item, return_inverse=True)
     counts["users_dropped_by_k_core"] = int(user_tokens.size - kept_users.size)
@@ -306,17 +349,16 @@ def _build(inter_path, source_dir, source_name, out_dir, name, opts, k, user_fie
     steps.update(1)
 
     item_path = source_dir / f"{source_name}.item"
-    cat_field = None
+    cat_field, profiles, weights, item_profile = None, [], [], {}
     if item_path.is_file():
         wanted = {tok: code for code, tok in enumerate(item_tokens.tolist())}
-        entries, item_counts, cat_field = read_item_entries(item_path, item_field, wanted, progress)
+        profiles, weights, item_profile, item_counts, cat_field = read_item_profiles(item_path, item_field, wanted,
+                                                                                     progress)
         counts.update(item_counts)
         del wanted
-    else:
-        entries = {}
-    chosen, cat_counts = pick_categories(item_tokens.size, entries)
+    chosen, cat_counts, rule = pick_categories(item_tokens.size, profiles, weights, item_profile)
     counts.update(cat_counts)
-    del entries
+    del profiles, weights, item_profile
     steps.update(1)
     item_cat, cat_tokens = pd.factorize(np.asarray(chosen, dtype=object), sort=False)
     inter = Interactions(user=user.astype(np.int64), item=item.astype(np.int64), time=stamp,
@@ -327,7 +369,7 @@ def _build(inter_path, source_dir, source_name, out_dir, name, opts, k, user_fie
         "dir": str(source_dir),
         "name": source_name,
         "category_field": cat_field,
-        "category_rule": CATEGORY_RULE if cat_field else None,
+        "category_rule": rule if cat_field else None,
         "filter": f"exact duplicate ratings dropped, then the {k}-core (users and items with >= {k} ratings, "
                   "repeated until stable); ratings of every value count as clicks",
     }
