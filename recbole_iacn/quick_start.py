@@ -135,6 +135,8 @@ def run(
     if prepared is None and "local_rank" not in (config_dict or {}):  # not already a rank
         from recbole_iacn.distributed import launch, pop_settings
 
+        check_settings(model, dataset, config_file_list, config_dict)
+
         settings, config_dict = pop_settings(
             config_dict, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset
         )
@@ -178,6 +180,24 @@ def run(
         "fit_seconds": fit_seconds,
         "epochs_run": len(trainer.train_loss_dict),
     }
+
+
+def check_settings(model: str, dataset: str, config_file_list=None, config_dict=None) -> None:
+    """The Python API checks a plugin model's settings as the command line does: a bad value is a
+    :class:`ConfigError` naming ``config_dict`` or the file and line, an unknown key an
+    :class:`~recbole_iacn.errors.UnknownSettingWarning` (RecBole would silently use the default instead)."""
+    import warnings
+
+    from recbole_iacn.config import check_user_settings
+    from recbole_iacn.errors import UnknownSettingWarning
+
+    if model not in registry.MODELS:
+        return
+    if config_dict is not None and not isinstance(config_dict, dict):
+        raise ConfigError(f"config_dict must be a dict of settings, not {type(config_dict).__name__}.")
+    for line in check_user_settings(registry.MODELS[model].config_files, dataset, config_file_list or (), config_dict,
+                                    where="in config_dict", prefix="config_dict: "):
+        warnings.warn(line, UnknownSettingWarning, stacklevel=3)
 
 
 def format_metrics(values: dict) -> str:
