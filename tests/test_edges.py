@@ -51,3 +51,48 @@ def test_the_python_api_checks_config_files_as_the_command_line_does(tmp_path):
     path.write_text("seed: 3\neval_step: ten\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"{path}, line 2.*eval_step expects an integer"):
         run("DIN_IaCN", "absent", [str(path)], config_dict={"data_path": str(tmp_path), "download": False})
+
+
+# ------------------------------------------------------------------------------ case 2: predict()
+@pytest.fixture(scope="module")
+def with_profile(tmp_path_factory):
+    """A DIN trained 1 epoch on the tiny dataset with a user profile (age, numeric tokens): the loaded model."""
+    from recbole_iacn.quick_start import load_model, run
+
+    root = tmp_path_factory.mktemp("edges")
+    folder = write_dataset(root)
+    (folder / "tiny.user").write_text("user_id:token\tage:token\nu1\t49\nu2\t23\n", encoding="utf-8")
+    result = run("DIN", "tiny", config_dict={**FAST, "data_path": str(root), "checkpoint_dir": str(root / "saved")})
+    return load_model(result["model_file"])
+
+
+def _record(**changes):
+    return {"user_id": "u1", "age": "49", "item_id": "i5", "item_id_list": "i1 i2 i3", "cate_id_list": "c1 c1 c2",
+            **changes}
+
+
+def test_predict_leaves_an_unknown_behaviour_out_of_both_lists(with_profile):
+    """Case 2: an unknown item was dropped from item_id_list but its category kept, so the lists shifted."""
+    model = with_profile
+    unknown = model.predict([_record(item_id_list="i1 i99 i2 i3", cate_id_list="c1 c3 c1 c2")])
+    assert unknown.tolist() == model.predict([_record()]).tolist()
+
+
+def test_predict_refuses_behaviour_lists_of_different_lengths(with_profile):
+    """Case 2: the file loader refuses them; predict() accepted them."""
+    with pytest.raises(DataFormatError, match=r"records\[1\]: item_id_list has 3 behaviours but cate_id_list has 2"):
+        with_profile.predict([_record(), _record(cate_id_list="c1 c1")])
+
+
+def test_predict_reads_a_whole_float_as_its_integer_token(with_profile):
+    """Case 2: age=49.0 silently became padding."""
+    model = with_profile
+    as_token = model.predict([_record()])
+    assert model.predict([_record(age=49.0)]).tolist() == as_token.tolist()
+    assert model.predict([_record(age=49)]).tolist() == as_token.tolist()
+    assert model.predict([_record(age="[PAD]")]).tolist() != as_token.tolist()  # age matters to the model
+
+
+def test_predict_refuses_a_fractional_float_for_a_token_field(with_profile):
+    with pytest.raises(DataFormatError, match=r"records\[0\]: age is 49.5"):
+        with_profile.predict([_record(age=49.5)])
