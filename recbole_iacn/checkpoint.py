@@ -46,6 +46,42 @@ def to_plain(value: Any) -> Any:
     return str(value)
 
 
+#: entry holding :func:`content_digest` of every other entry
+DIGEST_KEY = "digest"
+
+
+def content_digest(state: Mapping) -> str:
+    """``sha256:<hex>`` of a checkpoint's content: every entry but :data:`DIGEST_KEY`, tensors by dtype, shape
+    and bytes, plain data by type and value, in key order. The zip container torch writes checks no sums
+    of its own, so without it flipped bytes inside the weights load silently."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"T{tensor.dtype}{tuple(value.shape)}:".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        elif isinstance(value, Mapping):
+            digest.update(f"D{len(value)}:".encode())
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}:".encode())
+            for item in value:
+                feed(item)
+        else:
+            text = repr(value)
+            digest.update(f"{type(value).__name__}{len(text)}:{text}".encode())
+
+    feed({k: v for k, v in state.items() if k != DIGEST_KEY})
+    return "sha256:" + digest.hexdigest()
+
+
 def config_to_plain(config) -> dict:
     """The final configuration of a RecBole ``Config`` as a plain dict."""
     return to_plain(dict(config.final_config_dict))
@@ -91,6 +127,12 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         )
     if not isinstance(state["config"], dict) or not isinstance(state["state_dict"], dict):
         raise CheckpointError(f"{path!r} has a config or state_dict that is not a mapping: it was edited.")
+    stored = state.get(DIGEST_KEY)  # checkpoints written before the digest existed have none
+    if stored is not None and stored != content_digest(state):
+        raise CheckpointError(
+            f"{path!r} does not match the content digest stored in it: its bytes changed after it was written "
+            "(a disk or copy error, or an edit), so it was not loaded. Use another copy, or train again."
+        )
     return state
 
 
@@ -211,7 +253,9 @@ class SafeCheckpointMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        atomic_save(self.checkpoint_state(epoch), saved_model_file)
+        state = self.checkpoint_state(epoch)
+        state[DIGEST_KEY] = content_digest(state)
+        atomic_save(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

@@ -55,15 +55,22 @@ def test_the_python_api_checks_config_files_as_the_command_line_does(tmp_path):
 
 # ------------------------------------------------------------------------------ case 2: predict()
 @pytest.fixture(scope="module")
-def with_profile(tmp_path_factory):
-    """A DIN trained 1 epoch on the tiny dataset with a user profile (age, numeric tokens): the loaded model."""
-    from recbole_iacn.quick_start import load_model, run
+def profile_checkpoint(tmp_path_factory) -> Path:
+    """A DIN trained 1 epoch on the tiny dataset with a user profile (age, numeric tokens): its checkpoint."""
+    from recbole_iacn.quick_start import run
 
     root = tmp_path_factory.mktemp("edges")
     folder = write_dataset(root)
     (folder / "tiny.user").write_text("user_id:token\tage:token\nu1\t49\nu2\t23\n", encoding="utf-8")
     result = run("DIN", "tiny", config_dict={**FAST, "data_path": str(root), "checkpoint_dir": str(root / "saved")})
-    return load_model(result["model_file"])
+    return Path(result["model_file"])
+
+
+@pytest.fixture(scope="module")
+def with_profile(profile_checkpoint):
+    from recbole_iacn.quick_start import load_model
+
+    return load_model(profile_checkpoint)
 
 
 def _record(**changes):
@@ -96,3 +103,29 @@ def test_predict_reads_a_whole_float_as_its_integer_token(with_profile):
 def test_predict_refuses_a_fractional_float_for_a_token_field(with_profile):
     with pytest.raises(DataFormatError, match=r"records\[0\]: age is 49.5"):
         with_profile.predict([_record(age=49.5)])
+
+
+# ------------------------------------------------------------------------------ case 3: checkpoint digest
+def _flip_inside_the_weights(source: Path, target: Path, count: int = 16) -> Path:
+    """Copy ``source`` with ``count`` bytes inverted in the middle of its largest tensor record."""
+    import zipfile
+
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_checkpoint_with_flipped_bytes_in_its_weights_is_refused(profile_checkpoint, tmp_path):
+    """Case 3: 16 flipped bytes inside the weights loaded and predicted another value."""
+    from recbole_iacn.quick_start import load_model
+
+    path = _flip_inside_the_weights(profile_checkpoint, tmp_path / "flipped.pth")
+    with pytest.raises(CheckpointError, match=r"flipped.pth.*digest"):
+        load_model(path)
+    assert load_model(profile_checkpoint).model is not None
