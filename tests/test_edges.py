@@ -129,3 +129,49 @@ def test_a_checkpoint_with_flipped_bytes_in_its_weights_is_refused(profile_check
     with pytest.raises(CheckpointError, match=r"flipped.pth.*digest"):
         load_model(path)
     assert load_model(profile_checkpoint).model is not None
+
+
+# ------------------------------------------------------------------------------ case 5: rows longer than the header
+def _convert(capsys, *args):
+    from recbole_iacn.data.__main__ import main
+
+    status = main(list(args))
+    return status, capsys.readouterr()
+
+
+def test_a_first_row_longer_than_the_header_is_refused_by_the_converter(tmp_path, capsys):
+    """Case 5: a raw row with 4 values under a 3-column header was accepted, the extra value dropped."""
+    from tests.test_faults import _raw_dataset
+
+    source = _raw_dataset(tmp_path / "src")
+    path = source / "raw.inter"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = lines[1].rstrip("\n") + "\textra\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    status, out = _convert(capsys, "recbole", "--source-dir", str(source), "--source-name", "raw",
+                           "--out", str(tmp_path / "out"), "--name", "x")
+    assert status == 2, out.out
+    assert f"{path}:2:" in out.err and "4" in out.err and "3" in out.err and "Traceback" not in out.err
+    assert not (tmp_path / "out" / "x").exists()
+
+
+def test_a_first_row_longer_than_the_header_is_refused_by_the_dataset_loader(tmp_path):
+    from tests.test_dataset import HEADER, ROWS, load
+
+    write_dataset(tmp_path, train=HEADER + ROWS[0].rstrip("\n") + "\textra\n" + ROWS[1])
+    with pytest.raises(DataFormatError, match=r"tiny.train.inter.*line 2"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("row", [1, 3])
+def test_rows_longer_than_the_header_are_refused_in_recbole_amazon_files(tmp_path, row):
+    """Case 5 in the RecBole Amazon reader: its usecols dropped the extra value of any row."""
+    from recbole_iacn.data.recbole_amazon import read_ratings
+
+    path = tmp_path / "a.inter"
+    rows = [f"u{i}\ti{i}\t5\t{i}" for i in range(4)]
+    rows[row - 1] += "\textra"
+    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"a.inter:{row + 1}"):
+        read_ratings(path, "user_id", "item_id", "timestamp")
