@@ -175,3 +175,33 @@ def test_rows_longer_than_the_header_are_refused_in_recbole_amazon_files(tmp_pat
                     encoding="utf-8")
     with pytest.raises(DataFormatError, match=rf"a.inter:{row + 1}"):
         read_ratings(path, "user_id", "item_id", "timestamp")
+
+
+# ------------------------------------------------------------------------------ cases 6, 13: converter paths
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "", ".", "..", ".hidden"])
+def test_the_converter_refuses_a_name_that_is_not_one_plain_folder_name(tmp_path, capsys, name):
+    """Case 6: --name ../escaped wrote outside --out, /abs/path ignored --out, '' and '.' wrote hidden files;
+    case 13: --name .. ended in an OSError (EBUSY) traceback."""
+    out = tmp_path / "X" / "inner"
+    status, printed = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(out), "--name", name)
+    assert status == 2 and "--name" in printed.err and "Traceback" not in printed.err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_converter_refuses_an_absolute_name(tmp_path, capsys):
+    target = tmp_path / "abs"
+    status, printed = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path / "out"),
+                               "--name", str(target))
+    assert status == 2 and "--name" in printed.err
+    assert not target.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["out", "out/x"])
+def test_the_converter_refuses_an_out_that_is_a_file(tmp_path, capsys, where):
+    """Case 13: --out set to an existing file ended in a FileExistsError traceback."""
+    (tmp_path / "out").mkdir() if where == "out/x" else None
+    (tmp_path / where).write_text("not a folder\n", encoding="utf-8")
+    status, printed = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path / "out"), "--name", "x")
+    assert status == 2 and "Traceback" not in printed.err
+    assert str(tmp_path / where) in printed.err and "not a folder" in printed.err
+    assert (tmp_path / where).read_text(encoding="utf-8") == "not a folder\n"

@@ -10,12 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from recbole_iacn.errors import UserError
+
 from .common import (
     DEFAULT_MAX_HISTORY,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
-    DataError,
     NEG_SAMPLINGS,
     PROTOCOLS,
 )
@@ -97,9 +98,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(args) -> dict:
     """Dispatch a parsed command: build into a temporary sibling folder, then move it into place."""
-    from .staging import build_in_place
+    from .staging import build_in_place, target_folder
 
-    return build_in_place(Path(args.out) / args.name, args.name, lambda staging: _build(args, staging))
+    return build_in_place(target_folder(args.out, args.name), args.name, lambda staging: _build(args, staging))
 
 
 def _build(args, out_dir: Path) -> dict:
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         summary = run(args)
-    except (DataError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     from .ctr import format_summary
