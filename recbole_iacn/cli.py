@@ -144,7 +144,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(help_text(raw.get("model", DEFAULT_MODEL), raw.get("dataset", DEFAULT_DATASET)))
             return 0
         model = raw.pop("model", DEFAULT_MODEL)
-        dataset = raw.pop("dataset", DEFAULT_DATASET)
+        from recbole_iacn.settings import check_dataset_name
+
+        dataset = check_dataset_name(raw.pop("dataset", DEFAULT_DATASET))
         from recbole_iacn.config import iter_config_files
 
         config_files = iter_config_files(raw.pop("config_files", None))

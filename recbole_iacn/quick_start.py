@@ -37,6 +37,9 @@ class Prepared:
 
 def make_config(model: str, dataset: str, config_file_list=None, config_dict=None):
     """``(config, spec, model_class)`` for a model name, plugin or RecBole."""
+    from recbole_iacn.settings import check_dataset_name
+
+    check_dataset_name(dataset, option="dataset", parent="data_path")
     compat.apply()
     spec, model_class = registry.resolve(model)
     config = IaCNConfig(model_class, dataset, config_file_list, config_dict, plugin=spec is not None)
@@ -134,7 +137,9 @@ def run(
 
     if prepared is None and "local_rank" not in (config_dict or {}):  # not already a rank
         from recbole_iacn.distributed import launch, pop_settings
+        from recbole_iacn.settings import check_dataset_name
 
+        check_dataset_name(dataset, option="dataset", parent="data_path")
         check_settings(model, dataset, config_file_list, config_dict)
 
         settings, config_dict = pop_settings(

@@ -205,3 +205,21 @@ def test_the_converter_refuses_an_out_that_is_a_file(tmp_path, capsys, where):
     assert status == 2 and "Traceback" not in printed.err
     assert str(tmp_path / where) in printed.err and "not a folder" in printed.err
     assert (tmp_path / where).read_text(encoding="utf-8") == "not a folder\n"
+
+
+# ------------------------------------------------------------------------------ case 14: --dataset paths
+@pytest.mark.parametrize("dataset", ["../x", "/abs/x", "", ".hidden"])
+def test_a_dataset_that_is_not_a_name_exits_2(capsys, dataset):
+    """Case 14: --dataset=../x ended in a FileNotFoundError traceback from RecBole's logger."""
+    from recbole_iacn import cli
+
+    assert cli.main(["--model=DIN", f"--dataset={dataset}", "--epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset" in err and "not a valid dataset name" in err and "Traceback" not in err
+
+
+def test_the_python_api_refuses_a_dataset_that_is_not_a_name(tmp_path):
+    from recbole_iacn.quick_start import run
+
+    with pytest.raises(ConfigError, match="not a valid dataset name"):
+        run("DIN", "../x", config_dict={"data_path": str(tmp_path)})
