@@ -223,3 +223,34 @@ def test_the_python_api_refuses_a_dataset_that_is_not_a_name(tmp_path):
 
     with pytest.raises(ConfigError, match="not a valid dataset name"):
         run("DIN", "../x", config_dict={"data_path": str(tmp_path)})
+
+
+# ------------------------------------------------------------------------------ case 10: a pending trial
+class _PendingResult:
+    """What Ray's ResultGrid holds for a trial that was still PENDING when the study was interrupted."""
+
+    path = "/study/trial_0000a"
+    config = None
+    error = None
+    checkpoint = None
+    metrics = {}
+
+
+class _Grid(list):
+    def get_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame()
+
+    def get_best_result(self, metric, mode):
+        raise RuntimeError("no trial reported")
+
+
+def test_the_report_lists_a_trial_interrupted_while_pending(tmp_path):
+    """Case 10: Ctrl-C while a trial was PENDING: AttributeError at report.py (result.config is None), no report."""
+    from recbole_iacn.tune.report import STATUS_NOT_RUN, write_report
+
+    report = write_report(_Grid([_PendingResult()]), {"iacn_delta": "grid_search"}, {}, "valid_auc", "max",
+                          {"name": "s", "model": "DIN_IaCN", "dataset": "ml-100k"}, tmp_path)
+    assert [(r["trial_id"], r["status"], r["iacn_delta"]) for r in report.rows] == [("0000a", STATUS_NOT_RUN, None)]
+    assert (tmp_path / "results.csv").is_file()
