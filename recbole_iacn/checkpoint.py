@@ -172,6 +172,33 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
+def check_output_folder(path: str | os.PathLike, option: str) -> str:
+    """Check, before any work, that the folder ``path`` (named on the command line by ``option``) can hold new
+    files: it is a folder that can be written, or can be created in the nearest folder above it that exists.
+    A file in its place or above it, or a folder that cannot be written, is a ``ConfigError`` naming ``option``;
+    nothing is created. Returns the absolute path."""
+    import tempfile
+
+    from recbole_iacn.errors import ConfigError
+
+    path = os.path.abspath(os.fspath(path))
+    existing = path
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"would be created under {existing}, which is a file"
+        raise ConfigError(f"{option} {path} {where}, not a folder. Give a folder (it is created if missing).")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == path else f" (it would be created in {existing})"
+        raise ConfigError(f"{option} {path} cannot be written{where}: {exc.strerror or exc}. Give a folder you can "
+                          "write to.") from None
+    return path
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
     any moment leaves either the previous file or the new one, never a partial file under ``path``; a

@@ -254,3 +254,90 @@ def test_the_report_lists_a_trial_interrupted_while_pending(tmp_path):
                           {"name": "s", "model": "DIN_IaCN", "dataset": "ml-100k"}, tmp_path)
     assert [(r["trial_id"], r["status"], r["iacn_delta"]) for r in report.rows] == [("0000a", STATUS_NOT_RUN, None)]
     assert (tmp_path / "results.csv").is_file()
+
+
+# ------------------------------------------------------------------------------ cases 11, 12: output folders
+def _read_only(monkeypatch, folder: Path):
+    """Make ``folder`` (and everything under it) refuse new files and folders, as a read-only folder does for
+    a user who is not root (these tests may run as root, whom chmod does not stop)."""
+    import errno
+
+    folder = str(folder)
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def inside(path):
+        path = os.path.abspath(os.fspath(path))
+        return path == folder or path.startswith(folder + os.sep)
+
+    def guarded_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and inside(path) and not os.path.exists(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+
+
+OUTPUT_CASES = ["read-only", "under read-only", "a file", "under a file"]
+
+
+def _output_target(tmp_path, monkeypatch, case) -> Path:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (tmp_path / "file").write_text("x\n", encoding="utf-8")
+    if case.endswith("read-only"):
+        _read_only(monkeypatch, ro)
+    return {"read-only": ro, "under read-only": ro / "sub" / "deeper", "a file": tmp_path / "file",
+            "under a file": tmp_path / "file" / "sub"}[case]
+
+
+@pytest.fixture(scope="module")
+def iacn_checkpoint(tmp_path_factory) -> Path:
+    """A DIN_IaCN trained 1 epoch on the tiny dataset: its checkpoint."""
+    from recbole_iacn.quick_start import run
+
+    root = tmp_path_factory.mktemp("iacn")
+    write_dataset(root)
+    result = run("DIN_IaCN", "tiny", config_dict={**FAST, "data_path": str(root), "checkpoint_dir": str(root / "saved")})
+    return Path(result["model_file"])
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_explain_out_that_cannot_be_written_exits_2(iacn_checkpoint, tmp_path, monkeypatch, capsys, case):
+    """Case 11: explain --out at a read-only folder, a subfolder of one or a file: PermissionError or
+    FileExistsError tracebacks (after the work was done)."""
+    from recbole_iacn.explain.__main__ import main
+
+    out = _output_target(tmp_path, monkeypatch, case)
+    status = main(["--model-file", str(iacn_checkpoint), "--users", "u1", "--out", str(out), "--no-plots"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--out" in err and str(out) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_tune_storage_that_cannot_be_written_exits_2(tmp_path, monkeypatch, capsys, case):
+    """Case 12: --tune_storage at a read-only folder, a subfolder of one or a file: a pyarrow traceback, exit 1."""
+    from recbole_iacn import cli
+    from recbole_iacn.tune import driver
+
+    def no_study(*args, **kwargs):
+        raise AssertionError("the study started")
+
+    monkeypatch.setattr(driver, "prepare_data", no_study)
+    storage = _output_target(tmp_path, monkeypatch, case)
+    space = REPO / "properties" / "tune" / "delta.yaml"
+    status = cli.main(["--model=DIN_IaCN", "--dataset=ml-100k", f"--tune={space}", f"--tune_storage={storage}"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--tune_storage" in err and str(storage) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_converter_out_that_cannot_be_written_exits_2_before_building(tmp_path, monkeypatch, capsys, case):
+    out = _output_target(tmp_path, monkeypatch, case)
+    status, printed = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(out), "--name", "x")
+    assert status == 2 and "--out" in printed.err and str(out) in printed.err and "Traceback" not in printed.err

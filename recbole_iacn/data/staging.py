@@ -22,23 +22,15 @@ def dataset_files(name: str) -> set:
 
 def target_folder(out, name: str) -> Path:
     """``<out>/<name>``, the folder a build of ``name`` writes, after checking that ``name`` is one plain
-    folder name (so the folder stays inside ``out``) and that neither ``out`` nor the folder is a file."""
-    from recbole_iacn.errors import ConfigError
+    folder name (so the folder stays inside ``out``) and that the folder can be written (no file in its
+    place or above it, not read-only): before the build, not after it."""
+    from recbole_iacn.checkpoint import check_output_folder
     from recbole_iacn.settings import check_dataset_name
 
     name = check_dataset_name(name, option="--name", parent="--out")
-    out = Path(out)
-    for path, what in ((out, "--out"), (out / name, f"--out/--name ({name})")):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{what}: {path} is a file, not a folder, so the dataset cannot be written there. "
-                              "Choose another --out (it is created if missing), or move the file away.")
-    for parent in out.parents:  # a file further up makes the folder impossible to create
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out: {parent} is a file, not a folder, so {out} cannot be created. "
-                                  "Choose another --out.")
-            break
-    return out / name
+    check_output_folder(out, "--out")
+    check_output_folder(Path(out) / name, "--out/--name")
+    return Path(out) / name
 
 
 def build_in_place(out_dir, name: str, build: Callable[[Path], dict]) -> dict:

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 
 import yaml
 
+from recbole_iacn.checkpoint import check_output_folder
 from recbole_iacn.errors import ConfigError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
@@ -392,6 +393,7 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     options = options or StudyOptions()
     apply_options(space, options)
     require_search_backend(space)
+    check_output_folder(options.storage_path or DEFAULT_STORAGE, "--tune_storage")
     overrides, config_files = absolute_paths(merge_overrides(space, dict(overrides or {})), list(config_files or []))
     config, plugin = driver_config(model, dataset, config_files, {**overrides, **space.fixed()})
     check_params(space, config.final_config_dict)
