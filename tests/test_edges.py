@@ -341,3 +341,40 @@ def test_converter_out_that_cannot_be_written_exits_2_before_building(tmp_path, 
     out = _output_target(tmp_path, monkeypatch, case)
     status, printed = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(out), "--name", "x")
     assert status == 2 and "--out" in printed.err and str(out) in printed.err and "Traceback" not in printed.err
+
+
+# ------------------------------------------------------------------------------ cases 16, 17: downloads
+def test_a_download_without_content_length_succeeds(tmp_path, monkeypatch):
+    """Case 17: a server that sends no Content-Length, even with a complete zip, failed with "int() argument
+    must be ... 'NoneType'"."""
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+    from tests.test_download import ARCHIVE, amazon_books_zip, check_built, no_terminal, run_config, serve
+
+    with serve(monkeypatch) as routes:
+        routes[f"/{ARCHIVE}"] = (amazon_books_zip(), "no-length")
+        no_terminal(monkeypatch)
+        resolve_ctr_dataset(run_config(tmp_path, download=True))
+    check_built(tmp_path)
+
+
+def test_ctrl_c_during_a_download_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Case 16: Ctrl-C during a download exited 2 with "Check the connection"."""
+    import signal
+    import threading
+
+    from recbole_iacn import cli
+    from tests.test_download import ARCHIVE, NAME, amazon_books_zip, leftovers, no_terminal, serve
+
+    with serve(monkeypatch) as routes:
+        routes[f"/{ARCHIVE}"] = (amazon_books_zip(), "stall")
+        no_terminal(monkeypatch)
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            status = cli.main(["--model=DIN", f"--dataset={NAME}", f"--data_path={tmp_path / 'data'}",
+                               "--download=true"])
+        finally:
+            timer.cancel()
+    err = capsys.readouterr().err
+    assert status == 130 and "interrupted" in err and "connection" not in err
+    assert leftovers(tmp_path / "data") == []
