@@ -378,3 +378,18 @@ def test_ctrl_c_during_a_download_exits_130_and_leaves_nothing(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert status == 130 and "interrupted" in err and "connection" not in err
     assert leftovers(tmp_path / "data") == []
+
+
+# ------------------------------------------------------------------------------ case 18: a wrong header type
+@pytest.mark.parametrize("field, declared, wanted", [("label", "token", "float"), ("user_id", "float", "token"),
+                                                     ("item_id", "token_seq", "token")])
+def test_a_required_field_of_the_wrong_type_is_reported_as_such(tmp_path, field, declared, wanted):
+    """Case 18: a label:token header was reported as "label must be 0 or 1, got '1'"."""
+    from tests.test_dataset import HEADER, ROWS, load
+
+    header = HEADER.replace(f"{field}:{wanted}", f"{field}:{declared}")
+    folder = write_dataset(tmp_path, train=header + "".join(ROWS))
+    with pytest.raises(DataFormatError, match=rf"tiny.train.inter, line 1: {field} is declared {field}:{declared}, "
+                       rf"but .* write '{field}:{wanted}'") as error:
+        load(tmp_path)
+    assert "tiny.valid.inter" not in str(error.value) and str(folder) in str(error.value)
