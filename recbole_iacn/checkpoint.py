@@ -87,6 +87,32 @@ def config_to_plain(config) -> dict:
     return to_plain(dict(config.final_config_dict))
 
 
+def check_device(device, option: str = "--device"):
+    """``device`` as a ``torch.device`` if this machine has it: a name torch does not know, or a CUDA device
+    where CUDA is missing or has fewer devices, is a ``ConfigError`` naming ``option``. Checked before a
+    checkpoint is loaded onto it, where torch's error would make a good file look corrupt."""
+    import torch
+
+    from recbole_iacn.errors import ConfigError
+
+    if device is None or isinstance(device, dict) or callable(device):
+        return device  # torch.load's other forms of map_location
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{option}={device!r} is not a device torch knows ({first}); use cpu, cuda or cuda:N.") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{option}={device!r}: this machine has no CUDA device (torch sees none); use "
+                              f"{option}=cpu.")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"{option}={device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}; choose one of them, or {option}=cpu.")
+    return parsed
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint written by :class:`SafeCheckpointMixin` with ``weights_only=True``.
 
@@ -99,8 +125,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     from recbole_iacn.errors import CheckpointError
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        inside = sorted(name for name in os.listdir(path) if name.endswith(".pth") and not name.startswith("."))
+        hint = (f" It holds {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}: give one of them."
+                if inside else " It holds no .pth file.")
+        raise CheckpointError(f"Checkpoint file {path!r} is a folder, not a checkpoint file.{hint}")
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint file {path!r} does not exist.")
+    map_location = check_device(map_location)
     if os.path.getsize(path) == 0:
         raise CheckpointError(
             f"Checkpoint file {path!r} is empty (0 bytes): it was cut off while being written, e.g. by a kill "

@@ -393,3 +393,29 @@ def test_a_required_field_of_the_wrong_type_is_reported_as_such(tmp_path, field,
                        rf"but .* write '{field}:{wanted}'") as error:
         load(tmp_path)
     assert "tiny.valid.inter" not in str(error.value) and str(folder) in str(error.value)
+
+
+# ------------------------------------------------------------------------------ cases 19, 20: explain's inputs
+@pytest.mark.parametrize("device, message", [("cuda:7", "cuda:7"), ("gpu", "gpu")])
+def test_explain_on_a_device_this_machine_lacks_blames_the_device(iacn_checkpoint, capsys, device, message):
+    """Case 19: --device cuda:7 on a CPU machine called a good checkpoint "not a safe checkpoint ... corrupt"."""
+    import torch
+
+    from recbole_iacn.explain.__main__ import main
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    status = main(["--model-file", str(iacn_checkpoint), "--users", "u1", "--device", device])
+    err = capsys.readouterr().err
+    assert status == 2 and "--device" in err and message in err
+    assert "corrupt" not in err and "not a safe" not in err
+
+
+def test_a_folder_given_as_model_file_is_called_a_folder(iacn_checkpoint, capsys):
+    """Case 20: a directory given as --model-file was reported as "does not exist"."""
+    from recbole_iacn.explain.__main__ import main
+
+    status = main(["--model-file", str(iacn_checkpoint.parent), "--users", "u1"])
+    err = capsys.readouterr().err
+    assert status == 2 and "is a folder" in err and "does not exist" not in err
+    assert iacn_checkpoint.name in err  # the checkpoint inside it is named
