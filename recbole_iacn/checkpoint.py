@@ -9,8 +9,10 @@ run code. :class:`SafeCheckpointMixin` is mixed into the trainers by :mod:`recbo
 from __future__ import annotations
 
 import contextlib
-
 import os
+import re
+import socket
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,6 +21,10 @@ CHECKPOINT_FORMAT = "recbole-iacn/1"
 REQUIRED_KEYS = ("model", "config", "state_dict")
 #: suffix of the temporary file a checkpoint is written to before it is renamed into place
 TEMP_SUFFIX = ".partial"
+#: ``.<file>.w<pid>@<host>.<random>.partial``: the temporary file of a checkpoint write
+_TEMP_NAME = re.compile(r"^\..+\.w(?P<pid>\d+)@(?P<host>.+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+#: a temporary file without the writer's process id (written before it was named) older than this is stale
+LEGACY_TEMP_AGE = 3600.0
 
 
 def to_plain(value: Any) -> Any:
@@ -231,6 +237,52 @@ def check_output_folder(path: str | os.PathLike, option: str) -> str:
     return path
 
 
+def temp_prefix(filename: str, pid: int | None = None) -> str:
+    """Prefix of the temporary file of a write of ``filename``: ``.<filename>.w<pid>@<host>.`` (this process's
+    id unless ``pid`` is given), so that the file of a killed write can be told from one being written."""
+    return f".{filename}.w{os.getpid() if pid is None else pid}@{socket.gethostname()}."
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> list:
+    """Remove the temporary files that killed checkpoint writes left in ``folder``: this machine's whose
+    process is gone, and those without a process id (older versions) older than :data:`LEGACY_TEMP_AGE`.
+    Returns their paths."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    removed = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for path in candidates:
+        match = _TEMP_NAME.match(path.name)
+        try:
+            if match is not None:
+                pid = int(match.group("pid"))
+                stale = match.group("host") == host and pid != os.getpid() and not process_alive(pid)
+            else:
+                stale = path.stat().st_mtime < time.time() - LEGACY_TEMP_AGE
+            if stale and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except OSError:  # removed by another run meanwhile, or not ours to remove
+            continue
+    return removed
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
     any moment leaves either the previous file or the new one, never a partial file under ``path``; a
@@ -242,7 +294,7 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=TEMP_SUFFIX, dir=folder)
     try:
         with interrupts_deferred():
             with os.fdopen(fd, "wb") as f:
@@ -289,6 +341,7 @@ class SafeCheckpointMixin:
         super().__init__(config, model)
         # RecBole names the file by the second; two runs started in the same second shared it
         self.saved_model_file = os.path.join(self.checkpoint_dir, unique_checkpoint_name(config["model"]))
+        remove_stale_partials(self.checkpoint_dir)  # left by runs killed while writing a checkpoint
 
     def checkpoint_state(self, epoch: int) -> dict:
         model = self.model

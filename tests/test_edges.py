@@ -419,3 +419,46 @@ def test_a_folder_given_as_model_file_is_called_a_folder(iacn_checkpoint, capsys
     err = capsys.readouterr().err
     assert status == 2 and "is a folder" in err and "does not exist" not in err
     assert iacn_checkpoint.name in err  # the checkpoint inside it is named
+
+
+# ------------------------------------------------------------------------------ case 21: stale .partial files
+def test_partial_files_of_killed_checkpoint_writes_are_removed(tmp_path):
+    """Case 21: a kill during a checkpoint write left a 0-byte hidden .partial file that nothing removed."""
+    import socket
+    import time
+
+    from recbole_iacn.checkpoint import atomic_save, remove_stale_partials, temp_prefix
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    killed = folder / f"{temp_prefix('DIN-x.pth', pid=dead.pid)}abcd1234.partial"
+    running = folder / f"{temp_prefix('DIN-y.pth')}abcd1234.partial"  # this process: still writing
+    other_host = folder / f".DIN-z.pth.w{dead.pid}@not-{socket.gethostname()}.abcd1234.partial"
+    legacy_old, legacy_new = folder / ".DIN-u.pth.abcd1234.partial", folder / ".DIN-v.pth.efgh5678.partial"
+    for path in (killed, running, other_host, legacy_old, legacy_new):
+        path.write_bytes(b"")
+    an_hour_ago = time.time() - 2 * 3600
+    os.utime(legacy_old, (an_hour_ago, an_hour_ago))
+    assert sorted(p.name for p in remove_stale_partials(folder)) == sorted([killed.name, legacy_old.name])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([running.name, other_host.name, legacy_new.name])
+    atomic_save({"x": 1}, folder / "DIN-w.pth")  # a write leaves no partial of its own
+    assert sorted(p.name for p in folder.iterdir()) == sorted([running.name, other_host.name, legacy_new.name,
+                                                               "DIN-w.pth"])
+
+
+def test_a_new_run_removes_partial_files_of_killed_writes(tmp_path):
+    from recbole_iacn.checkpoint import temp_prefix
+    from tests.test_faults import _trainer
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / "data"
+    write_dataset(root)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    killed = saved / f"{temp_prefix('DIN-x.pth', pid=dead.pid)}abcd1234.partial"
+    killed.write_bytes(b"")
+    _trainer((root, None), saved)
+    assert not killed.exists()

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from recbole_iacn.checkpoint import process_alive
 from recbole_iacn.data.common import SPLITS
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
@@ -186,16 +187,6 @@ def staging_prefix() -> str:
     return f".{VIEW_FOLDER}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def remove_stale_staging(parent, started: float | None = None, logger=None) -> list[Path]:
     """Remove the ``.ctr-*`` staging folders of killed builds in ``parent``: this host's whose process is
     gone, and unnamed ones (older versions) older than the running build by :data:`LEGACY_STAGING_AGE`."""
@@ -211,7 +202,7 @@ def remove_stale_staging(parent, started: float | None = None, logger=None) -> l
         rest = path.name[len(host_prefix):] if path.name.startswith(host_prefix) else None
         if rest is not None:
             pid = rest.split("-", 1)[0]
-            stale = pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid))
+            stale = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
         else:
             legacy = "-" not in path.name[len(VIEW_FOLDER) + 2:]
             try:
