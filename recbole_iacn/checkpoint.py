@@ -283,6 +283,42 @@ def remove_stale_partials(folder: str | os.PathLike) -> list:
     return removed
 
 
+@contextlib.contextmanager
+def interrupts_kept():
+    """Ctrl-C (SIGINT) inside the block ends it as a ``KeyboardInterrupt``, even where a library turns the
+    exception into an error of its own: pandas' C parser reports a ``KeyboardInterrupt`` raised while it
+    reads as "Error tokenizing data ... Calling read(nbytes) on source failed", which would blame an intact
+    file. The handler in place is still called (or Ctrl-C raises ``KeyboardInterrupt`` as by default); only
+    the main thread can handle signals, elsewhere the block runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        received.append(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    if previous == signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except BaseException:
+        if received:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
     any moment leaves either the previous file or the new one, never a partial file under ``path``; a

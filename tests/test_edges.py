@@ -462,3 +462,64 @@ def test_a_new_run_removes_partial_files_of_killed_writes(tmp_path):
     killed.write_bytes(b"")
     _trainer((root, None), saved)
     assert not killed.exists()
+
+
+# ------------------------------------------------------------------------------ case 15: Ctrl-C while a file is read
+def _ctrl_c_on_text_read(monkeypatch, suffix: str):
+    """Ctrl-C arrives while pandas reads the file ending in ``suffix``: the signal is sent from inside the
+    read its C parser calls, as a real Ctrl-C lands there."""
+    import builtins
+    import signal
+
+    real_open = builtins.open
+
+    class Interrupting:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, *args):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("pandas"):  # read by pandas' C parser
+                os.kill(os.getpid(), signal.SIGINT)
+            return self._handle.read(*args)
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __iter__(self):
+            return iter(self._handle)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._handle.__exit__(*exc)
+
+    def opening(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Interrupting(handle) if str(path).endswith(suffix) and "r" in mode else handle
+
+    monkeypatch.setattr(builtins, "open", opening)
+
+
+def test_ctrl_c_while_the_train_file_is_read_exits_130(tmp_path, monkeypatch, capsys):
+    """Case 15: Ctrl-C while the train file was read exited 2 with "Error tokenizing data ... Every row must
+    have as many values", blaming an intact file."""
+    from recbole_iacn import cli
+
+    root = tmp_path / "data"
+    write_dataset(root)
+    _ctrl_c_on_text_read(monkeypatch, "tiny.train.inter")
+    status = cli.main(["--model=DIN", "--dataset=tiny", f"--data_path={root}",
+                       *[f"--{k}={v}" for k, v in FAST.items()]])
+    err = capsys.readouterr().err
+    assert status == 130 and "interrupted" in err and "tokenizing" not in err
+
+
+def test_ctrl_c_while_the_converter_reads_exits_130(tmp_path, monkeypatch, capsys):
+    from tests.test_faults import _raw_dataset
+
+    source = _raw_dataset(tmp_path / "src")
+    _ctrl_c_on_text_read(monkeypatch, "raw.inter")
+    status, printed = _convert(capsys, "recbole", "--source-dir", str(source), "--source-name", "raw",
+                               "--out", str(tmp_path / "out"), "--name", "x")
+    assert status == 130 and printed.err.strip() == "interrupted" and not (tmp_path / "out" / "x").exists()

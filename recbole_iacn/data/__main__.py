@@ -24,6 +24,7 @@ from .common import (
 DEFAULT_OUT = "dataset"
 AUTO_MAX_HISTORY = "auto"  # = recbole_iacn.data.ctr.AUTO_MAX_HISTORY (ctr imports numpy; kept out of --help)
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 def _max_history(text: str):
@@ -141,6 +142,9 @@ def main(argv=None) -> int:
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do; the build left nothing in place
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     from .ctr import format_summary
 
     print(format_summary(summary))

@@ -12,6 +12,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from recbole_iacn.checkpoint import interrupts_kept
+
 from .common import (
     DEFAULT_CATEGORY,
     DEFAULT_NEG_SAMPLING,
@@ -62,7 +64,7 @@ def read_atomic_columns(path: Path, wanted: List[str], required: Optional[List[s
     # every column is read (not usecols=wanted): only then does the parser refuse a row with more fields
     # than the header declares, instead of silently dropping the extra ones
     try:
-        with no_wider_first_row(path, len(names)):
+        with interrupts_kept(), no_wider_first_row(path, len(names)):  # Ctrl-C is not a parser error
             frame = pd.read_csv(
                 path, sep="\t", header=None, skiprows=1, names=names, dtype=str, index_col=False,
                 keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",

@@ -27,6 +27,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_iacn.data.common import HEADER_LINE, INTER_COLUMNS, ITEM_COLUMNS, inter_header, item_header, read_header
+from recbole_iacn.checkpoint import interrupts_kept
 from recbole_iacn.errors import DataFormatError
 
 TAB = "\t"
@@ -206,19 +207,20 @@ class CTRDataset(Dataset):
         positions = [p for p, _, _ in columns]
         names = [f for _, f, _ in columns]
         try:
-            df = pd.read_csv(
-                filepath,
-                sep=separator,
-                header=None,
-                skiprows=1,
-                usecols=positions,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                quoting=csv.QUOTE_NONE,
-                encoding=encoding,
-                engine="c",
-            )
+            with interrupts_kept():  # Ctrl-C during the read is not a parser error
+                df = pd.read_csv(
+                    filepath,
+                    sep=separator,
+                    header=None,
+                    skiprows=1,
+                    usecols=positions,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    quoting=csv.QUOTE_NONE,
+                    encoding=encoding,
+                    engine="c",
+                )
         except pd.errors.EmptyDataError:
             df = pd.DataFrame({p: pd.Series(dtype=str) for p in positions})
         except pd.errors.ParserError as exc:

@@ -35,6 +35,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from recbole_iacn.checkpoint import interrupts_kept
+
 from .amazon import drop_duplicate_reviews
 from .builder import CATEGORY_FIELD_CANDIDATES, FIRST_DATA_LINE
 from .common import (
@@ -108,10 +110,11 @@ class TokenTable:
 
 
 def _chunks(reader, path: Path, width: int):
-    """The chunks of ``reader``, a first row wider than the header refused (:func:`no_wider_first_row`)."""
+    """The chunks of ``reader``, a first row wider than the header refused (:func:`no_wider_first_row`), and
+    Ctrl-C during a read kept a ``KeyboardInterrupt`` (:func:`~recbole_iacn.checkpoint.interrupts_kept`)."""
     iterator = iter(reader)
     while True:
-        with no_wider_first_row(path, width):
+        with interrupts_kept(), no_wider_first_row(path, width):
             chunk = next(iterator, None)
         if chunk is None:
             return
