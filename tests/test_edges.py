@@ -7,6 +7,7 @@ randomised kills.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -523,3 +524,23 @@ def test_ctrl_c_while_the_converter_reads_exits_130(tmp_path, monkeypatch, capsy
     status, printed = _convert(capsys, "recbole", "--source-dir", str(source), "--source-name", "raw",
                                "--out", str(tmp_path / "out"), "--name", "x")
     assert status == 130 and printed.err.strip() == "interrupted" and not (tmp_path / "out" / "x").exists()
+
+
+# ------------------------------------------------------------------------------ case 7: package default files
+def test_resuming_a_study_after_editing_a_package_default_file_is_refused(tmp_path, monkeypatch):
+    """Case 7: a study resumed after properties/model/DIN.yaml changed embedding_size mixed both in one table."""
+    from recbole_iacn.tune.driver import check_resumable, study_definition, write_definition
+    from recbole_iacn.tune.space import load_space
+    from tests.conftest import configure_field_names
+
+    props = configure_field_names(tmp_path, monkeypatch)  # a copy of properties/ the test may edit
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("search: grid\nparams:\n  iacn_delta: {grid_search: [0.1, 0.3]}\n", encoding="utf-8")
+    space = load_space(space_file)
+    write_definition(tmp_path / "study", study_definition("DIN_IaCN", "syn", space, [], {}))
+    check_resumable(tmp_path / "study", study_definition("DIN_IaCN", "syn", space, [], {}))
+    model_file = props / "model" / "DIN.yaml"
+    text = model_file.read_text(encoding="utf-8")
+    model_file.write_text(re.sub(r"^embedding_size: *\d+", "embedding_size: 32", text, flags=re.M), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"DIN\.yaml: embedding_size was 18, now 32"):
+        check_resumable(tmp_path / "study", study_definition("DIN_IaCN", "syn", space, [], {}))
