@@ -50,7 +50,7 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     """Configuration, dataset and dataloaders, as RecBole's ``run_recbole`` builds them (plugin models:
     the loaders chosen by ``data_loader``, see :mod:`recbole_iacn.data.loader`)."""
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
     config, spec, model_class = make_config(model, dataset, config_file_list, config_dict)
     plugin = spec is not None
@@ -73,6 +73,23 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     logger.info(data)
     train_data, valid_data, test_data = build_loaders(config, data)
     return Prepared(config, data, train_data, valid_data, test_data, plugin, model_class)
+
+
+def init_logger(config) -> None:
+    """RecBole's ``init_logger``, with a log file of this run's own: RecBole names it by model, dataset, the
+    second and a hash of the settings, so two runs started together with the same settings appended to one
+    file. The time stamp gets the process id and a random suffix, as checkpoint names do."""
+    import secrets
+
+    import recbole.utils.logger as recbole_logger
+
+    stamp = recbole_logger.get_local_time
+    suffix = f"p{os.getpid()}-{secrets.token_hex(2)}"
+    recbole_logger.get_local_time = lambda *args, **kwargs: f"{stamp(*args, **kwargs)}-{suffix}"
+    try:
+        recbole_logger.init_logger(config)
+    finally:
+        recbole_logger.get_local_time = stamp
 
 
 def _check_raw_dataset(config) -> None:

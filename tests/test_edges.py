@@ -544,3 +544,18 @@ def test_resuming_a_study_after_editing_a_package_default_file_is_refused(tmp_pa
     model_file.write_text(re.sub(r"^embedding_size: *\d+", "embedding_size: 32", text, flags=re.M), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"DIN\.yaml: embedding_size was 18, now 32"):
         check_resumable(tmp_path / "study", study_definition("DIN_IaCN", "syn", space, [], {}))
+
+
+# ------------------------------------------------------------------------------ case 8: one log file per run
+def test_runs_started_together_with_the_same_settings_write_their_own_log_files(tmp_path, monkeypatch):
+    """Case 8: two runs with the same settings started in the same second appended to one log file."""
+    import recbole.utils.logger as recbole_logger
+
+    from tests.test_dataset import load
+
+    monkeypatch.setattr(recbole_logger, "get_local_time", lambda: "Dec-06-2026_00-00-00")  # the same second
+    write_dataset(tmp_path)
+    load(tmp_path)
+    load(tmp_path)
+    logs = sorted(p.name for p in (tmp_path / "log" / "DIN").iterdir())
+    assert len(logs) == 2 and str(os.getpid()) in logs[0], logs
