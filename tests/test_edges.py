@@ -559,3 +559,21 @@ def test_runs_started_together_with_the_same_settings_write_their_own_log_files(
     load(tmp_path)
     logs = sorted(p.name for p in (tmp_path / "log" / "DIN").iterdir())
     assert len(logs) == 2 and str(os.getpid()) in logs[0], logs
+
+
+# ------------------------------------------------------------------------------ case 9: --nproc beyond the machine
+def test_more_cpu_processes_than_cores_are_refused_before_spawning(tmp_path, monkeypatch):
+    """Case 9: --nproc=1000 on a CPU machine spawned hundreds of ranks and exhausted the memory."""
+    import torch.multiprocessing
+
+    from recbole_iacn.distributed.settings import available_cores
+    from recbole_iacn.quick_start import run
+
+    def no_spawn(*args, **kwargs):
+        raise AssertionError("ranks were spawned")
+
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", no_spawn)
+    write_dataset(tmp_path)
+    cores = available_cores()
+    with pytest.raises(ConfigError, match=rf"--nproc={cores + 1}.*{cores} CPU core"):
+        run("DIN", "tiny", config_dict={**FAST, "data_path": str(tmp_path), "nproc": cores + 1, "use_gpu": False})
