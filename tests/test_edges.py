@@ -17,6 +17,7 @@ import pytest
 from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError, DatasetNotFoundError
 from tests.conftest import FAST
 from tests.test_dataset import write_dataset
+from tests.test_distributed import syn_root  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -577,3 +578,21 @@ def test_more_cpu_processes_than_cores_are_refused_before_spawning(tmp_path, mon
     cores = available_cores()
     with pytest.raises(ConfigError, match=rf"--nproc={cores + 1}.*{cores} CPU core"):
         run("DIN", "tiny", config_dict={**FAST, "data_path": str(tmp_path), "nproc": cores + 1, "use_gpu": False})
+
+
+# ------------------------------------------------------------------------------ case 4: DDP best valid
+def test_the_best_valid_of_two_processes_is_what_its_checkpoint_scores(tmp_path, syn_root):
+    """Case 4: with --nproc=2 the printed best valid was not what the checkpoint scores on valid."""
+    from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.trainer import trainer_class
+    from tests.conftest import SYN_DATASET, SYN_MODEL
+    from tests.test_distributed import TINY, free_port
+
+    settings = {**TINY, "data_path": syn_root, "checkpoint_dir": str(tmp_path)}
+    two = run(SYN_MODEL, SYN_DATASET, config_dict=settings, nproc=2, ip="127.0.0.1", port=free_port())
+    prepared = prepare(SYN_MODEL, SYN_DATASET, config_dict=settings)
+    trainer = trainer_class(prepared.config, True)(prepared.config, prepared.model_class(
+        prepared.config, prepared.train_data._dataset))
+    valid = trainer.evaluate(prepared.valid_data, load_best_model=True, model_file=two["model_file"])
+    assert valid["auc"] == pytest.approx(two["best_valid_result"]["auc"], abs=1e-9)
+    assert valid["logloss"] == pytest.approx(two["best_valid_result"]["logloss"], abs=1e-6)
