@@ -319,6 +319,28 @@ def interrupts_kept():
         signal.signal(signal.SIGINT, previous)
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc on Linux, where setting it to read it would race with threads)."""
+    try:
+        with open("/proc/self/status", "r", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give ``path`` the mode an ordinary ``open``/``mkdir`` would have: 0666 (folders 0777) less the umask.
+    ``mkstemp`` and ``mkdtemp`` create 0600 files and 0700 folders, and a file written to a temporary name
+    and renamed into place kept that mode: a checkpoint or dataset that other users of a group were meant to
+    read was private to its owner."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
     any moment leaves either the previous file or the new one, never a partial file under ``path``; a
@@ -337,6 +359,7 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
                 torch.save(obj, f)
                 f.flush()
                 os.fsync(f.fileno())
+            follow_umask(tmp)
             os.replace(tmp, path)
     except BaseException:
         try:

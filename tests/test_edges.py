@@ -596,3 +596,39 @@ def test_the_best_valid_of_two_processes_is_what_its_checkpoint_scores(tmp_path,
     valid = trainer.evaluate(prepared.valid_data, load_best_model=True, model_file=two["model_file"])
     assert valid["auc"] == pytest.approx(two["best_valid_result"]["auc"], abs=1e-9)
     assert valid["logloss"] == pytest.approx(two["best_valid_result"]["logloss"], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ file modes follow the umask
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_checkpoints_follow_the_umask(tmp_path, umask_022):
+    """Checkpoints were 0600 whatever the umask (mkstemp's mode): a group could not read a shared run's."""
+    from recbole_iacn.checkpoint import atomic_save
+
+    atomic_save({"x": 1}, tmp_path / "model.pth")
+    assert _mode(tmp_path / "model.pth") == 0o644
+
+
+def test_built_datasets_follow_the_umask(tmp_path, capsys, umask_022):
+    """Dataset folders were 0700 whatever the umask (mkdtemp's mode)."""
+    status, _ = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path), "--name", "x")
+    assert status == 0 and _mode(tmp_path / "x") == 0o755
+    assert {_mode(p) for p in (tmp_path / "x").iterdir()} == {0o644}
+
+
+def test_cached_views_follow_the_umask(tmp_path, umask_022):
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+    from tests.test_faults import _raw_dataset, _view_config
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    assert _mode(view) == 0o755 and {_mode(p) for p in view.iterdir()} == {0o644}

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recbole_iacn.checkpoint import process_alive
+from recbole_iacn.checkpoint import follow_umask, process_alive
 from recbole_iacn.data.common import SPLITS
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
@@ -177,6 +177,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
+        follow_umask(tmp)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -247,6 +248,7 @@ def build_view(source, view, name, wanted: dict, logger=None, progress: bool = F
         else:
             summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
         record_verified(staging, name)
+        follow_umask(staging, folder=True)  # mkdtemp made it 0700
         if view.exists():
             shutil.rmtree(view)
         os.replace(staging, view)

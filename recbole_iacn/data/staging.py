@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from recbole_iacn.checkpoint import follow_umask
+
 from .common import SPLITS
 
 
@@ -44,6 +46,7 @@ def build_in_place(out_dir, name: str, build: Callable[[Path], dict]) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         summary = build(staging)
+        follow_umask(staging, folder=True)  # mkdtemp made it 0700
         _name_final_folder(staging / f"{name}.build.json", staging, out_dir)
         _swap_in(staging, out_dir, dataset_files(name))
     finally:
