@@ -632,3 +632,16 @@ def test_cached_views_follow_the_umask(tmp_path, umask_022):
     _raw_dataset(tmp_path / "raw")
     view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
     assert _mode(view) == 0o755 and {_mode(p) for p in view.iterdir()} == {0o644}
+
+
+def test_ctrl_c_during_explain_exits_130(monkeypatch, capsys):
+    """Ctrl-C must always mean exit 130: explain let the KeyboardInterrupt end in a traceback."""
+    from recbole_iacn import explain
+    from recbole_iacn.explain.__main__ import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explain, "explain", interrupted)
+    assert main(["--model-file", "m.pth", "--users", "u1"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
