@@ -645,3 +645,16 @@ def test_ctrl_c_during_explain_exits_130(monkeypatch, capsys):
     monkeypatch.setattr(explain, "explain", interrupted)
     assert main(["--model-file", "m.pth", "--users", "u1"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_the_converter_removes_staging_folders_of_killed_builds(tmp_path, capsys):
+    """A kill -9 during `python -m recbole_iacn.data` left its hidden .NAME.building-* folder for good."""
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".x.building-{socket.gethostname()}-{dead.pid}-abcd1234"
+    killed.mkdir()
+    (killed / "x.train.inter").write_text("partial", encoding="utf-8")
+    status, _ = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path), "--name", "x")
+    assert status == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["x"]
