@@ -166,8 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         with warnings.catch_warnings():  # printed above already, in the command line's words
             warnings.simplefilter("ignore", UnknownSettingWarning)
             result = run(model, dataset, config_files, overrides)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:  # (one stopped by Ctrl-C, exit 130, says 'interrupted', as below)
+        print(f"{'' if exc.exit_code == Interrupted.exit_code else 'error: '}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit 130 as shells do
         message = exc.message() if isinstance(exc, Interrupted) else "interrupted"

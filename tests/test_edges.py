@@ -658,3 +658,19 @@ def test_the_converter_removes_staging_folders_of_killed_builds(tmp_path, capsys
     (killed / "x.train.inter").write_text("partial", encoding="utf-8")
     status, _ = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path), "--name", "x")
     assert status == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_ctrl_c_of_a_multi_process_run_prints_an_interrupted_line(monkeypatch, capsys):
+    """Found by the fault injection: a SIGINT'd --nproc=2 run ended with 'error: Stopped by SIGINT: ...'."""
+    import signal
+
+    from recbole_iacn import cli, quick_start
+    from recbole_iacn.distributed.launcher import LaunchInterrupted
+
+    def stopped(*args, **kwargs):
+        raise LaunchInterrupted(signal.SIGINT)
+
+    monkeypatch.setattr(quick_start, "run", stopped)
+    assert cli.main(["--model=DIN", "--dataset=ml-100k", "--epochs=1"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("interrupted") and "rank" in err[-1]

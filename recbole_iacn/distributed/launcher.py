@@ -46,7 +46,11 @@ class LaunchInterrupted(UserError):
 
     def __init__(self, signum: int):
         name = signal.Signals(signum).name
-        super().__init__(f"Stopped by {name}: every rank of the multi-process run was stopped too.")
+        if signum == signal.SIGINT:  # Ctrl-C: the command line's one 'interrupted' line, exit 130
+            message = "interrupted; every rank of the multi-process run was stopped too."
+        else:
+            message = f"Stopped by {name}: every rank of the multi-process run was stopped too."
+        super().__init__(message)
         self.exit_code = 128 + signum
 
 
