@@ -674,3 +674,20 @@ def test_ctrl_c_of_a_multi_process_run_prints_an_interrupted_line(monkeypatch, c
     assert cli.main(["--model=DIN", "--dataset=ml-100k", "--epochs=1"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("interrupted") and "rank" in err[-1]
+
+
+def test_ctrl_c_while_the_converter_starts_exits_130(monkeypatch, capsys):
+    """Found by the fault injection: Ctrl-C while `python -m recbole_iacn.data` imported numpy and pandas
+    (before main's error handling) ended in a KeyboardInterrupt traceback, exit -2. The module now imports
+    them inside main, which turns Ctrl-C into 'interrupted', exit 130."""
+    from recbole_iacn.data import __main__ as converter
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(converter, "make_parser", interrupted)
+    assert converter.main(["synthetic"]) == 130 and capsys.readouterr().err.strip() == "interrupted"
+    code = "import sys, recbole_iacn.data.__main__; print(sorted({'numpy', 'pandas'} & set(sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"

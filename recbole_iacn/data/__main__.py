@@ -12,14 +12,8 @@ from pathlib import Path
 
 from recbole_iacn.errors import UserError
 
-from .common import (
-    DEFAULT_MAX_HISTORY,
-    DEFAULT_SEED,
-    DEFAULT_TEST_RATIO,
-    DEFAULT_VALID_RATIO,
-    NEG_SAMPLINGS,
-    PROTOCOLS,
-)
+# .common (numpy, pandas) is imported inside the functions: main() turns a Ctrl-C during those imports into
+# 'interrupted', exit 130, which it could not do for one at this module's import
 
 DEFAULT_OUT = "dataset"
 AUTO_MAX_HISTORY = "auto"  # = recbole_iacn.data.ctr.AUTO_MAX_HISTORY (ctr imports numpy; kept out of --help)
@@ -39,6 +33,8 @@ def _max_history(text: str):
 
 def _common_options(parser: argparse.ArgumentParser, default_name, default_protocol=None) -> None:
     """Options every subcommand has."""
+    from .common import (DEFAULT_MAX_HISTORY, DEFAULT_SEED, DEFAULT_TEST_RATIO, DEFAULT_VALID_RATIO,
+                         NEG_SAMPLINGS, PROTOCOLS)
     parser.add_argument("--out", default=DEFAULT_OUT, help="parent folder; the dataset goes to <out>/<name>/ "
                         f"(default: {DEFAULT_OUT})")
     parser.add_argument("--name", default=default_name, required=default_name is None,
@@ -136,8 +132,8 @@ def _build(args, out_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit status."""
-    args = make_parser().parse_args(argv)
     try:
+        args = make_parser().parse_args(argv)
         summary = run(args)
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
