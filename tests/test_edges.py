@@ -691,3 +691,12 @@ def test_ctrl_c_while_the_converter_starts_exits_130(monkeypatch, capsys):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_explain_imports_torch_only_inside_main():
+    """Found by the fault injection: Ctrl-C while `python -m recbole_iacn.explain` imported torch (in the
+    package, before main's handler) ended in a KeyboardInterrupt traceback, exit -2."""
+    code = "import sys, recbole_iacn.explain.__main__; print('torch' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
