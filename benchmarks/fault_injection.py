@@ -10,6 +10,11 @@ end one run (and one study) goes through to completion: it must succeed and leav
     python benchmarks/fault_injection.py --train-kills 10 --study-kills 2 \\
         --out benchmarks/results/2026-11-30/fault-injection
 
+``--api-kills``, ``--convert-kills``, ``--explain-kills``, ``--read-kills`` and ``--ddp-kills`` kill the other
+entry points too: training and ``predict()`` through the Python API, ``python -m recbole_iacn.data``,
+``python -m recbole_iacn.explain``, runs early while the cached dataset is read, and ``--nproc=2`` runs
+(SIGKILL to the launcher alone; no rank may be left).
+
 Too slow for CI (each kill starts a Python process that imports torch and RecBole);
 ``tests/test_faults.py::test_kill_9_and_ctrl_c_leave_loadable_checkpoints`` runs two kills.
 """
@@ -206,6 +211,156 @@ def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeo
     return outcome
 
 
+# ------------------------------------------------------------------------------ other entry points (issue 31)
+TOKEN_ENV = "RECBOLE_IACN_FAULT_TOKEN"
+
+
+def processes_with_token(token: str) -> list:
+    """Live processes whose environment holds ``TOKEN_ENV=token`` (Linux /proc): ranks left behind."""
+    needle = f"{TOKEN_ENV}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def api_command(root, dataset, saved, model="DIN") -> list:
+    """Training through the Python API (``run``), not the command line."""
+    settings = {"data_path": str(root), "checkpoint_dir": str(saved), "epochs": 10_000, "stopping_step": 1000,
+                "show_progress": False, "embedding_size": 8, "iacn_embedding_size": 8, "MAX_ITEM_LIST_LENGTH": 10,
+                "train_batch_size": 256, "eval_batch_size": 2048, "state": "INFO"}
+    code = (f"from recbole_iacn.quick_start import run, load_model; r = run({model!r}, {dataset!r}, "
+            f"config_dict={settings!r}); print(load_model(r['model_file']).predict([{{'user_id': 'u1', "
+            "'item_id': 'i1', 'item_id_list': 'i2 i3', 'cate_id_list': 'c0 c0'}]))")
+    return [sys.executable, "-c", code]
+
+
+def convert_command(root, dataset, out) -> list:
+    return [sys.executable, "-m", "recbole_iacn.data", "recbole", "--source-dir", str(Path(root) / dataset),
+            "--source-name", dataset, "--out", str(out), "--name", "converted", "--max-history", "10"]
+
+
+def explain_command(model_file, out) -> list:
+    return [sys.executable, "-m", "recbole_iacn.explain", "--model-file", str(model_file), "--users", "u1", "u2",
+            "u3", "--candidate", "i5", "--out", str(out), "--no-plots"]
+
+
+def kill_once(kind: str, command, sig, delay: float, checks, token: str = "", timeout: float = 300) -> dict:
+    """Start ``command``, send ``sig`` after ``delay`` seconds, then run ``checks(outcome, err)`` (which
+    fills ``outcome["problems"]``). A SIGINT must end with exit 130, one line starting with
+    'interrupted' and no traceback; no process of the run may be left (``token``)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        started = time.time()
+        env_token = {TOKEN_ENV: token} if token else {}
+        process = subprocess.Popen(command, cwd=cwd, env={**_env(), **env_token}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   preexec_fn=_default_sigint)
+        try:
+            process.wait(timeout=delay)
+            killed, code = False, process.returncode
+        except subprocess.TimeoutExpired:
+            if token and sig == signal.SIGKILL:  # the launcher alone: its ranks must die with it
+                process.kill()
+                killed, code = True, process.wait()
+            else:
+                killed, code = _signal(process, sig)
+        out, err = process.communicate()
+        time.sleep(2.0 if token else 0)  # ranks notice their launcher's death (PR_SET_PDEATHSIG) at once
+        left = processes_with_token(token) if token else []
+        _cleanup_group(process)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    outcome = {"kind": kind, "signal": sig.name, "delay_s": round(delay, 2), "after_checkpoint": False,
+               "seconds": round(time.time() - started, 1), "killed": killed, "returncode": code,
+               "last_line": (lines[-1] if lines else "")[:160], "checkpoints": 0, "staging": 0, "problems": []}
+    if left:
+        outcome["problems"].append(f"{len(left)} process(es) of the run left running")
+    if sig == signal.SIGINT and killed and kind != "api":  # the Python API raises KeyboardInterrupt, as it should
+        if code != 130:
+            outcome["problems"].append(f"SIGINT ended with exit {code}, not 130 ({outcome['last_line']})")
+        elif not outcome["last_line"].startswith("interrupted"):
+            outcome["problems"].append(f"SIGINT's last line is {outcome['last_line']!r}")
+        if "Traceback" in err:
+            outcome["problems"].append("a traceback was printed")
+    if not killed and code != 0:
+        outcome["problems"].append(f"ended by itself with exit {code}: {outcome['last_line']}")
+    checks(outcome, err)
+    return outcome
+
+
+def _check_saved(root, saved):
+    def check(outcome, err):
+        outcome["checkpoints"] = len(list(Path(saved).glob("*.pth")))
+        outcome["staging"] = len(staging_folders(root))
+        outcome["problems"] += check_folder(saved, root)
+        partials = [p.name for p in Path(saved).glob(".*.partial")]
+        if len(partials) > 1:  # the killed write's own may remain until the next run removes it
+            outcome["problems"].append(f"{len(partials)} .partial files in {saved}")
+    return check
+
+
+def _check_converted(out):
+    def check(outcome, err):
+        building = sorted(p.name for p in Path(out).glob(".converted.building-*")) if Path(out).exists() else []
+        outcome["staging"] = len(building)
+        if len(building) > 1:  # the killed build's own is removed by the next build
+            outcome["problems"].append(f"staging folders of earlier builds left: {building}")
+        outcome["problems"] += check_folder(Path(out) / "none", out)
+    return check
+
+
+def _check_explained(out):
+    def check(outcome, err):
+        path = Path(out) / "explanations.json"
+        if path.exists():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                outcome["problems"].append(f"{path} is not valid JSON: {exc}")
+    return check
+
+
+def run_entry_points(args, rng, work: Path, root: Path) -> list:
+    """Kills of the Python API, the converter, explain, dataset reads and multi-process runs."""
+    outcomes = []
+    saved_api, converted, explained = work / "saved-api", work / "converted", work / "explained"
+    subprocess.run(train_command(root, DATASET, work / "saved-iacn", epochs=1, model="DIN_IaCN"), cwd=work,
+                   env=_env(), capture_output=True, text=True, check=True)
+    model_file = next((work / "saved-iacn").glob("*.pth"))
+    plans = [
+        ("api", args.api_kills, lambda: api_command(root, DATASET, saved_api), (1.0, args.horizon),
+         lambda: _check_saved(root, saved_api), ""),
+        ("convert", args.convert_kills, lambda: convert_command(root, DATASET, converted), (0.3, 3.0),
+         lambda: _check_converted(converted), ""),
+        ("explain", args.explain_kills, lambda: explain_command(model_file, explained), (0.3, 4.0),
+         lambda: _check_explained(explained), ""),
+        ("read", args.read_kills, lambda: train_command(root, DATASET, work / "saved-read", epochs=10_000),
+         (1.0, 5.0), lambda: _check_saved(root, work / "saved-read"), ""),
+        ("nproc2", args.ddp_kills,
+         lambda: [*train_command(root, DATASET, work / "saved-ddp", epochs=10_000), "--nproc=2", "--use_gpu=false"],
+         (2.0, args.horizon + 8), lambda: _check_saved(root, work / "saved-ddp"), "ddp"),
+    ]
+    for kind, count, command, window, checks, token in plans:
+        for number in range(count):
+            sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
+            delay = rng.uniform(*window)
+            for attempt in range(ATTEMPTS):
+                outcome = kill_once(kind, command(), sig, delay, checks(), token=f"{token}{number}-{attempt}" if token else "")
+                outcome.update(number=number + 1, attempt=attempt + 1)
+                outcomes.append(outcome)
+                print(json.dumps(outcome), flush=True)
+                if outcome["killed"]:
+                    break
+                delay /= 2
+    return outcomes
+
+
 # ------------------------------------------------------------------------------ the benchmark
 def run(args) -> dict:
     rng = random.Random(args.seed)
@@ -245,6 +400,7 @@ def run(args) -> dict:
                 break
             shutil.rmtree(storage, ignore_errors=True)  # finished: start the study afresh and kill it sooner
             delay /= 2
+    outcomes += run_entry_points(args, rng, work, root)
     final = finish(root, saved, storage, space_file, args.study_kills > 0)
     return {"work": str(work), "outcomes": outcomes, "final": final}
 
@@ -285,6 +441,10 @@ def write_report(report: dict, out: Path, command: str) -> Path:
     bad = [o for o in report["outcomes"] if o["problems"]] + ([report["final"]] if report["final"]["problems"] else [])
     trains = [o for o in report["outcomes"] if o["kind"] == "train" and o["killed"]]
     studies = [o for o in report["outcomes"] if o["kind"] == "study" and o["killed"]]
+    others = {}
+    for o in report["outcomes"]:
+        if o["kind"] not in ("train", "study") and o["killed"]:
+            others[o["kind"]] = others.get(o["kind"], 0) + 1
     text = markdown_header("Fault injection: kills of training runs and studies", command, info)
     text += (
         f"\n{len(trains)} training kills ({sum(o['signal'] == 'SIGKILL' for o in trains)} SIGKILL, "
@@ -292,11 +452,19 @@ def write_report(report: dict, out: Path, command: str) -> Path:
         "killed False: the process ended before the signal; that kill was tried again, sooner). After every row, "
         "every checkpoint on disk was loaded with `load_model` and every dataset checked against its build.json. "
         "Kills with after_checkpoint False first delete the cached CTR view, so they may land in its build.\n\n"
+        "{others}"
         f"**Result: {'no problem found' if not bad else f'{len(bad)} kill(s) left a problem'}.** "
         f"Final run exit {report['final']['train_returncode']}, resumed study exit "
         f"{report['final']['study_returncode']}; staging folders left: {len(report['final']['staging_left'])}.\n\n"
         f"{report['final']['study_summary']}\n\n"
     )
+    text = text.replace("{others}", (
+        f"Other entry points, kills that landed: {', '.join(f'{k} {v}' for k, v in others.items())} (api: "
+        "training and predict() through the Python API; convert: `python -m recbole_iacn.data recbole`; "
+        "explain: `python -m recbole_iacn.explain --out`; read: a training run killed 1-5 s after its start, "
+        "while the cached dataset is read; nproc2: `--nproc=2` runs, after which no rank may be left). A SIGINT "
+        "must end with exit 130, one line 'interrupted...' and no traceback (except through the Python API, "
+        "where it is a KeyboardInterrupt).\n\n") if others else "")
     text += markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows])
     final_problems = report["final"]["problems"]
     text += "\nFinal check: " + ("; ".join(final_problems) if final_problems else "no problem") + "\n"
@@ -313,6 +481,12 @@ def main(argv=None) -> int:
                         "wait for a checkpoint")
     parser.add_argument("--study-min", type=float, default=12.0)
     parser.add_argument("--study-max", type=float, default=35.0)
+    parser.add_argument("--api-kills", type=int, default=0, help="kills of training through the Python API")
+    parser.add_argument("--convert-kills", type=int, default=0, help="kills of python -m recbole_iacn.data")
+    parser.add_argument("--explain-kills", type=int, default=0, help="kills of python -m recbole_iacn.explain")
+    parser.add_argument("--read-kills", type=int, default=0, help="kills of training runs early, while the cached "
+                        "dataset is read")
+    parser.add_argument("--ddp-kills", type=int, default=0, help="kills of --nproc=2 runs (no rank may be left)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import List, Optional
 
 from recbole_iacn.errors import ConfigError, Interrupted, UserError
@@ -100,31 +101,26 @@ def parse_args(argv: List[str]) -> dict:
 def build_overrides(raw: dict, model: str, dataset: str) -> dict:
     """Typed overrides from raw strings, checked against the settings' declarations (and, for other
     keys, the type of their YAML default); unknown keys of plugin models get a warning."""
-    from recbole_iacn import settings
-    from recbole_iacn.config import parse_override
+    from recbole_iacn.config import check_user_settings, parse_override
     from recbole_iacn.registry import MODELS
 
     overrides = {k: parse_override(k, v) for k, v in raw.items()}
     if model in MODELS:
-        defaults = settings.defaults(MODELS[model].config_files, dataset, with_recbole=True)
-        for key, value in overrides.items():
-            settings.check(key, value, defaults.get(key), where="from the command line")
-        for line in settings.unknown_key_warnings(k for k in overrides if k not in defaults):
-            print(f"warning: --{line}", file=sys.stderr)
+        for line in check_user_settings(MODELS[model].config_files, dataset, (), overrides,
+                                        where="from the command line", prefix="--"):
+            print(f"warning: {line}", file=sys.stderr)
     return overrides
 
 
 def check_config_files(config_files, model: str, dataset: str) -> None:
     """The settings of ``--config_files`` are checked as ``--key=value`` ones are (plugin models); unknown
     keys get a warning on stderr."""
-    from recbole_iacn import settings
-    from recbole_iacn.config import check_config_files as check_files
+    from recbole_iacn.config import check_user_settings
     from recbole_iacn.registry import MODELS
 
     if model not in MODELS or not config_files:
         return
-    defaults = settings.defaults(MODELS[model].config_files, dataset, with_recbole=True)
-    for line in check_files(config_files, defaults):
+    for line in check_user_settings(MODELS[model].config_files, dataset, config_files):
         print(f"warning: {line}", file=sys.stderr)
 
 
@@ -148,7 +144,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(help_text(raw.get("model", DEFAULT_MODEL), raw.get("dataset", DEFAULT_DATASET)))
             return 0
         model = raw.pop("model", DEFAULT_MODEL)
-        dataset = raw.pop("dataset", DEFAULT_DATASET)
+        from recbole_iacn.settings import check_dataset_name
+
+        dataset = check_dataset_name(raw.pop("dataset", DEFAULT_DATASET))
         from recbole_iacn.config import iter_config_files
 
         config_files = iter_config_files(raw.pop("config_files", None))
@@ -162,11 +160,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             from recbole_iacn.tune import run_study_from_cli
 
             return run_study_from_cli(model, dataset, config_files, overrides, tune_space)
+        from recbole_iacn.errors import UnknownSettingWarning
         from recbole_iacn.quick_start import run
 
-        result = run(model, dataset, config_files, overrides)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with warnings.catch_warnings():  # printed above already, in the command line's words
+            warnings.simplefilter("ignore", UnknownSettingWarning)
+            result = run(model, dataset, config_files, overrides)
+    except UserError as exc:  # (one stopped by Ctrl-C, exit 130, says 'interrupted', as below)
+        print(f"{'' if exc.exit_code == Interrupted.exit_code else 'error: '}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit 130 as shells do
         message = exc.message() if isinstance(exc, Interrupted) else "interrupted"

@@ -127,10 +127,33 @@ def parse_override(key: str, text: str):
 
 def check_override_types(overrides: dict, defaults: dict) -> None:
     """Check ``--key=value`` overrides with :func:`recbole_iacn.settings.check` (kept for callers)."""
+    check_overrides(overrides, defaults)
+
+
+def check_overrides(overrides: dict, defaults: dict, where: str = "from the command line", prefix: str = "",
+                    known: Optional[set] = None) -> List[str]:
+    """Check every override (``--key=value`` or the Python API's ``config_dict``) with
+    :func:`recbole_iacn.settings.check`: declared settings against their declaration, RecBole's other keys
+    against the type of their default. Returns one warning per key that nothing knows (``prefix`` before
+    it, e.g. ``--``): RecBole accepts those silently and uses its default instead."""
     from recbole_iacn import settings
 
     for key, value in overrides.items():
-        settings.check(key, value, defaults.get(key), where="from the command line")
+        settings.check(str(key), value, defaults.get(key), where=where)
+    unknown = [str(k) for k in overrides if k not in defaults]
+    return [prefix + line for line in settings.unknown_key_warnings(unknown, known)]
+
+
+def check_user_settings(model_files: Iterable[str], dataset: str, config_files: Iterable[str] = (),
+                        overrides: Optional[dict] = None, where: str = "in config_dict", prefix: str = "") -> List[str]:
+    """Check a plugin model's ``config_files`` and ``overrides`` against its defaults (the files of
+    :func:`default_layers`); raises :class:`ConfigError` on a bad value, returns the unknown-key warnings."""
+    from recbole_iacn import settings
+
+    defaults = settings.defaults(model_files, dataset, with_recbole=True)
+    known = settings.known_keys()
+    lines = check_config_files(iter_config_files(config_files), defaults, known)
+    return lines + check_overrides(dict(overrides or {}), defaults, where, prefix, known)
 
 
 def load_defaults(spec, dataset: str) -> dict:

@@ -79,6 +79,11 @@ class MissingExtraError(UserError, ImportError):
     exit_code = 3
 
 
+class UnknownSettingWarning(UserWarning):
+    """A setting that no YAML default and no declaration knows (a misspelling, mostly): RecBole accepts it
+    silently and uses the default of the setting that was meant."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) during training: ``checkpoint`` is the best checkpoint written so far, or None.
 

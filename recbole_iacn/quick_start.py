@@ -37,6 +37,9 @@ class Prepared:
 
 def make_config(model: str, dataset: str, config_file_list=None, config_dict=None):
     """``(config, spec, model_class)`` for a model name, plugin or RecBole."""
+    from recbole_iacn.settings import check_dataset_name
+
+    check_dataset_name(dataset, option="dataset", parent="data_path")
     compat.apply()
     spec, model_class = registry.resolve(model)
     config = IaCNConfig(model_class, dataset, config_file_list, config_dict, plugin=spec is not None)
@@ -47,7 +50,7 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     """Configuration, dataset and dataloaders, as RecBole's ``run_recbole`` builds them (plugin models:
     the loaders chosen by ``data_loader``, see :mod:`recbole_iacn.data.loader`)."""
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
     config, spec, model_class = make_config(model, dataset, config_file_list, config_dict)
     plugin = spec is not None
@@ -70,6 +73,23 @@ def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -
     logger.info(data)
     train_data, valid_data, test_data = build_loaders(config, data)
     return Prepared(config, data, train_data, valid_data, test_data, plugin, model_class)
+
+
+def init_logger(config) -> None:
+    """RecBole's ``init_logger``, with a log file of this run's own: RecBole names it by model, dataset, the
+    second and a hash of the settings, so two runs started together with the same settings appended to one
+    file. The time stamp gets the process id and a random suffix, as checkpoint names do."""
+    import secrets
+
+    import recbole.utils.logger as recbole_logger
+
+    stamp = recbole_logger.get_local_time
+    suffix = f"p{os.getpid()}-{secrets.token_hex(2)}"
+    recbole_logger.get_local_time = lambda *args, **kwargs: f"{stamp(*args, **kwargs)}-{suffix}"
+    try:
+        recbole_logger.init_logger(config)
+    finally:
+        recbole_logger.get_local_time = stamp
 
 
 def _check_raw_dataset(config) -> None:
@@ -134,6 +154,10 @@ def run(
 
     if prepared is None and "local_rank" not in (config_dict or {}):  # not already a rank
         from recbole_iacn.distributed import launch, pop_settings
+        from recbole_iacn.settings import check_dataset_name
+
+        check_dataset_name(dataset, option="dataset", parent="data_path")
+        check_settings(model, dataset, config_file_list, config_dict)
 
         settings, config_dict = pop_settings(
             config_dict, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset
@@ -180,6 +204,24 @@ def run(
     }
 
 
+def check_settings(model: str, dataset: str, config_file_list=None, config_dict=None) -> None:
+    """The Python API checks a plugin model's settings as the command line does: a bad value is a
+    :class:`ConfigError` naming ``config_dict`` or the file and line, an unknown key an
+    :class:`~recbole_iacn.errors.UnknownSettingWarning` (RecBole would silently use the default instead)."""
+    import warnings
+
+    from recbole_iacn.config import check_user_settings
+    from recbole_iacn.errors import UnknownSettingWarning
+
+    if model not in registry.MODELS:
+        return
+    if config_dict is not None and not isinstance(config_dict, dict):
+        raise ConfigError(f"config_dict must be a dict of settings, not {type(config_dict).__name__}.")
+    for line in check_user_settings(registry.MODELS[model].config_files, dataset, config_file_list or (), config_dict,
+                                    where="in config_dict", prefix="config_dict: "):
+        warnings.warn(line, UnknownSettingWarning, stacklevel=3)
+
+
 def format_metrics(values: dict) -> str:
     """``auc : 0.7624    logloss : 0.5894``: metrics as plain numbers, 4 decimals."""
     return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in values.items())
@@ -209,35 +251,41 @@ class LoadedModel:
     def encode(self, records):
         """Raw records (dicts or a DataFrame with token strings; behaviour lists as space-separated
         strings or lists, oldest first) → a RecBole ``Interaction`` of ids. Unknown tokens map to
-        [PAD] (0) and are left out of behaviour lists; the candidate's category is looked up from the
-        item when absent."""
-        import pandas as pd
+        [PAD] (0); an unknown behaviour is left out of the item and the category list together (the two
+        lists must be equally long, as in the atomic files); a whole number given for a token (``49.0``)
+        is read as its integer token (``"49"``); the candidate's category is looked up from the item
+        when absent."""
         import torch
         from recbole.data.interaction import Interaction
 
         frame = _records_frame(records)
         s = self.schema
+        indexes = {}
+
+        def index_of(name):
+            if name not in indexes:
+                vocab = s.vocab.get(name) or s.vocab.get(_vocab_owner(s, name), [])
+                indexes[name] = {token: i for i, token in enumerate(vocab)}
+            return indexes[name]
+
         data = {}
+        for name, ids in self._behaviour_ids(frame, index_of).items():
+            rows = torch.zeros(len(frame), s.fields[name].seq_len, dtype=torch.long)
+            for r, row_ids in enumerate(ids):
+                row_ids = row_ids[-s.fields[name].seq_len:]
+                rows[r, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+            data[name] = rows
         for name, info in s.fields.items():
-            if name in (s.label_field, s.history_length_field):
+            if name in (s.label_field, s.history_length_field) or name not in frame:
                 continue
-            vocab = s.vocab.get(name) or s.vocab.get(_vocab_owner(s, name), [])
-            index = {token: i for i, token in enumerate(vocab)}
             if info.type == "token":
-                if name not in frame:
-                    continue
                 absent = [r for r, v in enumerate(frame[name]) if v is None or (isinstance(v, float) and v != v)]
                 if absent:
                     raise DataFormatError(f"records[{absent[0]}] has no value for {name}; give it in every record.")
-                data[name] = torch.tensor([index.get(str(v), 0) for v in frame[name]], dtype=torch.long)
-            elif info.type == "token_seq" and name in frame:
-                rows = torch.zeros(len(frame), info.seq_len, dtype=torch.long)
-                for r, value in enumerate(frame[name]):
-                    tokens = _behaviours(value, name, r)
-                    ids = [index[str(t)] for t in tokens if str(t) in index][-info.seq_len:]
-                    rows[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-                data[name] = rows
-            elif info.type == "float" and name in frame:
+                index = index_of(name)
+                data[name] = torch.tensor([index.get(_token(v, name, r), 0) for r, v in enumerate(frame[name])],
+                                          dtype=torch.long)
+            elif info.type == "float":
                 try:
                     data[name] = torch.tensor(frame[name].astype(float).to_numpy(), dtype=torch.float)
                 except (TypeError, ValueError):
@@ -255,6 +303,33 @@ class LoadedModel:
                 f"needs {', '.join(self.required_fields())} (behaviour lists as space-separated strings or lists)."
             )
         return Interaction(data)
+
+    def _behaviour_ids(self, frame, index_of) -> dict:
+        """``{token_seq field: [ids of each record]}``. The behaviour item and category lists are read in
+        pairs: they must be equally long, and a position whose item or category is unknown is left out of
+        both, so the lists stay aligned."""
+        s = self.schema
+        names = [n for n, f in s.fields.items() if f.type == "token_seq" and n in frame]
+        tokens = {n: [[_token(t, n, r) for t in _behaviours(v, n, r)] for r, v in enumerate(frame[n])] for n in names}
+        paired = [n for n in (s.history_item_field, s.history_category_field) if n in tokens]
+        if len(paired) == 2:
+            items, cats = (tokens[n] for n in paired)
+            for r, (i, c) in enumerate(zip(items, cats)):
+                if len(i) != len(c):
+                    raise DataFormatError(
+                        f"records[{r}]: {paired[0]} has {len(i)} behaviours but {paired[1]} has {len(c)}; give "
+                        "one category per behaviour item, in the same order."
+                    )
+        ids = {n: [[index_of(n).get(t) for t in row] for row in tokens[n]] for n in names}
+        keep = None
+        if paired:
+            keep = [[all(ids[n][r][k] is not None for n in paired) for k in range(len(ids[paired[0]][r]))]
+                    for r in range(len(frame))]
+        return {
+            n: [[i for k, i in enumerate(row) if (keep[r][k] if n in paired else i is not None)]
+                for r, row in enumerate(ids[n])]
+            for n in names
+        }
 
     def required_fields(self):
         s = self.schema
@@ -304,6 +379,23 @@ def _behaviours(value, name, row) -> list:
             return tokens
     raise DataFormatError(f"records[{row}]: {name} is {value!r}; a behaviour list is a space-separated string "
                           "('12 7 50') or a list of tokens, oldest first (an empty one is '' or []).")
+
+
+def _token(value, name, row) -> str:
+    """A token as the vocabulary holds it: strings as they are, whole numbers (``49``, ``49.0``) as their
+    integer's digits; a fractional number cannot be a token."""
+    import numbers
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return str(int(value))
+        raise DataFormatError(f"records[{row}]: {name} is {value!r}, a fractional number, but {name} is a token "
+                              "field; give its token as a string (e.g. '49').")
+    return str(value)
 
 
 def _vocab_owner(schema, name):

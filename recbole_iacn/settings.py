@@ -324,6 +324,32 @@ def known_keys() -> set:
     return keys
 
 
+def check_dataset_name(name: Any, option: str = "--dataset", parent: str = "--data_path") -> str:
+    """``name`` if it can name a dataset: one plain folder name, since it names the folder ``<name>/`` under
+    ``parent`` and the files ``<name>.train.inter`` ... in it. Empty, ``.``, ``..``, a path (``a/b``,
+    ``../x``, ``/abs``) or a name starting with ``.`` (hidden files) is a :class:`ConfigError`."""
+    import os
+
+    text = str(name) if name is not None else ""
+    separators = [sep for sep in ("/", os.sep, os.altsep) if sep]
+    problem = None
+    if not text.strip():
+        problem = "it is empty"
+    elif any(sep in text for sep in separators):
+        problem = "it is a path, not a name"
+    elif text.startswith("."):
+        problem = "it starts with '.' ('.' and '..' are folders, other such names make hidden files)"
+    elif "\0" in text or text != text.strip():
+        problem = "it holds a NUL character or starts or ends with white space"
+    if problem:
+        raise ConfigError(
+            f"{option}={text!r} is not a valid dataset name: {problem}. The name is one plain folder name (it names "
+            f"the folder <name>/ and the files <name>.train.inter ... in it), e.g. {option}=ml-100k; choose where "
+            f"that folder is with {parent}."
+        )
+    return text
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)

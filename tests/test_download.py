@@ -6,10 +6,12 @@ URL table is pointed at it. Nothing here reaches any other address.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from recbole_iacn.data.prepare import resolve_ctr_dataset
 from recbole_iacn.errors import DatasetNotFoundError
 
 NAME = "amazon-books"
+STALL_SECONDS = 3
 ARCHIVE = "Amazon_Books.zip"
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 ITEM_HEADER = ("item_id:token\tsales_type:token\tsales_rank:float\tcategories:token_seq\ttitle:token\t"
@@ -56,7 +59,9 @@ def amazon_books_zip(compression=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    routes: dict = {}  # path -> (body, mode): mode "ok", or "cut" (stop half way through the body)
+    # path -> (body, mode): mode "ok", "cut" (stop half way through the body), "no-length" (no Content-Length:
+    # the body ends when the connection closes) or "stall" (send half the body, then wait STALL_SECONDS)
+    routes: dict = {}
 
     def log_message(self, *args):  # keep the test output clean
         pass
@@ -64,7 +69,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _headers(self, body):
         self.send_response(200)
         self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(len(body)))
+        if self.routes[self.path][1] != "no-length":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
 
     def do_HEAD(self):
@@ -79,29 +85,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         body, mode = self.routes[self.path]
         self._headers(body)
-        if mode == "cut":
+        if mode in ("cut", "stall"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
+            if mode == "stall":
+                time.sleep(STALL_SECONDS)
             self.close_connection = True
             return
         self.wfile.write(body)
+        if mode == "no-length":
+            self.close_connection = True
 
 
-@pytest.fixture
-def server(monkeypatch):
+@contextlib.contextmanager
+def serve(monkeypatch):
     """A 127.0.0.1 server; RecBole's URL table points amazon-books (and one unserved name) at it."""
     routes = {}
     handler = type("RouteHandler", (Handler,), {"routes": routes})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True  # a stalled answer does not hold the shutdown
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     table = {NAME: f"{base}/{ARCHIVE}", "amazon-gone": f"{base}/Amazon_Gone.zip"}
     monkeypatch.setattr(download, "url_table", lambda: dict(table))
     routes[f"/{ARCHIVE}"] = (amazon_books_zip(), "ok")
-    yield routes
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield routes
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with serve(monkeypatch) as routes:
+        yield routes
 
 
 def no_terminal(monkeypatch):

@@ -10,19 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (
-    DEFAULT_MAX_HISTORY,
-    DEFAULT_SEED,
-    DEFAULT_TEST_RATIO,
-    DEFAULT_VALID_RATIO,
-    DataError,
-    NEG_SAMPLINGS,
-    PROTOCOLS,
-)
+from recbole_iacn.errors import UserError
+
+# .common (numpy, pandas) is imported inside the functions: main() turns a Ctrl-C during those imports into
+# 'interrupted', exit 130, which it could not do for one at this module's import
 
 DEFAULT_OUT = "dataset"
 AUTO_MAX_HISTORY = "auto"  # = recbole_iacn.data.ctr.AUTO_MAX_HISTORY (ctr imports numpy; kept out of --help)
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 def _max_history(text: str):
@@ -37,6 +33,8 @@ def _max_history(text: str):
 
 def _common_options(parser: argparse.ArgumentParser, default_name, default_protocol=None) -> None:
     """Options every subcommand has."""
+    from .common import (DEFAULT_MAX_HISTORY, DEFAULT_SEED, DEFAULT_TEST_RATIO, DEFAULT_VALID_RATIO,
+                         NEG_SAMPLINGS, PROTOCOLS)
     parser.add_argument("--out", default=DEFAULT_OUT, help="parent folder; the dataset goes to <out>/<name>/ "
                         f"(default: {DEFAULT_OUT})")
     parser.add_argument("--name", default=default_name, required=default_name is None,
@@ -97,9 +95,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(args) -> dict:
     """Dispatch a parsed command: build into a temporary sibling folder, then move it into place."""
-    from .staging import build_in_place
+    from .staging import build_in_place, target_folder
 
-    return build_in_place(Path(args.out) / args.name, args.name, lambda staging: _build(args, staging))
+    return build_in_place(target_folder(args.out, args.name), args.name, lambda staging: _build(args, staging))
 
 
 def _build(args, out_dir: Path) -> dict:
@@ -134,12 +132,15 @@ def _build(args, out_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit status."""
-    args = make_parser().parse_args(argv)
     try:
+        args = make_parser().parse_args(argv)
         summary = run(args)
-    except (DataError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do; the build left nothing in place
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     from .ctr import format_summary
 
     print(format_summary(summary))

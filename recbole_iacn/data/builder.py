@@ -12,16 +12,20 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from recbole_iacn.checkpoint import interrupts_kept
+
 from .common import (
     DEFAULT_CATEGORY,
     DEFAULT_NEG_SAMPLING,
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
+    FIRST_DATA_LINE,
     DataError,
     MissingFieldError,
     check_existing_file,
     intern_tokens,
+    no_wider_first_row,
     read_header,
     sanitize_category,
     sanitize_token,
@@ -32,7 +36,6 @@ from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 CATEGORY_FIELD_CANDIDATES = ("cate_id", "category", "categories", "class")
 BUNDLED_ML100K = "ml-100k"
 #: Data rows start on this 1-based file line (line 1 is the typed header).
-FIRST_DATA_LINE = 2
 
 
 def default_ml100k_source() -> Tuple[str, str]:
@@ -61,10 +64,11 @@ def read_atomic_columns(path: Path, wanted: List[str], required: Optional[List[s
     # every column is read (not usecols=wanted): only then does the parser refuse a row with more fields
     # than the header declares, instead of silently dropping the extra ones
     try:
-        frame = pd.read_csv(
-            path, sep="\t", header=None, skiprows=1, names=names, dtype=str, index_col=False,
-            keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",
-        )
+        with interrupts_kept(), no_wider_first_row(path, len(names)):  # Ctrl-C is not a parser error
+            frame = pd.read_csv(
+                path, sep="\t", header=None, skiprows=1, names=names, dtype=str, index_col=False,
+                keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",
+            )
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: {str(exc).strip()} (a row has more tab-separated fields than the header's "
                         f"{len(names)}). Each row needs exactly one value per header field.") from None

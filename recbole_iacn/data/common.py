@@ -5,6 +5,7 @@ Everything here is stdlib/numpy/pandas only: importing it never pulls in torch, 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import re
@@ -34,6 +35,8 @@ SPLITS = ("train", "valid", "test")
 FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 #: Line number of the typed ``name:type`` header in an atomic file.
 HEADER_LINE = 1
+#: Line number of the first row of an atomic file.
+FIRST_DATA_LINE = HEADER_LINE + 1
 #: Columns of a CTR ``.inter`` file: the config key naming each field, and its type.
 INTER_COLUMNS = (
     ("LABEL_FIELD", "float"),
@@ -171,6 +174,39 @@ def read_header(path, separator: str = "\t", encoding: str = "utf-8") -> list:
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not readable as {encoding} text ({exc}).") from None
     return parse_header(line, path, separator)
+
+
+def first_bad_width(path, columns: int):
+    """``(line number, values)`` of the first non-blank row of a tab-separated atomic file without ``columns``
+    values (None if every row has them)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if number > HEADER_LINE and raw and raw.count(b"\t") != columns - 1:
+                return number, raw.count(b"\t") + 1
+    return None
+
+
+def wrong_width_error(path, columns: int, where) -> DataFormatError:
+    """The error for the row ``where`` (from :func:`first_bad_width`) of ``path``."""
+    return DataFormatError(f"{path}:{where[0]}: {where[1]} tab-separated values, but the header has {columns} "
+                           "columns; every row of a RecBole atomic file needs one value per column.")
+
+
+@contextlib.contextmanager
+def no_wider_first_row(path, width: int):
+    """Around ``pd.read_csv(..., names=<the header's fields>, index_col=False)``: pandas refuses a later row
+    with more values than the header, but for the first row it only warns (``ParserWarning``) and drops the
+    extra values. Turn that into a :class:`DataFormatError` naming the line."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            yield
+        except pd.errors.ParserWarning:
+            where = first_bad_width(path, width) or (FIRST_DATA_LINE, "more")
+            raise wrong_width_error(path, width, where) from None
 
 
 def sanitize_token(value: str) -> str:

@@ -27,6 +27,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_iacn.data.common import HEADER_LINE, INTER_COLUMNS, ITEM_COLUMNS, inter_header, item_header, read_header
+from recbole_iacn.checkpoint import interrupts_kept
 from recbole_iacn.errors import DataFormatError
 
 TAB = "\t"
@@ -134,6 +135,8 @@ class CTRDataset(Dataset):
         separator = self.config["field_separator"]
         encoding = self.config["encoding"]
         columns, width = self._read_header(filepath, source, separator, encoding, load_col, unload_col)
+        for _, field, ftype in columns:  # before the values: a wrong type would be reported as a wrong value
+            self._check_type(filepath, field, ftype)
         bad = find_bad_row(filepath, separator, width)
         if bad is not None:
             raise DataFormatError(
@@ -152,6 +155,17 @@ class CTRDataset(Dataset):
         if source == FeatureSource.INTERACTION:
             self._inter_files.append((str(filepath), df))
         return df
+
+    def _check_type(self, where, field, ftype) -> None:
+        """A field that a CTR model reads (``REQUIRED_TYPES``) declared with another type in the header of
+        ``where`` is a :class:`DataFormatError` naming the type to write."""
+        for key, wanted in REQUIRED_TYPES.items():
+            if field and field == self.config[key] and ftype != wanted:
+                raise DataFormatError(
+                    f"{where}, line {HEADER_LINE}: {field} is declared {field}:{ftype.value}, but "
+                    f"{key} fields are {wanted.value}: write '{field}:{wanted.value}' in the header"
+                    + (" (a behaviour list holds space-separated tokens)." if wanted == FeatureType.TOKEN_SEQ else ".")
+                )
 
     def _check_history_lengths(self, filepath):
         """Each row's behaviour lists (items, categories) must be equally long: the i-th category is the
@@ -193,19 +207,20 @@ class CTRDataset(Dataset):
         positions = [p for p, _, _ in columns]
         names = [f for _, f, _ in columns]
         try:
-            df = pd.read_csv(
-                filepath,
-                sep=separator,
-                header=None,
-                skiprows=1,
-                usecols=positions,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                quoting=csv.QUOTE_NONE,
-                encoding=encoding,
-                engine="c",
-            )
+            with interrupts_kept():  # Ctrl-C during the read is not a parser error
+                df = pd.read_csv(
+                    filepath,
+                    sep=separator,
+                    header=None,
+                    skiprows=1,
+                    usecols=positions,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    quoting=csv.QUOTE_NONE,
+                    encoding=encoding,
+                    engine="c",
+                )
         except pd.errors.EmptyDataError:
             df = pd.DataFrame({p: pd.Series(dtype=str) for p in positions})
         except pd.errors.ParserError as exc:
@@ -356,15 +371,9 @@ class CTRDataset(Dataset):
                 "your fields with USER_ID_FIELD, ITEM_ID_FIELD, LABEL_FIELD, HISTORY_ITEM_FIELD, "
                 "HISTORY_CATEGORY_FIELD and ITEM_CATEGORY_FIELD (null to go without categories)."
             )
-        for key, wanted in REQUIRED_TYPES.items():
-            field = self.config[key]
-            if field and self.field2type.get(field) not in (None, wanted):
-                files = ", ".join(p for p, _ in self._inter_files) or self.dataset_path
-                raise DataFormatError(
-                    f"{files}, line {HEADER_LINE}: {field} is declared {field}:{self.field2type[field].value}, but "
-                    f"{key} fields are {wanted.value}: write '{field}:{wanted.value}' in the header"
-                    + (" (a behaviour list holds space-separated tokens)." if wanted == FeatureType.TOKEN_SEQ else ".")
-                )
+        files = ", ".join(p for p, _ in self._inter_files) or self.dataset_path
+        for field, ftype in list(self.field2type.items()):
+            self._check_type(files, field, ftype)
         lengths = sequence_lengths(self.inter_feat[self.history_item_field].values)
         empty = int((lengths == 0).sum())
         if empty:

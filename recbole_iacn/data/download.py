@@ -2,9 +2,9 @@
 
 ``--dataset=NAME`` with no files under ``data_path``: when RecBole's URL table
 (``recbole/properties/dataset/url.yaml``) lists NAME, :func:`fetch_known_dataset` downloads its atomic
-files with RecBole's own helpers (:func:`recbole.utils.url.download_url`, ``extract_zip``,
-``rename_atomic_files``) after RecBole's y/N question, or without one when ``download: true``
-(``--download=true``). With no terminal to ask and no ``--download=true`` it stops with a
+files (:func:`fetch_url`: RecBole's ``download_url`` needs a Content-Length and turns Ctrl-C into an
+error) and unpacks them with RecBole's own helpers (``extract_zip``, ``rename_atomic_files``), after
+RecBole's y/N question, or without one when ``download: true`` (``--download=true``). With no terminal to ask and no ``--download=true`` it stops with a
 :class:`DatasetNotFoundError` naming the URL, the size and the flag.
 
 Nothing half-done is ever left where a later run would take it for data: the archive is downloaded,
@@ -16,6 +16,7 @@ or Ctrl-C removes the temporary folder; one left by a killed process is removed 
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import logging
 import os
@@ -35,8 +36,10 @@ from recbole_iacn.errors import DatasetNotFoundError
 
 #: RecBole's table of downloadable datasets, relative to the recbole package.
 URL_TABLE = os.path.join("properties", "dataset", "url.yaml")
-#: Seconds to wait for the server's answer to the size (HEAD) request.
+#: Seconds to wait for the server's answer to the size (HEAD) request, and for each read of the download.
 HEAD_TIMEOUT = 15
+#: Bytes read at a time while downloading.
+DOWNLOAD_CHUNK = 1 << 20
 STAGING_PREFIX = ".{name}.download-"
 ATOMIC_SUFFIXES = (".inter", ".item", ".user", ".kg", ".link", ".net")
 #: The ``download`` setting's values that mean "download without asking".
@@ -157,7 +160,7 @@ def _clear_stale_staging(root: Path, name: str, logger) -> None:
 
 def download_into(name: str, url: str, folder, logger=None) -> Path:
     """Download, check and extract ``url`` beside ``folder``, then move its atomic files into ``folder``."""
-    from recbole.utils.url import download_url, extract_zip, rename_atomic_files
+    from recbole.utils.url import extract_zip, rename_atomic_files
 
     logger = logger or logging.getLogger()
     folder = Path(folder)
@@ -169,13 +172,13 @@ def download_into(name: str, url: str, folder, logger=None) -> Path:
         expected = remote_size(url)
         logger.info(f"Downloading dataset [{name}] from [{url}] ({describe_size(expected)}) into {staging}.")
         try:
-            archive = Path(download_url(url, str(staging)))
-        except (OSError, RuntimeError, TypeError, ValueError, urllib.error.URLError) as exc:
+            archive, sent = fetch_url(url, staging)
+        except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException) as exc:
             raise DatasetNotFoundError(
                 f"Downloading dataset {name!r} from {url} failed ({exc}); nothing was kept. Check the "
                 "connection and run the same command again: the download restarts from the beginning."
             ) from None
-        _check_archive(name, url, archive, expected)
+        _check_archive(name, url, archive, sent if sent is not None else expected)
         extracted = staging / "extracted"
         extract_zip(str(archive), str(extracted))
         archive.unlink()
@@ -192,6 +195,27 @@ def download_into(name: str, url: str, folder, logger=None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info(f"Downloaded dataset [{name}] into {folder}.")
     return folder
+
+
+def fetch_url(url: str, folder: Path, timeout: float = HEAD_TIMEOUT):
+    """Download ``url`` into ``folder`` (file named as the URL's last part); ``(path, Content-Length or None)``.
+
+    RecBole's ``download_url`` cannot be used: it needs a Content-Length (``int(None)`` otherwise), and its
+    bare ``except:`` turns Ctrl-C into "Stopped downloading" (a RuntimeError). Here the body is read until
+    the server closes it, and Ctrl-C stays a ``KeyboardInterrupt``."""
+    path = folder / (url.rpartition("/")[2].split("?")[0] or "download.zip")
+    with urllib.request.urlopen(url, timeout=timeout) as answer, open(path, "wb") as out:
+        length = answer.headers.get("Content-Length")
+        try:
+            sent = int(length) if length is not None else None
+        except ValueError:
+            sent = None
+        while True:
+            chunk = answer.read(DOWNLOAD_CHUNK)
+            if not chunk:
+                break
+            out.write(chunk)
+    return path, sent
 
 
 def _check_archive(name: str, url: str, archive: Path, expected: Optional[int]) -> None:

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from recbole_iacn.checkpoint import follow_umask, process_alive
 from recbole_iacn.data.common import SPLITS
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
@@ -176,6 +177,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
+        follow_umask(tmp)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -184,16 +186,6 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 def staging_prefix() -> str:
     """Prefix of this process's staging folders: ``.ctr-HOST-PID-``."""
     return f".{VIEW_FOLDER}-{socket.gethostname()}-{os.getpid()}-"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def remove_stale_staging(parent, started: float | None = None, logger=None) -> list[Path]:
@@ -211,7 +203,7 @@ def remove_stale_staging(parent, started: float | None = None, logger=None) -> l
         rest = path.name[len(host_prefix):] if path.name.startswith(host_prefix) else None
         if rest is not None:
             pid = rest.split("-", 1)[0]
-            stale = pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid))
+            stale = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
         else:
             legacy = "-" not in path.name[len(VIEW_FOLDER) + 2:]
             try:
@@ -256,6 +248,7 @@ def build_view(source, view, name, wanted: dict, logger=None, progress: bool = F
         else:
             summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
         record_verified(staging, name)
+        follow_umask(staging, folder=True)  # mkdtemp made it 0700
         if view.exists():
             shutil.rmtree(view)
         os.replace(staging, view)

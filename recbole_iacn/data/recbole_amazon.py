@@ -35,6 +35,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from recbole_iacn.checkpoint import interrupts_kept
+
 from .amazon import drop_duplicate_reviews
 from .builder import CATEGORY_FIELD_CANDIDATES, FIRST_DATA_LINE
 from .common import (
@@ -46,9 +48,12 @@ from .common import (
     DataError,
     MissingFieldError,
     check_existing_file,
+    first_bad_width,
+    no_wider_first_row,
     read_header,
     sanitize_category,
     sanitize_token,
+    wrong_width_error,
 )
 from .category_tree import CategoryTree
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
@@ -104,6 +109,18 @@ class TokenTable:
         return out
 
 
+def _chunks(reader, path: Path, width: int):
+    """The chunks of ``reader``, a first row wider than the header refused (:func:`no_wider_first_row`), and
+    Ctrl-C during a read kept a ``KeyboardInterrupt`` (:func:`~recbole_iacn.checkpoint.interrupts_kept`)."""
+    iterator = iter(reader)
+    while True:
+        with interrupts_kept(), no_wider_first_row(path, width):
+            chunk = next(iterator, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
 def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, progress: bool = False):
     """``(user, item, time, user_tokens, item_tokens)`` of a RecBole ``.inter`` file, read in chunks."""
     names = [f for f, _ in read_header(path)]
@@ -118,12 +135,14 @@ def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, 
     line = FIRST_DATA_LINE
     with open(path, "rb") as handle, _progress(path.stat().st_size, f"reading {path.name}", progress) as bar:
         try:
+            # every column is read (no usecols): only then does the parser refuse a row with more values than
+            # the header, instead of silently dropping them
             reader = pd.read_csv(
-                handle, sep="\t", header=None, skiprows=1, names=names, usecols=[user_field, item_field, time_field],
+                handle, sep="\t", header=None, skiprows=1, names=names, index_col=False,
                 dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8",
                 engine="c", chunksize=CHUNK_ROWS,
             )
-            for chunk in reader:
+            for chunk in _chunks(reader, path, len(names)):
                 times = pd.to_numeric(chunk[time_field], errors="coerce").to_numpy(dtype=np.float64)
                 bad = np.flatnonzero(np.isnan(times))
                 if bad.size:
@@ -138,11 +157,9 @@ def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, 
         except DataError:
             raise
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-            where = _first_bad_width(path, len(names))
+            where = first_bad_width(path, len(names))
             if where is not None:
-                raise DataError(f"{path}:{where[0]}: {where[1]} tab-separated values, but the header has "
-                                f"{len(names)} columns; every row of a RecBole atomic file needs one value per "
-                                "column.") from None
+                raise wrong_width_error(path, len(names), where) from None
             raise DataError(f"{path}: {exc} (line numbers count the header as line 1). Every row of a RecBole "
                             f"atomic file needs one tab-separated value per header column ({len(names)}), in "
                             "UTF-8.") from None
@@ -150,16 +167,6 @@ def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, 
     item = np.concatenate(item_parts) if item_parts else np.zeros(0, dtype=np.int32)
     stamp = np.concatenate(time_parts) if time_parts else np.zeros(0, dtype=np.float64)
     return user, item, stamp, users.tokens(), items.tokens()
-
-
-def _first_bad_width(path: Path, columns: int):
-    """``(line number, values)`` of the first non-blank row without ``columns`` tab-separated values."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if number > 1 and raw and raw.count(b"\t") != columns - 1:
-                return number, raw.count(b"\t") + 1
-    return None
 
 
 def k_core(user: np.ndarray, item: np.ndarray, k: int = K_CORE):
@@ -245,10 +252,10 @@ def read_item_profiles(item_path: Path, item_field: str, wanted: Dict[str, int],
         try:
             # pandas wrote the file (csv quoting: a field holding '"' is quoted): read it the same way.
             reader = pd.read_csv(
-                handle, sep="\t", header=None, skiprows=1, names=fields, usecols=[item_field, cat_field], dtype=str,
+                handle, sep="\t", header=None, skiprows=1, names=fields, index_col=False, dtype=str,
                 keep_default_na=False, na_filter=False, encoding="utf-8", engine="c", chunksize=CHUNK_ROWS,
             )
-            for chunk in reader:
+            for chunk in _chunks(reader, item_path, len(fields)):
                 counts["item_file_rows"] += len(chunk)
                 values = chunk[cat_field].tolist()
                 codes = [profile_of.setdefault(v, len(profile_of)) for v in values]
@@ -259,6 +266,8 @@ def read_item_profiles(item_path: Path, item_field: str, wanted: Dict[str, int],
                 for row in np.flatnonzero(wanted_codes.notna().to_numpy()).tolist():
                     item_profile.setdefault(int(wanted_codes.iloc[row]), codes[row])
                 bar.update(handle.tell() - bar.n)
+        except DataError:
+            raise
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
             raise DataError(f"{item_path}: {exc} (line numbers count the header as line 1). Every row needs one "
                             f"tab-separated value per header column ({len(fields)}), in UTF-8.") from None

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from logging import getLogger
 from typing import List, Optional
 
-from recbole_iacn.distributed.settings import DistributedSettings, check_gpus, check_port
+from recbole_iacn.distributed.settings import DistributedSettings, check_cpus, check_gpus, check_port
 from recbole_iacn.errors import UserError
 
 #: Test hook: ``RECBOLE_IACN_TEST_FAIL_RANK=1`` makes local rank 1 raise in its second training batch.
@@ -46,7 +46,11 @@ class LaunchInterrupted(UserError):
 
     def __init__(self, signum: int):
         name = signal.Signals(signum).name
-        super().__init__(f"Stopped by {name}: every rank of the multi-process run was stopped too.")
+        if signum == signal.SIGINT:  # Ctrl-C: the command line's one 'interrupted' line, exit 130
+            message = "interrupted; every rank of the multi-process run was stopped too."
+        else:
+            message = f"Stopped by {name}: every rank of the multi-process run was stopped too."
+        super().__init__(message)
         self.exit_code = 128 + signum
 
 
@@ -66,6 +70,7 @@ def launch(model: str, dataset: str, config_file_list, config_dict: dict, saved:
                          "the tensor loader is single-process.")
         config_dict = {**config_dict, "data_loader": "recbole"}
     check_gpus(settings, config)
+    check_cpus(settings, config)
     check_port(settings)
     if spec is not None:  # build the CTR view once, before the ranks read it
         from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset

@@ -108,6 +108,30 @@ def check_gpus(settings: DistributedSettings, values) -> None:
         )
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_cpus(settings: DistributedSettings, values) -> None:
+    """On CPUs every local process needs a core of its own: more ranks than cores only share them (and each
+    holds the dataset in memory), so ``--nproc=1000`` would exhaust the machine instead of training."""
+    if uses_gpu(values):
+        return
+    cores = available_cores()
+    if settings.nproc > cores:
+        raise ConfigError(
+            f"--nproc={settings.nproc} starts {settings.nproc} CPU processes, but this machine lets this run use "
+            f"{cores} CPU core(s); more processes than cores only share them, and each holds the dataset in "
+            f"memory. Use --nproc={cores} or fewer (or GPUs, one per process)."
+        )
+
+
 def check_port(settings: DistributedSettings) -> None:
     """On the machine of rank 0 (``group_offset`` 0), ``ip:port`` must be free and local."""
     if settings.group_offset != 0:

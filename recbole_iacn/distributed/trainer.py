@@ -109,7 +109,10 @@ class DistributedTrainerMixin:
             if global_rank() == 0:
                 self._load_weights(checkpoint_file)
                 self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-            broadcast_module_state(self.model)
+        # every rank scores its shard with rank 0's weights and buffers: the checkpoint's. The parameters
+        # agree after each step, but batch-norm running statistics (Dice, BatchNorm) are updated by each
+        # rank's own batches, so a validation with each rank's own would not be what the checkpoint scores.
+        broadcast_module_state(self.model)
         self.eval_collector.positions = list(iter(eval_data.sampler))
         self.eval_collector.device = self.device
         try:

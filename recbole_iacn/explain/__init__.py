@@ -24,9 +24,21 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from recbole_iacn.checkpoint import check_output_folder
 from recbole_iacn.errors import ConfigError, DatasetNotFoundError
-from recbole_iacn.explain.core import InterestExplainer, interest_purity, rank_items, recovery
 from recbole_iacn.explain.histories import UserHistory, dataset_folder, default_data_location, read_histories
+
+#: imported from :mod:`recbole_iacn.explain.core` (torch) on first use, so that ``python -m
+#: recbole_iacn.explain`` imports torch inside its main, whose handler makes a Ctrl-C exit 130
+_CORE = ("InterestExplainer", "interest_purity", "rank_items", "recovery")
+
+
+def __getattr__(name):
+    if name in _CORE:
+        from recbole_iacn.explain import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "InterestExplainer",
@@ -136,10 +148,14 @@ def explain(model_file, users: Sequence[str], candidate: Optional[str] = None, t
     With ``out``, writes ``out/explanations.json`` and, unless ``plots`` is False, one picture
     ``out/user_<id>.png`` per user. Returns the JSON document (``document["users"]`` the records).
     """
+    if out is not None:
+        check_output_folder(out, "--out")
     if out is not None and plots:
         from recbole_iacn.explain.plot import require_matplotlib
 
         require_matplotlib()  # before any work: say it now, not after the JSON
+    from recbole_iacn.explain.core import InterestExplainer
+
     explainer = InterestExplainer.from_checkpoint(model_file, device=device)
     histories = load_histories(explainer, users, data_path, dataset, history)
     records = explainer.explain(histories, candidate=candidate, top=top)
@@ -162,6 +178,10 @@ def retrieve(model_file, users: Sequence[str], top: int = 50, data_path=None, da
              history=None, exclude_history: bool = True, out=None, device: str = "cpu") -> dict:
     """Rank the whole catalogue for each user by ``max_k R_score`` (the capsule network as a
     MIND-style candidate generator). With ``out``, writes ``out/retrieved.json``."""
+    if out is not None:
+        check_output_folder(out, "--out")
+    from recbole_iacn.explain.core import InterestExplainer
+
     explainer = InterestExplainer.from_checkpoint(model_file, device=device)
     histories = load_histories(explainer, users, data_path, dataset, history)
     records = explainer.retrieve(histories, top=top, exclude_history=exclude_history)

@@ -91,6 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError as exc:  # compat.CompatibilityError (as run_recbole_iacn.py)
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do (the JSON is written atomically)
+        print("interrupted", file=sys.stderr)
+        return 130
     if args.out is None:
         print(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False))
     else:

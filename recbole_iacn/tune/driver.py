@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 
 import yaml
 
+from recbole_iacn.checkpoint import check_output_folder
 from recbole_iacn.errors import ConfigError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
@@ -37,7 +38,8 @@ LOGGING_KEYS = ("state", "show_progress")  # may differ when a study is resumed
 CONTENTS_KEY = "config_file_contents"
 SPACE_FILE_KEY = "space_file"
 #: entries added to study.yaml later: a study stored without them is resumed without comparing them
-NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY)
+DEFAULTS_KEY = "default_file_contents"
+NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY, DEFAULTS_KEY)
 
 
 class OptionalDependencyError(UserError, ImportError):
@@ -268,15 +270,29 @@ def config_contents(config_files) -> dict:
     return contents
 
 
+def default_files(model: str, dataset: str) -> List[str]:
+    """Every YAML default file a trial of ``model`` reads before the user's ``--config_files``: RecBole's and
+    this package's (:func:`recbole_iacn.config.default_layers`) for a plugin model, RecBole's ``overall.yaml``
+    for a RecBole model."""
+    from recbole_iacn.config import default_layers, recbole_properties_dir
+    from recbole_iacn.registry import MODELS
+
+    if model in MODELS:
+        return [str(p) for p in default_layers(MODELS[model].config_files, dataset)]
+    recbole = recbole_properties_dir()
+    return [str(recbole / "overall.yaml")] if recbole is not None else []
+
+
 def study_definition(model, dataset, space: StudySpace, config_files, overrides) -> dict:
     """What must match for a stored study to be resumed (logging settings may change): the model, data,
-    search space, overrides, and the contents (digest and settings) of every config file and of the
-    search-space file."""
+    search space, overrides, and the contents (digest and settings) of every config file, of every default
+    file (an edit of the package's or RecBole's YAML defaults) and of the search-space file."""
     overrides = {k: v for k, v in overrides.items() if k not in LOGGING_KEYS}
     return yaml.safe_load(yaml.safe_dump(plain({
         "model": model, "dataset": dataset, "space": space.definition(),
         "config_files": list(config_files), "overrides": overrides,
         CONTENTS_KEY: config_contents(config_files),
+        DEFAULTS_KEY: config_contents(default_files(model, dataset)),
         SPACE_FILE_KEY: {"path": os.path.abspath(space.path), "sha256": file_digest(space.path)},
     })))
 
@@ -333,16 +349,18 @@ def _describe(key: str, stored: dict, wanted: dict) -> str:
     if key.startswith(SPACE_FILE_KEY + "."):
         path = (wanted.get(SPACE_FILE_KEY) or {}).get("path")
         return f"the search-space file {path} was edited since the study started"
-    if key.startswith(CONTENTS_KEY + "."):
-        rest = key[len(CONTENTS_KEY) + 1:]
-        path = next((p for p in sorted({**stored.get(CONTENTS_KEY, {}), **wanted.get(CONTENTS_KEY, {})},
+    for contents, what in ((CONTENTS_KEY, "config file"), (DEFAULTS_KEY, "default file")):
+        if not key.startswith(contents + "."):
+            continue
+        rest = key[len(contents) + 1:]
+        path = next((p for p in sorted({**(stored.get(contents) or {}), **(wanted.get(contents) or {})},
                                        key=len, reverse=True) if rest.startswith(p)), rest)
         inner = rest[len(path) + 1:]
         if inner.startswith("settings."):
-            return f"config file {path}: {inner[len('settings.'):]} was {short(old)}, now {short(new)}"
+            return f"{what} {path}: {inner[len('settings.'):]} was {short(old)}, now {short(new)}"
         if inner == "sha256":
-            return f"config file {path} was edited since the study started"
-        return f"config file {path} changed"
+            return f"{what} {path} was edited since the study started"
+        return f"{what} {path} changed"
     return f"{key} was {short(old)}, now {short(new)}"
 
 
@@ -392,6 +410,7 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     options = options or StudyOptions()
     apply_options(space, options)
     require_search_backend(space)
+    check_output_folder(options.storage_path or DEFAULT_STORAGE, "--tune_storage")
     overrides, config_files = absolute_paths(merge_overrides(space, dict(overrides or {})), list(config_files or []))
     config, plugin = driver_config(model, dataset, config_files, {**overrides, **space.fixed()})
     check_params(space, config.final_config_dict)

@@ -45,14 +45,17 @@ def trial_table(results, tuned: List[str]) -> List[dict]:
     status, checkpoint and error of Ray's ``Result`` objects; best-so-far metrics become ``valid_*``."""
     last = {r["trial_id"]: r for r in results.get_dataframe().to_dict("records")}
     rows = []
-    for result in results:
-        trial_id = Path(result.path).name.removeprefix("trial_")
+    for index, result in enumerate(results):
+        # a trial still PENDING when the study was interrupted has no config (and may have no folder) yet
+        config = getattr(result, "config", None) or {}
+        path = getattr(result, "path", None)
+        trial_id = Path(path).name.removeprefix("trial_") if path else str((result.metrics or {}).get("trial_id", index))
         report = {k: tidy(v) for k, v in last.get(trial_id, {}).items()}
         status = (STATUS_ERROR if result.error else STATUS_FINISHED if report.get(FINAL_KEY) is True
                   else STATUS_STOPPED if report.get(EPOCH_KEY) else STATUS_NOT_RUN)
         error = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1] if result.error else ""
         rows.append({
-            "trial_id": trial_id, "status": status, **{k: tidy(result.config.get(k)) for k in tuned},
+            "trial_id": trial_id, "status": status, **{k: tidy(config.get(k)) for k in tuned},
             "epochs": report.get(EPOCH_KEY),
             **{VALID_PREFIX + k.removeprefix(BEST_PREFIX): v for k, v in report.items() if k.startswith(BEST_PREFIX)},
             **{k: v for k, v in report.items() if k.startswith(TEST_PREFIX)},
