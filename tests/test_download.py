@@ -19,7 +19,7 @@ import pytest
 
 from recbole_iacn.data import download
 from recbole_iacn.data.prepare import resolve_ctr_dataset
-from recbole_iacn.errors import DatasetNotFoundError
+from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
 NAME = "amazon-books"
 STALL_SECONDS = 3
@@ -254,3 +254,14 @@ def test_command_line_no_terminal_exits_2_with_one_paragraph(tmp_path, server, m
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and "--download=true" in err and "Traceback" not in err
     assert err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("name", ["amazon-books-18", "amazon-all-beauty-23"])
+def test_amazon_2018_and_2023_names_are_refused_before_any_download(tmp_path, monkeypatch, name):
+    """Their layout is unchecked (RecSysDatasets converts the 2014 files only): refused with exit status 2 and
+    the way out, before anything is fetched or written, even with --download=true."""
+    monkeypatch.setattr(download, "fetch_known_dataset", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(DataFormatError) as info:
+        resolve_ctr_dataset(run_config(tmp_path, dataset=name, data_path=str(tmp_path / name), download=True))
+    assert info.value.exit_code == 2 and "2014" in str(info.value) and "--protocol dien" in str(info.value)
+    assert leftovers(tmp_path) == []
