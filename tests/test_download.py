@@ -256,12 +256,13 @@ def test_command_line_no_terminal_exits_2_with_one_paragraph(tmp_path, server, m
     assert err.strip().count("\n") == 0
 
 
-@pytest.mark.parametrize("name", ["amazon-books-18", "amazon-all-beauty-23"])
-def test_amazon_2018_and_2023_names_are_refused_before_any_download(tmp_path, monkeypatch, name):
-    """Their layout is unchecked (RecSysDatasets converts the 2014 files only): refused with exit status 2 and
-    the way out, before anything is fetched or written, even with --download=true."""
+@pytest.mark.parametrize("name", ["amazon-books-18", "amazon-all-beauty-23", "amazon-m2"])
+def test_amazon_names_that_are_not_the_2014_reviews_are_refused_before_any_download(tmp_path, monkeypatch, name):
+    """2018/2023: their layout is unchecked (RecSysDatasets converts the 2014 files only); amazon-m2 holds
+    sessions, not reviews. Refused with exit status 2 and the way out, before anything is fetched or written,
+    even with --download=true."""
     monkeypatch.setattr(download, "fetch_known_dataset", lambda *a, **k: pytest.fail("tried to download"))
     with pytest.raises(DataFormatError) as info:
         resolve_ctr_dataset(run_config(tmp_path, dataset=name, data_path=str(tmp_path / name), download=True))
-    assert info.value.exit_code == 2 and "2014" in str(info.value) and "--protocol dien" in str(info.value)
+    assert info.value.exit_code == 2 and "python -m recbole_iacn.data recbole" in str(info.value)
     assert leftovers(tmp_path) == []

@@ -198,8 +198,19 @@ def same_time_by_item(item: np.ndarray, item_tokens: np.ndarray) -> np.ndarray:
     return np.argsort(rank[item], kind="stable")
 
 
+#: Amazon-M2 (KDD Cup 2023): product sessions, not the review files the DIEN protocol is written for.
+SESSION_DATASET = "amazon-m2"
+
+
 def check_amazon_release(name: str) -> None:
-    """Refuse the Amazon 2018/2023 names of RecBole's url.yaml (``amazon-*-18``, ``amazon-*-23``) with a clear error."""
+    """Refuse the ``amazon-*`` names of RecBole's url.yaml that are not the 2014 review files (``amazon-*-18``,
+    ``amazon-*-23``, ``amazon-m2``) with a clear error."""
+    if name == SESSION_DATASET:
+        raise DataError(
+            f"Dataset {name!r} is Amazon-M2, a session dataset (KDD Cup 2023), not Amazon's reviews: the "
+            "DIEN-protocol builder of amazon-* does not apply. Build a CTR view from its atomic files with the "
+            f"generic builder: `python -m recbole_iacn.data recbole --source-dir DIR --source-name {name} "
+            f"--name {name}` (see dataset/README.md).")
     if _UNCHECKED_RELEASE.match(name):
         raise DataError(
             f"Dataset {name!r} is RecBole's conversion of the Amazon {'2018' if name.endswith('18') else '2023'} "
