@@ -29,6 +29,8 @@ LOSS_TYPES = ("BCE", "MSE")
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
 CTR_PROTOCOLS = ("dense", "dien")
 NEG_SAMPLINGS = ("popularity", "uniform")
+#: Values of the ``data_loader`` setting (:mod:`recbole_iacn.data.loader`).
+DATA_LOADERS = ("tensor", "recbole")
 #: torch.compile's modes (``torch.compile(mode=...)``).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -155,7 +157,7 @@ SETTINGS = _declare(
     S("compile_mode", "str", "training", "torch.compile's mode for compile_loss: reduce-overhead also captures the "
       "loss's forward and backward as CUDA graphs on a GPU", choices=COMPILE_MODES),
     S("data_loader", "str", "data", "tensor: each split's columns become tensors once, a batch is an index slice; "
-      "recbole: RecBole's loaders", choices=("tensor", "recbole")),
+      "recbole: RecBole's loaders", choices=DATA_LOADERS),
     S("data_device_memory_fraction", "float", "data", "share of the free accelerator memory the tensor loader's "
       "data may take (0: keep it in host memory)", low=0, high=1),
     # ---- data
@@ -285,6 +287,36 @@ def validate(config, groups: Iterable[str] = MODEL_GROUPS) -> None:
     for name, setting in SETTINGS.items():
         if setting.group in groups and name in config:
             setting.check(config[name])
+
+
+def check_loader_config(config) -> None:
+    """Reject settings the tensor loader (:mod:`recbole_iacn.data.loader`) cannot honour, before any data is
+    loaded (``data_loader`` and ``data_device_memory_fraction`` themselves are checked by their
+    declarations above)."""
+    choice = config["data_loader"]
+    if choice != "tensor":
+        return
+    unsupported = []
+    if _samples_negatives(config["train_neg_sample_args"]):
+        unsupported.append("negative sampling by the training loader (train_neg_sample_args)")
+    for phase in ("valid", "test"):
+        if _samples_negatives(config[f"{phase}_neg_sample_args"]):
+            unsupported.append(f"negative sampling by the {phase} loader (eval_args mode)")
+    if config["transform"]:
+        unsupported.append(f"transform {config['transform']!r}")
+    if config["save_dataloaders"]:
+        unsupported.append("save_dataloaders")
+    if not config["single_spec"]:
+        unsupported.append("distributed training")
+    if unsupported:
+        raise ConfigError(
+            "data_loader: tensor reads labeled CTR rows as they are stored and does not support "
+            + "; ".join(unsupported) + ". Set data_loader: recbole to use RecBole's loaders for that."
+        )
+
+
+def _samples_negatives(args) -> bool:
+    return bool(args) and args.get("distribution", "none") != "none" and args.get("sample_num", "none") != "none"
 
 
 def defaults(config_files: Iterable[str], dataset: Optional[str] = None, with_recbole: bool = False) -> dict:
