@@ -210,7 +210,7 @@ def check_settings(model: str, dataset: str, config_file_list=None, config_dict=
     :class:`~recbole_iacn.errors.UnknownSettingWarning` (RecBole would silently use the default instead)."""
     import warnings
 
-    from recbole_iacn.config import check_user_settings
+    from recbole_iacn.settings import check_user_settings
     from recbole_iacn.errors import UnknownSettingWarning
 
     if model not in registry.MODELS:

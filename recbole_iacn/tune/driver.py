@@ -258,7 +258,7 @@ def file_digest(path) -> str:
 
 def config_contents(config_files) -> dict:
     """``{path: {sha256, settings}}`` of each config file: a study compares contents, not only paths."""
-    from recbole_iacn.config import read_yaml_file
+    from recbole_iacn.properties import read_yaml_file
 
     contents = {}
     for path in config_files:
@@ -272,9 +272,9 @@ def config_contents(config_files) -> dict:
 
 def default_files(model: str, dataset: str) -> List[str]:
     """Every YAML default file a trial of ``model`` reads before the user's ``--config_files``: RecBole's and
-    this package's (:func:`recbole_iacn.config.default_layers`) for a plugin model, RecBole's ``overall.yaml``
+    this package's (:func:`recbole_iacn.properties.default_layers`) for a plugin model, RecBole's ``overall.yaml``
     for a RecBole model."""
-    from recbole_iacn.config import default_layers, recbole_properties_dir
+    from recbole_iacn.properties import default_layers, recbole_properties_dir
     from recbole_iacn.registry import MODELS
 
     if model in MODELS:
