@@ -28,6 +28,7 @@ from recbole_iacn.settings import (  # noqa: F401  (importable from here, as bef
     check_overrides,
     check_user_settings,
     parse_override,
+    uses_gpu,
 )
 
 
@@ -58,9 +59,7 @@ class PluginConfig(Config):
     def _init_device(self):
         if "local_rank" not in self.final_config_dict:
             return super()._init_device()
-        from recbole_iacn.distributed.settings import init_rank_device
-
-        init_rank_device(self.final_config_dict)  # a rank of a multi-process run: gloo on CPU too
+        rank_device(self.final_config_dict)  # a rank of a multi-process run: gloo on CPU too
 
     def _load_config_files(self, file_list):
         merged = {}
@@ -92,3 +91,25 @@ class PluginConfig(Config):
             # RecBole points ml-100k at its bundled raw files; plugin models read the CTR view
             # under data_path (recbole_iacn.data.prepare builds it on first use).
             self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
+
+
+def rank_device(values) -> None:
+    """RecBole's ``Config._init_device`` for a rank (``local_rank`` set), on CPU as well as GPU: sets
+    ``device`` (``cuda:local_rank`` or ``cpu``), ``single_spec`` False, ``dist_backend``, and keeps ranks
+    other than local rank 0 quiet (``state`` error, no progress bars), so that each machine logs once.
+    ``values`` is the config's ``final_config_dict``. The rank joined the process group at its entry
+    (:func:`recbole_iacn.distributed.settings.join_process_group`)."""
+    import torch
+
+    gpu_id = values["gpu_id"]
+    values["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
+    os.environ["CUDA_VISIBLE_DEVICES"] = values["gpu_id"]
+    local_rank = int(values["local_rank"])
+    gpu = uses_gpu(values)
+    values["device"] = torch.device("cuda", local_rank) if gpu else torch.device("cpu")
+    values["single_spec"] = False
+    values["dist_backend"] = "nccl" if gpu else "gloo"
+    if local_rank != 0:
+        values["state"] = "error"
+        values["show_progress"] = False
+        values["verbose"] = False

@@ -344,6 +344,14 @@ def known_keys() -> set:
     return keys
 
 
+def uses_gpu(values) -> bool:
+    """Whether a run with these config values trains on GPUs (RecBole's rule, plus ``use_gpu``)."""
+    import torch
+
+    gpu_id = str(values["gpu_id"] if values["gpu_id"] is not None else "")
+    return bool(gpu_id.strip()) and values["use_gpu"] is not False and torch.cuda.is_available()
+
+
 def check_dataset_name(name: Any, option: str = "--dataset", parent: str = "--data_path") -> str:
     """``name`` if it can name a dataset: one plain folder name, since it names the folder ``<name>/`` under
     ``parent`` and the files ``<name>.train.inter`` ... in it. Empty, ``.``, ``..``, a path (``a/b``,
