@@ -26,7 +26,7 @@ from logging import getLogger
 from typing import List, Optional
 
 from recbole_iacn.distributed.settings import DistributedSettings, join_process_group, process_group
-from recbole_iacn.errors import UserError
+from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError  # noqa: F401  (importable here)
 
 #: Test hook: ``RECBOLE_IACN_TEST_FAIL_RANK=1`` makes local rank 1 raise in its second training batch.
 FAULT_ENV = "RECBOLE_IACN_TEST_FAIL_RANK"
@@ -34,27 +34,6 @@ FAULT_ENV = "RECBOLE_IACN_TEST_FAIL_RANK"
 STOP_GRACE_S = 5.0
 POLL_S = 0.5
 PR_SET_PDEATHSIG = 1
-
-
-class RankFailedError(UserError):
-    """A rank of a multi-process run failed; the others were stopped."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class LaunchInterrupted(UserError):
-    """The launcher was stopped by a signal; its ranks were stopped too."""
-
-    def __init__(self, signum: int):
-        name = signal.Signals(signum).name
-        if signum == signal.SIGINT:  # Ctrl-C: the command line's one 'interrupted' line, exit 130
-            message = "interrupted; every rank of the multi-process run was stopped too."
-        else:
-            message = f"Stopped by {name}: every rank of the multi-process run was stopped too."
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 # ------------------------------------------------------------------------------ the launcher

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.checkpoint import check_output_folder
-from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.errors import ConfigError, OptionalDependencyError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import Param, StudySpace, check_params, load_space, plain
@@ -40,10 +40,6 @@ SPACE_FILE_KEY = "space_file"
 #: entries added to study.yaml later: a study stored without them is resumed without comparing them
 DEFAULTS_KEY = "default_file_contents"
 NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY, DEFAULTS_KEY)
-
-
-class OptionalDependencyError(UserError, ImportError):
-    """An optional extra (Optuna) is needed by the search space but not installed."""
 
 
 @dataclass
