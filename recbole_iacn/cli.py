@@ -101,7 +101,7 @@ def parse_args(argv: List[str]) -> dict:
 def build_overrides(raw: dict, model: str, dataset: str) -> dict:
     """Typed overrides from raw strings, checked against the settings' declarations (and, for other
     keys, the type of their YAML default); unknown keys of plugin models get a warning."""
-    from recbole_iacn.config import check_user_settings, parse_override
+    from recbole_iacn.settings import check_user_settings, parse_override
     from recbole_iacn.registry import MODELS
 
     overrides = {k: parse_override(k, v) for k, v in raw.items()}
@@ -115,7 +115,7 @@ def build_overrides(raw: dict, model: str, dataset: str) -> dict:
 def check_config_files(config_files, model: str, dataset: str) -> None:
     """The settings of ``--config_files`` are checked as ``--key=value`` ones are (plugin models); unknown
     keys get a warning on stderr."""
-    from recbole_iacn.config import check_user_settings
+    from recbole_iacn.settings import check_user_settings
     from recbole_iacn.registry import MODELS
 
     if model not in MODELS or not config_files:
@@ -147,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from recbole_iacn.settings import check_dataset_name
 
         dataset = check_dataset_name(raw.pop("dataset", DEFAULT_DATASET))
-        from recbole_iacn.config import iter_config_files
+        from recbole_iacn.properties import iter_config_files
 
         config_files = iter_config_files(raw.pop("config_files", None))
         tune_space = raw.pop("tune", None)

@@ -42,6 +42,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from recbole_iacn.errors import CompatibilityError  # noqa: F401  (importable here)
+
 #: How RecBole is installed: without its stale pins (see README, "Installation").
 RECBOLE_INSTALL = "pip install --no-deps recbole==1.2.1"
 
@@ -78,10 +80,6 @@ NUMPY_ALIASES: Mapping[str, Any] = {
 }
 
 PANDAS_MAX_MAJOR = 2  # RecBole 1.2.1 relies on in-place column fillna (pandas < 3)
-
-
-class CompatibilityError(ImportError):
-    """The installed stack cannot run RecBole 1.2.1 even with the fixes here."""
 
 
 def install_numpy_aliases() -> list[str]:

@@ -6,6 +6,9 @@ status, without a traceback; the Python API lets it propagate like any exception
 """
 
 
+import signal
+
+
 class UserError(Exception):
     """A problem with the user's input, explained in plain words (what, where, how to fix)."""
 
@@ -77,6 +80,35 @@ class MissingExtraError(UserError, ImportError):
     """An optional dependency (an extra such as ``plots``) is not installed."""
 
     exit_code = 3
+
+
+class OptionalDependencyError(UserError, ImportError):
+    """An optional extra (Optuna) is needed by the search space but not installed."""
+
+
+class CompatibilityError(ImportError):
+    """The installed stack cannot run RecBole 1.2.1 even with the fixes of :mod:`recbole_iacn.compat`."""
+
+
+class RankFailedError(UserError):
+    """A rank of a multi-process run failed; the others were stopped."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LaunchInterrupted(UserError):
+    """The launcher of a multi-process run was stopped by a signal; its ranks were stopped too."""
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT:  # Ctrl-C: the command line's one 'interrupted' line, exit 130
+            message = "interrupted; every rank of the multi-process run was stopped too."
+        else:
+            message = f"Stopped by {name}: every rank of the multi-process run was stopped too."
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class UnknownSettingWarning(UserWarning):

@@ -11,7 +11,6 @@ from typing import Callable, Optional, Sequence
 
 from recbole_iacn import compat, registry
 from recbole_iacn.checkpoint import config_to_plain, load_checkpoint
-from recbole_iacn.config import IaCNConfig
 from recbole_iacn.errors import (
     CheckpointError,
     ConfigError,
@@ -37,6 +36,7 @@ class Prepared:
 
 def make_config(model: str, dataset: str, config_file_list=None, config_dict=None):
     """``(config, spec, model_class)`` for a model name, plugin or RecBole."""
+    from recbole_iacn.config import IaCNConfig  # imports RecBole
     from recbole_iacn.settings import check_dataset_name
 
     check_dataset_name(dataset, option="dataset", parent="data_path")
@@ -148,12 +148,8 @@ def run(
         multi-process run, global rank 0's (the metrics are those of all ranks' predictions
         together); None on a machine that does not run rank 0.
     """
-    from recbole.utils import get_environment, init_seed, set_color
-
-    from recbole_iacn.trainer import trainer_class
-
-    if prepared is None and "local_rank" not in (config_dict or {}):  # not already a rank
-        from recbole_iacn.distributed import launch, pop_settings
+    if prepared is None:
+        from recbole_iacn.distributed import pop_settings
         from recbole_iacn.settings import check_dataset_name
 
         check_dataset_name(dataset, option="dataset", parent="data_path")
@@ -166,7 +162,43 @@ def run(
             if epoch_callback is not None:
                 raise ConfigError("epoch_callback cannot be used with nproc > 1: the ranks run in other "
                                   "processes. Train in one process (e.g. one Ray Tune trial), or drop the callback.")
-            return launch(model, dataset, config_file_list, config_dict, saved, settings)
+            return _launch(model, dataset, config_file_list, config_dict, saved, settings)
+    return run_one_process(model, dataset, config_file_list, config_dict, saved, epoch_callback, prepared)
+
+
+def _launch(model: str, dataset: str, config_file_list, config_dict: dict, saved: bool, settings) -> Optional[dict]:
+    """A multi-process run: the configuration is built and checked and the CTR view prepared here, once,
+    then :func:`recbole_iacn.distributed.launcher.launch` starts the ranks, each of which joins the
+    process group and runs :func:`run_one_process`."""
+    from recbole_iacn.distributed.launcher import launch
+    from recbole_iacn.distributed.settings import check_cpus, check_gpus, check_port
+
+    config, spec, _ = make_config(model, dataset, config_file_list, config_dict)
+    if spec is not None and config["data_loader"] == "tensor":
+        # the ranks shard each epoch with RecBole's DistributedSampler, which only RecBole's loaders use
+        getLogger().info("Multi-process training reads batches through RecBole's loaders (data_loader: recbole): "
+                         "the tensor loader is single-process.")
+        config_dict = {**config_dict, "data_loader": "recbole"}
+    check_gpus(settings, config)
+    check_cpus(settings, config)
+    check_port(settings)
+    if spec is not None:  # build the CTR view once, before the ranks read it
+        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
+
+        resolve_ctr_dataset(config, getLogger())
+        check_history_length(config, getLogger())
+    return launch(run_one_process, model, dataset, config_file_list, config_dict, saved, settings, config)
+
+
+def run_one_process(model: str, dataset: str, config_file_list=None, config_dict=None, saved: bool = True,
+                    epoch_callback: Optional[Callable] = None, prepared: Optional[Prepared] = None) -> dict:
+    """The pipeline of :func:`run` in this process (one rank of a multi-process run: ``local_rank`` in
+    ``config_dict``, the process group joined): prepare, train, validate, test. Settings are not checked
+    again here."""
+    from recbole.utils import get_environment, init_seed, set_color
+
+    from recbole_iacn.trainer import trainer_class
+
     if prepared is None:
         prepared = prepare(model, dataset, config_file_list, config_dict)
     config = prepared.config
@@ -210,7 +242,7 @@ def check_settings(model: str, dataset: str, config_file_list=None, config_dict=
     :class:`~recbole_iacn.errors.UnknownSettingWarning` (RecBole would silently use the default instead)."""
     import warnings
 
-    from recbole_iacn.config import check_user_settings
+    from recbole_iacn.settings import check_user_settings
     from recbole_iacn.errors import UnknownSettingWarning
 
     if model not in registry.MODELS:

@@ -15,9 +15,13 @@ import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
+
+import yaml
 
 from recbole_iacn.errors import ConfigError
+from recbole_iacn.properties import defaults, iter_config_files, key_lines, properties_dir, read_yaml_file
+from recbole_iacn.properties import recbole_properties_dir, yaml_loader
 
 # choices shared with the modules that implement them
 ACTIVATIONS = ("relu", "prelu", "dice", "sigmoid", "tanh", "none")
@@ -29,6 +33,8 @@ LOSS_TYPES = ("BCE", "MSE")
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
 CTR_PROTOCOLS = ("dense", "dien")
 NEG_SAMPLINGS = ("popularity", "uniform")
+#: Values of the ``data_loader`` setting (:mod:`recbole_iacn.data.loader`).
+DATA_LOADERS = ("tensor", "recbole")
 #: torch.compile's modes (``torch.compile(mode=...)``).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -155,7 +161,7 @@ SETTINGS = _declare(
     S("compile_mode", "str", "training", "torch.compile's mode for compile_loss: reduce-overhead also captures the "
       "loss's forward and backward as CUDA graphs on a GPU", choices=COMPILE_MODES),
     S("data_loader", "str", "data", "tensor: each split's columns become tensors once, a batch is an index slice; "
-      "recbole: RecBole's loaders", choices=("tensor", "recbole")),
+      "recbole: RecBole's loaders", choices=DATA_LOADERS),
     S("data_device_memory_fraction", "float", "data", "share of the free accelerator memory the tensor loader's "
       "data may take (0: keep it in host memory)", low=0, high=1),
     # ---- data
@@ -287,25 +293,39 @@ def validate(config, groups: Iterable[str] = MODEL_GROUPS) -> None:
             setting.check(config[name])
 
 
-def defaults(config_files: Iterable[str], dataset: Optional[str] = None, with_recbole: bool = False) -> dict:
-    """The merged YAML defaults of ``properties/overall.yaml``, the given model files (relative to
-    ``properties/``) and the dataset's file, as a plugin model's config reads them (no RecBole import);
-    ``with_recbole``: RecBole's own default files first."""
-    from recbole_iacn.config import default_layers, plugin_layers, read_yaml_file
+def check_loader_config(config) -> None:
+    """Reject settings the tensor loader (:mod:`recbole_iacn.data.loader`) cannot honour, before any data is
+    loaded (``data_loader`` and ``data_device_memory_fraction`` themselves are checked by their
+    declarations above)."""
+    choice = config["data_loader"]
+    if choice != "tensor":
+        return
+    unsupported = []
+    if _samples_negatives(config["train_neg_sample_args"]):
+        unsupported.append("negative sampling by the training loader (train_neg_sample_args)")
+    for phase in ("valid", "test"):
+        if _samples_negatives(config[f"{phase}_neg_sample_args"]):
+            unsupported.append(f"negative sampling by the {phase} loader (eval_args mode)")
+    if config["transform"]:
+        unsupported.append(f"transform {config['transform']!r}")
+    if config["save_dataloaders"]:
+        unsupported.append("save_dataloaders")
+    if not config["single_spec"]:
+        unsupported.append("distributed training")
+    if unsupported:
+        raise ConfigError(
+            "data_loader: tensor reads labeled CTR rows as they are stored and does not support "
+            + "; ".join(unsupported) + ". Set data_loader: recbole to use RecBole's loaders for that."
+        )
 
-    merged = {}
-    for file in (default_layers if with_recbole else plugin_layers)(config_files, dataset):
-        merged.update(read_yaml_file(file))
-    return merged
+
+def _samples_negatives(args) -> bool:
+    return bool(args) and args.get("distribution", "none") != "none" and args.get("sample_num", "none") != "none"
 
 
 def known_keys() -> set:
     """Every key RecBole or this package knows: RecBole's ``overall.yaml`` and dataset keys, every YAML
     file under ``properties/`` (except search spaces) and the declarations."""
-    import yaml
-
-    from recbole_iacn.config import properties_dir, recbole_properties_dir
-
     keys = set(SETTINGS)
     folders = [properties_dir()]
     recbole = recbole_properties_dir()
@@ -322,6 +342,14 @@ def known_keys() -> set:
             if isinstance(data, dict):
                 keys.update(str(k) for k in data)
     return keys
+
+
+def uses_gpu(values) -> bool:
+    """Whether a run with these config values trains on GPUs (RecBole's rule, plus ``use_gpu``)."""
+    import torch
+
+    gpu_id = str(values["gpu_id"] if values["gpu_id"] is not None else "")
+    return bool(gpu_id.strip()) and values["use_gpu"] is not False and torch.cuda.is_available()
 
 
 def check_dataset_name(name: Any, option: str = "--dataset", parent: str = "--data_path") -> str:
@@ -362,6 +390,61 @@ def unknown_key_warnings(keys: Iterable[str], known: Optional[set] = None) -> li
     known = known_keys() if known is None else known
     return [f"{key} is not a known setting{did_you_mean(key, known)}; RecBole accepts it but nothing reads it."
             for key in keys if key not in known]
+
+
+# ------------------------------------------------------------------------------ the user's settings
+def parse_override(key: str, text: str):
+    """Parse the value of one ``--key=value`` override as YAML (numbers, booleans, lists, dicts)."""
+    try:
+        value = yaml.load(text, Loader=yaml_loader())
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"Cannot parse the value of --{key}={text!r}: {problem}. Values are read as YAML, e.g. "
+            f"--{key}=0.001, --{key}=true, --{key}='[64, 32]' or --{key}=\"{{'a': 1}}\"."
+        ) from None
+    return text if value is None and text.strip() not in ("~", "null", "None", "") else value
+
+
+def check_overrides(overrides: dict, defaults: dict, where: str = "from the command line", prefix: str = "",
+                    known: Optional[set] = None) -> List[str]:
+    """Check every override (``--key=value`` or the Python API's ``config_dict``) with
+    :func:`check`: declared settings against their declaration, RecBole's other keys
+    against the type of their default. Returns one warning per key that nothing knows (``prefix`` before
+    it, e.g. ``--``): RecBole accepts those silently and uses its default instead."""
+    for key, value in overrides.items():
+        check(str(key), value, defaults.get(key), where=where)
+    unknown = [str(k) for k in overrides if k not in defaults]
+    return [prefix + line for line in unknown_key_warnings(unknown, known)]
+
+
+def check_user_settings(model_files: Iterable[str], dataset: str, config_files: Iterable[str] = (),
+                        overrides: Optional[dict] = None, where: str = "in config_dict", prefix: str = "") -> List[str]:
+    """Check a plugin model's ``config_files`` and ``overrides`` against its defaults (the files of
+    :func:`recbole_iacn.properties.default_layers`); raises :class:`ConfigError` on a bad value, returns the unknown-key warnings."""
+    values = defaults(model_files, dataset, with_recbole=True)
+    known = known_keys()
+    lines = check_config_files(iter_config_files(config_files), values, known)
+    return lines + check_overrides(dict(overrides or {}), values, where, prefix, known)
+
+
+def check_config_files(files: Iterable[str], defaults: dict, known: Optional[set] = None) -> List[str]:
+    """Check every setting of the user's ``--config_files`` as a ``--key=value`` one is checked (type, range,
+    finiteness; :func:`check`), naming the file and line of a bad value. Returns one
+    warning per key that nothing knows (RecBole accepts those silently and uses its default instead)."""
+    warnings = []
+    for path in files:
+        values = read_yaml_file(path)
+        lines = key_lines(path)
+        for key, value in values.items():
+            where = f"{path}, line {lines[str(key)]}" if str(key) in lines else str(path)
+            check(str(key), value, defaults.get(key), where=where)
+        unknown = [k for k in map(str, values) if k not in defaults]
+        for line in unknown_key_warnings(unknown, known):
+            key = line.split(" ", 1)[0]
+            where = f"{path}, line {lines[key]}" if key in lines else str(path)
+            warnings.append(f"{where}: {line}")
+    return warnings
 
 
 def help_table(names: Iterable[str], values: dict) -> str:

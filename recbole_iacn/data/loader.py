@@ -26,42 +26,7 @@ from typing import Iterator, Optional
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_iacn.errors import ConfigError
-
-#: Values of the ``data_loader`` setting.
-DATA_LOADERS = ("tensor", "recbole")
-
-
-# ------------------------------------------------------------------------------ settings
-def check_loader_config(config) -> None:
-    """Reject settings the tensor loader cannot honour, before any data is loaded (``data_loader`` and
-    ``data_device_memory_fraction`` themselves are checked by their declarations in
-    :mod:`recbole_iacn.settings`)."""
-    choice = config["data_loader"]
-    if choice != "tensor":
-        return
-    unsupported = []
-    if _samples_negatives(config["train_neg_sample_args"]):
-        unsupported.append("negative sampling by the training loader (train_neg_sample_args)")
-    for phase in ("valid", "test"):
-        if _samples_negatives(config[f"{phase}_neg_sample_args"]):
-            unsupported.append(f"negative sampling by the {phase} loader (eval_args mode)")
-    if config["transform"]:
-        unsupported.append(f"transform {config['transform']!r}")
-    if config["save_dataloaders"]:
-        unsupported.append("save_dataloaders")
-    if not config["single_spec"]:
-        unsupported.append("distributed training")
-    if unsupported:
-        raise ConfigError(
-            "data_loader: tensor reads labeled CTR rows as they are stored and does not support "
-            + "; ".join(unsupported) + ". Set data_loader: recbole to use RecBole's loaders for that."
-        )
-
-
-def _samples_negatives(args) -> bool:
-    return bool(args) and args.get("distribution", "none") != "none" and args.get("sample_num", "none") != "none"
-
+from recbole_iacn.settings import DATA_LOADERS, check_loader_config  # noqa: F401  (declared with the settings)
 
 # ------------------------------------------------------------------------------ columns
 def columns_nbytes(columns: dict[str, torch.Tensor]) -> int:

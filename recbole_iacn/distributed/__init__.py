@@ -6,8 +6,8 @@
 CPU), RecBole's dataloaders give every rank a disjoint shard (``DistributedSampler``), and the
 trainer wraps the model in ``DistributedDataParallel``.
 
-Modules: :mod:`.settings` (the settings, their checks, the per-rank device and process group; no
-torch import at module import), :mod:`.launcher` (spawn, wait, stop every rank when one fails or the
+Modules: :mod:`.settings` (the settings, their checks, the process group each rank joins at its entry;
+no torch import at module import), :mod:`.launcher` (spawn, wait, stop every rank when one fails or the
 launcher is stopped), :mod:`.gather` (exact evaluation: every rank's predictions gathered, padding
 dropped), :mod:`.trainer` (the trainer mixins that use them).
 """

@@ -1,8 +1,11 @@
 """Start the ranks of a multi-process run (``torch.multiprocessing`` spawn, as RecBole's ``run``), wait
 for them, and leave none behind.
 
-* Settings and the configuration are checked, and the CTR view of the dataset is built, in the
-  launcher before any rank starts: a bad setting is one :class:`~recbole_iacn.errors.ConfigError`.
+* Settings and the configuration are checked, and the CTR view of the dataset is built, by the caller
+  (:func:`recbole_iacn.quick_start.run`) before any rank starts: a bad setting is one
+  :class:`~recbole_iacn.errors.ConfigError`.
+* Each rank joins the process group at its entry, then runs the one-process pipeline it is given
+  (:func:`recbole_iacn.quick_start.run_one_process`), not the public entry point.
 * When a rank fails, the launcher stops the others (SIGTERM, then SIGKILL) and raises
   :class:`RankFailedError` naming the rank and its error (the rank's traceback goes to stderr).
 * When the launcher is stopped (Ctrl+C, SIGTERM) it stops the ranks first; when it is killed
@@ -22,8 +25,8 @@ from contextlib import contextmanager
 from logging import getLogger
 from typing import List, Optional
 
-from recbole_iacn.distributed.settings import DistributedSettings, check_cpus, check_gpus, check_port
-from recbole_iacn.errors import UserError
+from recbole_iacn.distributed.settings import DistributedSettings, join_process_group, process_group
+from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError  # noqa: F401  (importable here)
 
 #: Test hook: ``RECBOLE_IACN_TEST_FAIL_RANK=1`` makes local rank 1 raise in its second training batch.
 FAULT_ENV = "RECBOLE_IACN_TEST_FAIL_RANK"
@@ -33,50 +36,18 @@ POLL_S = 0.5
 PR_SET_PDEATHSIG = 1
 
 
-class RankFailedError(UserError):
-    """A rank of a multi-process run failed; the others were stopped."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class LaunchInterrupted(UserError):
-    """The launcher was stopped by a signal; its ranks were stopped too."""
-
-    def __init__(self, signum: int):
-        name = signal.Signals(signum).name
-        if signum == signal.SIGINT:  # Ctrl-C: the command line's one 'interrupted' line, exit 130
-            message = "interrupted; every rank of the multi-process run was stopped too."
-        else:
-            message = f"Stopped by {name}: every rank of the multi-process run was stopped too."
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
 # ------------------------------------------------------------------------------ the launcher
-def launch(model: str, dataset: str, config_file_list, config_dict: dict, saved: bool,
-           settings: DistributedSettings) -> Optional[dict]:
+def launch(target, model: str, dataset: str, config_file_list, config_dict: dict, saved: bool,
+           settings: DistributedSettings, config) -> Optional[dict]:
     """Train on ``settings.nproc`` local processes; returns global rank 0's result (None on the
-    machines without rank 0), as :func:`recbole_iacn.quick_start.run` returns it."""
+    machines without rank 0), as :func:`recbole_iacn.quick_start.run` returns it.
+
+    ``config`` is the run's configuration, built and checked by the caller (with the CTR view prepared);
+    each rank joins the process group and then calls ``target(model, dataset, config_files,
+    config_dict, saved=saved)`` (a module-level function: it is pickled by name), with ``local_rank`` in
+    ``config_dict``."""
     import torch.multiprocessing as mp
 
-    from recbole_iacn.quick_start import make_config
-
-    config, spec, _ = make_config(model, dataset, config_file_list, config_dict)
-    if spec is not None and config["data_loader"] == "tensor":
-        # the ranks shard each epoch with RecBole's DistributedSampler, which only RecBole's loaders use
-        getLogger().info("Multi-process training reads batches through RecBole's loaders (data_loader: recbole): "
-                         "the tensor loader is single-process.")
-        config_dict = {**config_dict, "data_loader": "recbole"}
-    check_gpus(settings, config)
-    check_cpus(settings, config)
-    check_port(settings)
-    if spec is not None:  # build the CTR view once, before the ranks read it
-        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
-
-        resolve_ctr_dataset(config, getLogger())
-        check_history_length(config, getLogger())
     rank_dict = {**config_dict, **settings.rank_config()}
     # RecBole's init_logger and Trainer make ./log/<model> and checkpoint_dir with an exists-then-makedirs
     # check: ranks starting together race on it (FileExistsError), so the folders are made once here
@@ -84,7 +55,9 @@ def launch(model: str, dataset: str, config_file_list, config_dict: dict, saved:
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
     context = mp.get_context("spawn")
     results, errors = context.SimpleQueue(), context.SimpleQueue()
-    args = (model, dataset, list(config_file_list or []), rank_dict, saved, results, errors, os.getpid())
+    group = process_group(settings, config)
+    args = (target, group, model, dataset, list(config_file_list or []), rank_dict, saved, results, errors,
+            os.getpid())
     ranks = mp.start_processes(_rank_main, args=args, nprocs=settings.nproc, join=False, start_method="spawn")
     result = None
     try:
@@ -165,15 +138,16 @@ def _failure(exc, errors, settings: DistributedSettings) -> RankFailedError:
 
 
 # ------------------------------------------------------------------------------ in each rank
-def _rank_main(local_rank, model, dataset, config_files, config_dict, saved, results, errors, parent_pid):
-    """One rank: RecBole's ``run_recboles`` with this package's ``run``; global rank 0 sends the result."""
+def _rank_main(local_rank, target, group, model, dataset, config_files, config_dict, saved, results, errors,
+               parent_pid):
+    """One rank, as RecBole's ``run_recboles``: join the process group, then train with ``target`` (the
+    launcher's caller's one-process pipeline); global rank 0 sends the result."""
     _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the launcher, which stops the ranks
     _arm_test_fault(local_rank)
-    from recbole_iacn.quick_start import run
-
     try:
-        result = run(model, dataset, config_files, {**config_dict, "local_rank": local_rank}, saved=saved)
+        join_process_group(group, local_rank)
+        result = target(model, dataset, config_files, {**config_dict, "local_rank": local_rank}, saved=saved)
         if local_rank + int(config_dict.get("offset") or 0) == 0:
             results.put(result)
     except BaseException as exc:

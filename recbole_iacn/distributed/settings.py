@@ -15,6 +15,7 @@ import socket
 from dataclasses import asdict, dataclass
 
 from recbole_iacn.errors import ConfigError
+from recbole_iacn.settings import uses_gpu
 
 #: The settings as the user writes them (``--group_offset``; RecBole's config calls it ``offset``).
 SETTING_KEYS = ("nproc", "world_size", "ip", "port", "group_offset")
@@ -83,14 +84,6 @@ def pop_settings(config_dict: dict | None, **explicit) -> tuple:
 
 
 # ------------------------------------------------------------------------------ checks before spawning
-def uses_gpu(values) -> bool:
-    """Whether a run with these config values trains on GPUs (RecBole's rule, plus ``use_gpu``)."""
-    import torch
-
-    gpu_id = str(values["gpu_id"] if values["gpu_id"] is not None else "")
-    return bool(gpu_id.strip()) and values["use_gpu"] is not False and torch.cuda.is_available()
-
-
 def check_gpus(settings: DistributedSettings, values) -> None:
     """On GPUs every local process needs a GPU of its own among ``gpu_id``."""
     if not uses_gpu(values):
@@ -162,39 +155,41 @@ def check_port(settings: DistributedSettings) -> None:
 
 
 # ------------------------------------------------------------------------------ in each rank
-def init_rank_device(values) -> None:
-    """RecBole's ``Config._init_device`` for a rank (``local_rank`` set), on CPU as well as GPU.
+def process_group(settings: DistributedSettings, values) -> dict:
+    """What every rank needs to join the process group, worked out once in the launcher from ``settings``
+    and the run's config ``values`` (its ``gpu_id``, ``use_gpu`` and ``dist_timeout``): plain values that
+    travel to the spawned ranks."""
+    gpu_id = values["gpu_id"]
+    gpu = uses_gpu(values)
+    return {
+        "gpu_id": ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id),
+        "gpu": gpu,
+        "backend": "nccl" if gpu else "gloo",
+        "offset": settings.group_offset,
+        "world_size": settings.total,
+        "init_method": f"tcp://{settings.ip}:{settings.port}",
+        "timeout_s": int(values["dist_timeout"] or DEFAULT_TIMEOUT_S),
+    }
 
-    Joins the process group (NCCL on GPUs, gloo on CPU) as global rank ``local_rank + offset``, sets
-    ``device`` (``cuda:local_rank`` or ``cpu``), ``single_spec`` False, and keeps ranks other than
-    local rank 0 quiet (``state`` error, no progress bars), so that each machine logs once.
-    ``values`` is the config's ``final_config_dict``.
-    """
+
+def join_process_group(group: dict, local_rank: int) -> None:
+    """At a rank's entry: join the process group (NCCL on GPUs, gloo on CPU) as global rank
+    ``local_rank + offset``; on GPUs, local rank ``i`` takes GPU ``i`` of ``gpu_id`` first. ``group`` is
+    :func:`process_group`'s. The rank's config then only records the device
+    (:func:`recbole_iacn.config.rank_device`)."""
     import datetime
 
     import torch
     import torch.distributed as dist
 
-    gpu_id = values["gpu_id"]
-    values["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
-    os.environ["CUDA_VISIBLE_DEVICES"] = values["gpu_id"]
-    local_rank = int(values["local_rank"])
-    gpu = uses_gpu(values)
-    backend = "nccl" if gpu else "gloo"
-    if gpu:  # NCCL: one GPU per process, chosen before the group forms (not testable without GPUs)
+    os.environ["CUDA_VISIBLE_DEVICES"] = group["gpu_id"]
+    if group["gpu"]:  # NCCL: one GPU per process, chosen before the group forms (not testable without GPUs)
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(
-            backend=backend,
-            rank=local_rank + int(values["offset"] or 0),
-            world_size=int(values["world_size"]),
-            init_method=f"tcp://{values['ip']}:{values['port']}",
-            timeout=datetime.timedelta(seconds=int(values.get("dist_timeout") or DEFAULT_TIMEOUT_S)),
+            backend=group["backend"],
+            rank=local_rank + int(group["offset"] or 0),
+            world_size=int(group["world_size"]),
+            init_method=group["init_method"],
+            timeout=datetime.timedelta(seconds=int(group["timeout_s"])),
         )
-    values["device"] = torch.device("cuda", local_rank) if gpu else torch.device("cpu")
-    values["single_spec"] = False
-    values["dist_backend"] = backend
-    if local_rank != 0:
-        values["state"] = "error"
-        values["show_progress"] = False
-        values["verbose"] = False

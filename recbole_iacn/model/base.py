@@ -8,7 +8,6 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_iacn import settings
-from recbole_iacn.data.loader import check_loader_config
 from recbole_iacn.model.embedding import FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.schema import FeatureSchema
 from recbole_iacn.settings import HISTORY_POOLINGS  # noqa: F401  (how the hosts pool the behaviours)
@@ -104,5 +103,5 @@ class CTRModel(AbstractRecommender):
         """Reject invalid hyperparameters and data loader settings before any data is loaded: every
         setting the config holds is checked against its declaration in :mod:`recbole_iacn.settings`."""
         settings.validate(config)
-        check_loader_config(config)
+        settings.check_loader_config(config)
 

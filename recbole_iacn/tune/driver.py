@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.checkpoint import check_output_folder
-from recbole_iacn.errors import ConfigError, UserError
+from recbole_iacn.errors import ConfigError, OptionalDependencyError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import Param, StudySpace, check_params, load_space, plain
@@ -40,10 +40,6 @@ SPACE_FILE_KEY = "space_file"
 #: entries added to study.yaml later: a study stored without them is resumed without comparing them
 DEFAULTS_KEY = "default_file_contents"
 NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY, DEFAULTS_KEY)
-
-
-class OptionalDependencyError(UserError, ImportError):
-    """An optional extra (Optuna) is needed by the search space but not installed."""
 
 
 @dataclass
@@ -258,7 +254,7 @@ def file_digest(path) -> str:
 
 def config_contents(config_files) -> dict:
     """``{path: {sha256, settings}}`` of each config file: a study compares contents, not only paths."""
-    from recbole_iacn.config import read_yaml_file
+    from recbole_iacn.properties import read_yaml_file
 
     contents = {}
     for path in config_files:
@@ -272,9 +268,9 @@ def config_contents(config_files) -> dict:
 
 def default_files(model: str, dataset: str) -> List[str]:
     """Every YAML default file a trial of ``model`` reads before the user's ``--config_files``: RecBole's and
-    this package's (:func:`recbole_iacn.config.default_layers`) for a plugin model, RecBole's ``overall.yaml``
+    this package's (:func:`recbole_iacn.properties.default_layers`) for a plugin model, RecBole's ``overall.yaml``
     for a RecBole model."""
-    from recbole_iacn.config import default_layers, recbole_properties_dir
+    from recbole_iacn.properties import default_layers, recbole_properties_dir
     from recbole_iacn.registry import MODELS
 
     if model in MODELS:

@@ -122,7 +122,7 @@ def _section(path: str, name: str, section, allowed) -> dict:
 
 def load_space(path) -> StudySpace:
     """Read and validate the search-space file ``path``; :class:`ConfigError` says what to fix."""
-    from recbole_iacn.config import read_yaml_file
+    from recbole_iacn.properties import read_yaml_file
 
     path = os.fspath(path)
     if not os.path.isfile(path):
