@@ -341,40 +341,67 @@ def follow_umask(path: str | os.PathLike, folder: bool = False) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
-    any moment leaves either the previous file or the new one, never a partial file under ``path``; a
-    Ctrl-C during the write is acted on once the file is in place."""
-    import tempfile
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, *, fsync: bool = False, defer_interrupts: bool = False):
+    """Write the file ``path`` all at once: the block writes to the staging path this yields, which is then
+    renamed over ``path``; a kill or an error at any moment leaves either the previous file or the new one,
+    never a partial file under ``path``.
 
-    import torch
+    The staging file is ``.<file>.w<pid>@<host>.<random>.partial`` in the same folder (:func:`temp_prefix`:
+    hidden, and a killed write's file can be told from one being written, :func:`remove_stale_partials`); it
+    is removed on any error. The file gets the mode an ordinary ``open`` would give it (:func:`follow_umask`).
+    ``fsync`` makes the content and the rename durable; ``defer_interrupts`` holds a Ctrl-C back until the
+    file is in place (:func:`interrupts_deferred`). The folder must exist. A writer that picks its format by
+    the file name (``savefig``) must be told the format: the staging name ends in ``.partial``.
+
+        with atomic_write(path) as staging:
+            with open(staging, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+    """
+    import tempfile
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=TEMP_SUFFIX, dir=folder)
+    fd, staging = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=TEMP_SUFFIX, dir=folder)
+    os.close(fd)
     try:
-        with interrupts_deferred():
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            follow_umask(tmp)
-            os.replace(tmp, path)
+        with interrupts_deferred() if defer_interrupts else contextlib.nullcontext():
+            yield staging
+            if fsync:
+                _fsync(staging, os.O_RDONLY)
+            follow_umask(staging)
+            os.replace(staging, path)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(staging)
         except OSError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
+    if fsync:  # make the rename itself durable
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+            _fsync(folder, os.O_RDONLY)
+        except OSError:
+            pass
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``
+    (:func:`atomic_write`): a kill at any moment leaves either the previous file or the new one, never a
+    partial file under ``path``; a Ctrl-C during the write is acted on once the file is in place."""
+    import torch
+
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    with atomic_write(path, fsync=True, defer_interrupts=True) as staging:
+        with open(staging, "wb") as f:
+            torch.save(obj, f)
 
 
 def plain_other_parameters(model) -> dict:

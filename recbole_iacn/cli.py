@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from recbole_iacn.errors import ConfigError, Interrupted, UserError
+from recbole_iacn.errors import CompatibilityError, ConfigError, Interrupted, UserError
 
 USAGE = "run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--KEY=VALUE ...]"
 RESERVED = ("model", "dataset", "config_files")
@@ -173,8 +173,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         message = exc.message() if isinstance(exc, Interrupted) else "interrupted"
         print(message, file=sys.stderr)
         return Interrupted.exit_code
-    except ImportError as exc:  # compat.CompatibilityError and missing optional extras
-        print(f"error: {exc}", file=sys.stderr)
+    except CompatibilityError as exc:  # the stack cannot run RecBole 1.2.1; the extras are UserErrors, above
+        print(f"error: {exc}", file=sys.stderr)  # (any other ImportError is a bug: it propagates)
         return 3
     print(format_result(result))
     return 0

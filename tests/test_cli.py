@@ -115,3 +115,23 @@ def test_errors_exit_non_zero_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: Unknown model 'Nope'")
+
+
+def test_unrelated_import_error_is_a_bug_not_exit_3(monkeypatch, capsys):
+    """Only the package's own dependency errors exit 3; any other ImportError propagates with its traceback."""
+    import recbole_iacn.quick_start as quick_start
+    from recbole_iacn.errors import CompatibilityError
+
+    def broken(*args, **kwargs):
+        raise ImportError("bug")
+
+    monkeypatch.setattr(quick_start, "run", broken)
+    with pytest.raises(ImportError, match="^bug$"):
+        cli.main(["--model=DIN", "--dataset=ml-100k"])
+
+    def incompatible(*args, **kwargs):
+        raise CompatibilityError("the stack cannot run RecBole")
+
+    monkeypatch.setattr(quick_start, "run", incompatible)
+    assert cli.main(["--model=DIN", "--dataset=ml-100k"]) == 3
+    assert capsys.readouterr().err.startswith("error: the stack cannot run RecBole")

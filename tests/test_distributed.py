@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: metric_decimal_place 10 so metrics compare to float tolerance, not to 4 decimals.
 TINY = {**SYN_TINY, "eval_batch_size": 64, "reproducibility": True, "metric_decimal_place": 10}
 TOKEN_ENV = "RECBOLE_IACN_TEST_PROCESS_TOKEN"
+#: Holds the sitecustomize.py that makes the rank named by RECBOLE_IACN_TEST_FAIL_RANK fail mid-epoch.
+RANK_FAULT = Path(__file__).resolve().parent / "fixtures" / "rank_fault"
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +122,14 @@ def test_two_processes_train_like_one_and_gather_exact_metrics(tmp_path, syn_roo
 # ------------------------------------------------------------------------------ failures
 @needs_proc
 def test_a_failing_rank_stops_the_run_and_leaves_no_process(tmp_path, syn_root):
-    """Rank 1 raises mid-epoch (test hook): the launcher exits non-zero, names the rank and the error,
-    and neither rank is left running. λ = 0 also checks that the unused IaCN parameters do not upset
-    DDP in the first step."""
-    from recbole_iacn.distributed.launcher import FAULT_ENV
-
+    """Rank 1 raises mid-epoch (tests/fixtures/rank_fault/sitecustomize.py, on the processes' PYTHONPATH):
+    the launcher exits non-zero, names the rank and the error, and neither rank is left running. λ = 0 also
+    checks that the unused IaCN parameters do not upset DDP in the first step."""
     token = uuid.uuid4().hex
     command = cli_command(syn_root, free_port(), iacn_lambda=0.0, checkpoint_dir=tmp_path / "saved")
-    done = subprocess.run(command, cwd=tmp_path, env=cli_env(token, **{FAULT_ENV: "1"}), capture_output=True,
-                          text=True, timeout=240)
+    env = cli_env(token, RECBOLE_IACN_TEST_FAIL_RANK="1",
+                  PYTHONPATH=os.pathsep.join([str(RANK_FAULT), str(REPO_ROOT)]))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 1, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: Rank 1 of 2 failed with RuntimeError: fault injected"), done.stderr[-3000:]

@@ -634,6 +634,24 @@ def test_cached_views_follow_the_umask(tmp_path, umask_022):
     assert _mode(view) == 0o755 and {_mode(p) for p in view.iterdir()} == {0o644}
 
 
+def test_atomic_write_stages_beside_the_file_and_cleans_up(tmp_path, umask_022):
+    """One write-then-rename for every single-file output: a hidden staging file with the writer's pid, the
+    final mode from the umask, and on an error the previous file kept and no staging file left."""
+    from recbole_iacn.checkpoint import _TEMP_NAME, atomic_write
+
+    target = tmp_path / "report.json"
+    with atomic_write(target) as staging:
+        assert Path(staging).parent == tmp_path and _TEMP_NAME.match(Path(staging).name)
+        assert f".w{os.getpid()}@" in Path(staging).name and not target.exists()
+        Path(staging).write_text("new", encoding="utf-8")
+    assert target.read_text(encoding="utf-8") == "new" and _mode(target) == 0o644
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_write(target, fsync=True) as staging:
+            Path(staging).write_text("half", encoding="utf-8")
+            raise RuntimeError("writer failed")
+    assert target.read_text(encoding="utf-8") == "new" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
 def test_ctrl_c_during_explain_exits_130(monkeypatch, capsys):
     """Ctrl-C must always mean exit 130: explain let the KeyboardInterrupt end in a traceback."""
     from recbole_iacn import explain

@@ -225,6 +225,17 @@ def test_missing_matplotlib_is_a_message(planted, tmp_path, capsys, monkeypatch)
     assert (tmp_path / "explanations.json").is_file() and not list(tmp_path.glob("*.png"))
 
 
+def test_command_line_unrelated_import_error_propagates(planted, tmp_path, monkeypatch):
+    import recbole_iacn.explain as api
+
+    def broken(*args, **kwargs):
+        raise ImportError("bug")
+
+    monkeypatch.setattr(api, "explain", broken)
+    with pytest.raises(ImportError, match="^bug$"):  # a bug, not exit 3
+        main(["--model-file", planted[0], "--users", "u1", "--out", str(tmp_path)])
+
+
 def test_module_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "recbole_iacn.explain", "--model-file", str(tmp_path / "x.pth"),
                            "--users", "1"], cwd=REPO, capture_output=True, text=True)

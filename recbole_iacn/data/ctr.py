@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
+
+from recbole_iacn.checkpoint import atomic_write
 
 from .common import (
     BUILD_FORMAT_VERSION,
@@ -302,15 +303,11 @@ def write_user_file(source, target, user_field: str, names=None) -> None:
     header = user_header(read_header(source), user_field, source, names)
     with open(source, "r", encoding="utf-8", newline="") as handle:
         header_bytes = len(handle.readline().encode("utf-8"))  # the line read_header parsed, with its line end
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # created as open() creates the other outputs
-    try:
-        with open(tmp, "wb") as out, open(source, "rb") as rows:
+    with atomic_write(target) as staging:  # its mode as open() gives the other outputs
+        with open(staging, "wb") as out, open(source, "rb") as rows:
             out.write(header.encode("utf-8") + b"\n")
             rows.seek(header_bytes)
             shutil.copyfileobj(rows, out)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def output_file_names(name: str, with_user: bool) -> List[str]:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recbole_iacn.checkpoint import follow_umask, process_alive
+from recbole_iacn.checkpoint import atomic_write, follow_umask, process_alive
 from recbole_iacn.data.common import SPLITS
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
@@ -174,11 +174,9 @@ def record_verified(folder, name) -> None:
 def _write_json_atomic(path: Path, data: dict) -> None:
     """Best effort (a read-only dataset folder is fine: the sums are then checked on every load)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        follow_umask(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as staging:
+            with open(staging, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
     except OSError:
         pass
 

@@ -23,6 +23,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from recbole_iacn.checkpoint import atomic_write
+
 from .common import (
     DEFAULT_MAX_HISTORY,
     DEFAULT_NEG_SAMPLING,
@@ -179,9 +181,8 @@ def build_planted(out_dir, name: str = DEFAULT_PLANTED_NAME, users: int = 1000, 
     summary = build_ctr_dataset(inter, out_dir, name, opts, source=source, synthetic=True, rng=rng)
     tokens = {str(inter.user_tokens[u]): [str(inter.cat_tokens[c]) for c in cats] for u, cats in enumerate(planted)}
     path = Path(out_dir) / f"{name}.planted.json"
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(tokens, indent=0, sort_keys=True) + "\n", encoding="utf-8")
-    staging.replace(path)
+    with atomic_write(path) as staging:
+        Path(staging).write_text(json.dumps(tokens, indent=0, sort_keys=True) + "\n", encoding="utf-8")
     summary["planted_file"] = str(path)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary

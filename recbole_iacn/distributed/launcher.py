@@ -28,8 +28,6 @@ from typing import List, Optional
 from recbole_iacn.distributed.settings import DistributedSettings, join_process_group, process_group
 from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError  # noqa: F401  (importable here)
 
-#: Test hook: ``RECBOLE_IACN_TEST_FAIL_RANK=1`` makes local rank 1 raise in its second training batch.
-FAULT_ENV = "RECBOLE_IACN_TEST_FAIL_RANK"
 #: Seconds a rank has to exit after SIGTERM before it gets SIGKILL.
 STOP_GRACE_S = 5.0
 POLL_S = 0.5
@@ -144,7 +142,6 @@ def _rank_main(local_rank, target, group, model, dataset, config_files, config_d
     launcher's caller's one-process pipeline); global rank 0 sends the result."""
     _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the launcher, which stops the ranks
-    _arm_test_fault(local_rank)
     try:
         join_process_group(group, local_rank)
         result = target(model, dataset, config_files, {**config_dict, "local_rank": local_rank}, saved=saved)
@@ -177,21 +174,3 @@ def _exit_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
-
-
-def _arm_test_fault(local_rank: int) -> None:
-    """See :data:`FAULT_ENV` (used by the tests to check that a failing rank leaves nothing behind)."""
-    if os.environ.get(FAULT_ENV) != str(local_rank):
-        return
-    from recbole.trainer import Trainer
-
-    check_nan = Trainer._check_nan
-    batches = [0]
-
-    def fail_in_second_batch(self, loss):
-        batches[0] += 1
-        if batches[0] >= 2:
-            raise RuntimeError(f"fault injected by {FAULT_ENV} in local rank {local_rank}, mid-epoch")
-        return check_nan(self, loss)
-
-    Trainer._check_nan = fail_in_second_batch

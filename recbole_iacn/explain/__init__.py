@@ -19,12 +19,10 @@ the last, held-out interaction), or given with ``history`` for one user.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from recbole_iacn.checkpoint import check_output_folder
+from recbole_iacn.checkpoint import atomic_write, check_output_folder
 from recbole_iacn.errors import ConfigError, DatasetNotFoundError
 from recbole_iacn.explain.histories import UserHistory, dataset_folder, default_data_location, read_histories
 
@@ -98,16 +96,10 @@ def write_json(path, data) -> Path:
     """Write ``data`` as JSON to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
+    with atomic_write(path) as staging:
+        with open(staging, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, ensure_ascii=False, allow_nan=False)
             f.write("\n")
-        os.chmod(staging, 0o644)  # mkstemp creates 0600
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
     return path
 
 

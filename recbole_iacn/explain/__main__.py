@@ -15,7 +15,7 @@ import json
 import sys
 from typing import List, Optional
 
-from recbole_iacn.errors import UserError
+from recbole_iacn.errors import CompatibilityError, UserError
 
 DESCRIPTION = """Explain what each user's interest capsules mean (routing weights over the user's behaviours,
 nearest catalogue items and categories in E_aux, and for a candidate item the label-aware attention, R_score and
@@ -85,10 +85,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             document = api.explain(args.model_file, args.users, candidate=args.candidate, top=10 if args.top is None else args.top,
                                    data_path=args.data_path, dataset=args.dataset, history=args.history,
                                    out=args.out, plots=not args.no_plots, device=args.device)
-    except UserError as exc:
+    except UserError as exc:  # (a missing matplotlib is a MissingExtraError, exit 3)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except ImportError as exc:  # compat.CompatibilityError (as run_recbole_iacn.py)
+    except CompatibilityError as exc:  # as run_recbole_iacn.py; any other ImportError is a bug and propagates
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do (the JSON is written atomically)

@@ -3,10 +3,9 @@ nearest catalogue items. Needs matplotlib (``pip install 'recbole-iacn[plots]'``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from recbole_iacn.checkpoint import atomic_write
 from recbole_iacn.errors import MissingExtraError
 
 #: Catalogue items listed per interest in the picture.
@@ -90,14 +89,9 @@ def plot_user(record: dict, path, title: str = "", caption: str = "") -> Path:
     fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        fig.savefig(staging, dpi=110)
-        os.chmod(staging, 0o644)  # mkstemp creates 0600
-        os.replace(staging, path)
+        with atomic_write(path) as staging:
+            fig.savefig(staging, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(staging):
-            os.remove(staging)
     return path

@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 
 import yaml
 
-from recbole_iacn.checkpoint import check_output_folder
+from recbole_iacn.checkpoint import atomic_write, check_output_folder
 from recbole_iacn.errors import ConfigError, OptionalDependencyError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
@@ -362,7 +362,8 @@ def _describe(key: str, stored: dict, wanted: dict) -> str:
 
 def write_definition(study_dir: Path, definition: dict) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / STUDY_FILE).write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
+    with atomic_write(study_dir / STUDY_FILE) as staging:
+        Path(staging).write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------ Ray

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 import yaml
 
+from recbole_iacn.checkpoint import atomic_write
 from recbole_iacn.tune.space import VALUE_LISTS, plain
 from recbole_iacn.tune.trial import BEST_PREFIX, EPOCH_KEY, FINAL_KEY, MODEL_FILE, TEST_PREFIX, VALID_PREFIX
 
@@ -85,7 +86,8 @@ def write_best_config(best: dict, fixed: dict, tuned: List[str], metric: str, st
               f"# Trial {best['trial_id']}: {score}.\n# Use: python run_recbole_iacn.py --model={study['model']} "
               f"--dataset={study['dataset']} --config_files={path}\n")
     values = {**{k: tidy(v) for k, v in fixed.items()}, **{k: best[k] for k in tuned}}
-    path.write_text(header + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    with atomic_write(path) as staging:
+        Path(staging).write_text(header + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     return str(path)
 
 
@@ -129,7 +131,8 @@ def write_plots(rows: List[dict], kinds: Dict[str, str], metric: str, study_dir:
         ax.figure.colorbar(image, ax=ax, label=f"valid {name}")
         ax.set(xlabel="δ (iacn_delta)", ylabel="λ (iacn_lambda)", title=f"valid {name}: δ × λ")
     for kind, fig in figures.items():
-        fig.savefig(study_dir / FILES[kind], dpi=120)
+        with atomic_write(study_dir / FILES[kind]) as staging:
+            fig.savefig(staging, dpi=120, format=Path(FILES[kind]).suffix[1:])
     return {kind: str(study_dir / FILES[kind]) for kind in figures}
 
 
@@ -144,8 +147,10 @@ def write_report(results, kinds: Dict[str, str], fixed: dict, metric: str, mode:
                      key=lambda k: (k.startswith(TEST_PREFIX), k))
     columns = ["trial_id", "status", *kinds, "epochs", *metrics, "checkpoint", "error"]
     files = {kind: str(study_dir / FILES[kind]) for kind in ("csv", "markdown")}
-    pd.DataFrame(rows, columns=columns).to_csv(files["csv"], index=False)
-    Path(files["markdown"]).write_text(markdown_table(rows, columns), encoding="utf-8")
+    with atomic_write(files["csv"]) as staging:
+        pd.DataFrame(rows, columns=columns).to_csv(staging, index=False)
+    with atomic_write(files["markdown"]) as staging:
+        Path(staging).write_text(markdown_table(rows, columns), encoding="utf-8")
     try:  # ResultGrid's best trial, on the best-so-far metric of each trial's last report (scope="last")
         best_id = results.get_best_result(BEST_PREFIX + metric.removeprefix(VALID_PREFIX), mode).metrics["trial_id"]
     except (RuntimeError, ValueError, KeyError):
