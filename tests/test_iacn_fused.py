@@ -430,3 +430,24 @@ def test_a_model_trained_with_the_fused_loss_gives_todays_gradients(ml100k, data
     assert fused_grads.keys() == grads.keys() and any(n.startswith("iacn.routing") for n in grads)
     for name, grad in grads.items():
         torch.testing.assert_close(fused_grads[name], grad, rtol=1e-7, atol=1e-9 * max(float(grad.abs().max()), 1e-30))
+
+
+def test_scaled_normalise_passes_gradcheck_and_equals_normalize():
+    """The routing's input ``s·c/‖c‖`` as a Function: the values of ``s·normalize(c)``, gradcheck, and a zero
+    row (the padding row of E_aux) maps to 0 with a finite gradient."""
+    from recbole_iacn.model.iacn_fused import scaled_normalise
+
+    c = _inputs((4, 5, DIM), 11)
+    with torch.no_grad():
+        c[0, 1] = 0.0
+    want = 5.0 * torch.nn.functional.normalize(c, dim=-1)
+    got = scaled_normalise(c, 5.0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    upstream = torch.randn(4, 5, DIM, dtype=F64)
+    upstream[0, 1] = 0.0  # padded slots get no gradient from the routing
+    (g_want,) = torch.autograd.grad(want, c, upstream)
+    (g_got,) = torch.autograd.grad(scaled_normalise(c, 5.0), c, upstream)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-12)
+    assert torch.all(g_got[0, 1] == 0)
+    nonzero = _inputs((3, 4, DIM), 12)
+    assert torch.autograd.gradcheck(lambda x: scaled_normalise(x, 3.0), (nonzero,))

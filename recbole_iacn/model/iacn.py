@@ -24,6 +24,7 @@ from recbole_iacn.model.iacn_fused import (
     fused_routing,
     fused_squash,
     routing_aggregate,
+    scaled_normalise,
     squash_parts,
 )
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
@@ -97,10 +98,13 @@ class BehaviourToInterestRouting(nn.Module):
                 "routing was built for; rebuild the model for the longer MAX_ITEM_LIST_LENGTH."
             )
 
-    def normalise(self, behaviours: torch.Tensor) -> torch.Tensor:
-        """``s · c_i / ‖c_i‖`` for each behaviour ``[B, L, h]`` (``c_i`` itself when the scale is 0)."""
+    def normalise(self, behaviours: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """``s · c_i / ‖c_i‖`` for each behaviour ``[B, L, h]`` (``c_i`` itself when the scale is 0); ``fused``:
+        as one autograd Function (:class:`~recbole_iacn.model.iacn_fused.ScaledNormalise`), same values."""
         if not self.scale:
             return behaviours
+        if fused:
+            return scaled_normalise(behaviours, self.scale)
         return self.scale * nn.functional.normalize(behaviours, dim=-1)
 
     def behaviour_vectors(self, behaviours: torch.Tensor, behaviour_mask: torch.Tensor) -> torch.Tensor:
@@ -373,7 +377,7 @@ class IaCN(nn.Module):
         interest_mask = lengths.unsqueeze(-1) > self.interest_thresholds  # [B', K], as interest_counts
         routing = self.routing
         routing.check_length(behaviours.shape[1])
-        behaviours = routing.normalise(behaviours)
+        behaviours = routing.normalise(behaviours, fused=True)
         if routing.stop_gradient:
             aggregated = routing_aggregate(behaviours, behaviour_mask, interest_mask, routing.initial_logits,
                                            routing.iterations, routing.bilinear.weight)

@@ -86,6 +86,40 @@ def fused_squash(s: torch.Tensor) -> torch.Tensor:
     return Squash.apply(s)
 
 
+def _row_sums(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(-1, keepdim=True)`` as a product with a column of ones: on CPU several times faster for the
+    short last dimension (h ≈ 18) of the routing's inputs than a reduction over it."""
+    return torch.matmul(x, x.new_ones(x.shape[-1], 1))
+
+
+class ScaledNormalise(torch.autograd.Function):
+    """``ĉ = s·c / max(‖c‖, 1e-12)`` over the last dimension (``s·normalize(c)``, the routing's input).
+
+    Backward, with ``ρ = s / max(‖c‖, ε)``: ``g_c = ρ·(g_ĉ − ĉ (ĉᵀg_ĉ) / s²)`` where ``‖c‖ > ε`` (the
+    Jacobian ``ρ (I − ĉĉᵀ/s²)``), and ``g_c = ρ·g_ĉ`` (``ĉ = 0``) for a zero ``c`` such as the padding row."""
+
+    @staticmethod
+    @_float32_under_autocast
+    def forward(ctx, c, scale: float):
+        inverse = scale * torch.rsqrt(_row_sums(c * c).clamp_min(1e-24))  # [..., 1]
+        normalised = c * inverse
+        ctx.save_for_backward(normalised, inverse)
+        ctx.scale = scale
+        return normalised
+
+    @staticmethod
+    @once_differentiable
+    @_autocast_as_forward
+    def backward(ctx, grad):
+        normalised, inverse = ctx.saved_tensors
+        along = _row_sums(grad * normalised) / (ctx.scale * ctx.scale)
+        return inverse * (grad - normalised * along), None
+
+
+def scaled_normalise(c: torch.Tensor, scale: float) -> torch.Tensor:
+    return ScaledNormalise.apply(c, scale)
+
+
 def _initial_logits(initial_logits, interest_mask, length, dtype):
     """``b⁰``, kept ``[K, B, L]``: the fixed initial logits, ``finfo.min`` on the unused interests ``j ≥ K_u``
     (their weight underflows to exactly 0, so their capsule is 0). The softmax over K then runs over the
