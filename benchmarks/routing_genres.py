@@ -69,7 +69,9 @@ def measure(loaded, rows, seed: int = 0) -> dict:
             "neighbour_chance": neighbours["chance"]}
 
 
-def train_and_measure(model: str, form: str, seed: int, data_path, checkpoint_dir) -> dict:
+def train_and_measure(model: str, form: str, seed: int, data_path, checkpoint_dir, commit: str) -> dict:
+    """Train ``model`` at the routing ``form`` and measure it; ``commit``: the code's commit, read once when the
+    benchmark started (the checkout may move while it runs)."""
     import torch
 
     from recbole_iacn.quick_start import load_model, prepare, run
@@ -85,7 +87,7 @@ def train_and_measure(model: str, form: str, seed: int, data_path, checkpoint_di
     measured = measure(load_model(result["model_file"]), rows, seed)
     return {"model": model, "form": form, "seed": seed, **measured, "test_auc": result["test_result"]["auc"],
             "valid_auc": result["best_valid_result"]["auc"], "seconds": round(time.perf_counter() - started, 1),
-            "cpu": common.cpu_model(), "commit": common.git_commit()}
+            "cpu": common.cpu_model(), "commit": commit}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -130,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                 for form in args.forms:
                     if (model, form, str(seed)) in done:
                         continue
-                    rows.append(train_and_measure(model, form, seed, args.data_path, scratch))
+                    rows.append(train_and_measure(model, form, seed, args.data_path, scratch, info["commit"]))
                     common.write_csv(out / "routing_genres.csv", rows, common.header_lines(command, info), COLUMNS)
                     print(f"{model} {form} seed {seed}: " + ", ".join(
                         f"{k} {rows[-1][k]:.3f}" for k in ("purity_routing", "purity_position", "moved_share")),
