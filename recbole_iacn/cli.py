@@ -72,7 +72,7 @@ def help_text(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET) -> str
         values = settings.defaults(spec.config_files, dataset, with_recbole=True)
     except UserError:
         values = {}
-    names = [n for n, s in settings.SETTINGS.items() if n in values or s.group in ("training", "study")]
+    names = [n for n, s in settings.SETTINGS.items() if n in values or s.group in ("training", "study", "distributed")]
     return (
         build_parser().format_help()
         + f"\nregistered models:\n{models}\n\n"

@@ -23,6 +23,18 @@ def test_help_lists_every_registered_model(capsys):
     assert "--config_files" in out and "--tune" in out
 
 
+def test_help_shows_every_group_of_settings(capsys):
+    """Model, data, training, distributed and study settings, each under its group's heading."""
+    from recbole_iacn import settings
+
+    assert cli.main(["--model=DIN_IaCN", "--help"]) == 0
+    out = capsys.readouterr().out
+    for group in ("training", "data", "model", "DIN", "IaCN", "study", "distributed"):
+        assert f"\n{settings.GROUPS[group]}:\n" in out, group
+    for key in ("--nproc", "--world_size", "--ip", "--port", "--tune_cpus_per_trial", "--iacn_routing_scale"):
+        assert key in out, key
+
+
 def test_key_value_arguments_are_parsed_as_yaml():
     raw = cli.parse_args(["--model=DIN", "--learning_rate=1e-4", "--mlp_hidden_size=[64, 32]", "--show_progress=false"])
     assert raw["model"] == "DIN"
