@@ -38,6 +38,20 @@ FAST = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the test process, as in a terminal. A shell without job control starts
+    a background job with SIGINT ignored, and Python then keeps it ignored: the tests that send themselves a
+    Ctrl-C (and the children they start, which inherit the disposition) would wait for nothing."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> str:
     """A data_path holding the dense CTR view of RecBole's bundled ml-100k (as the run path builds it)."""

@@ -364,6 +364,8 @@ def test_ctrl_c_during_a_download_exits_130_and_leaves_nothing(tmp_path, monkeyp
     import signal
     import threading
 
+    import torch  # noqa: F401  (imported first: a Ctrl-C inside torch's own import breaks it for the later tests)
+
     from recbole_iacn import cli
     from tests.test_download import ARCHIVE, NAME, amazon_books_zip, leftovers, no_terminal, serve
 
