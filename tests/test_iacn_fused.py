@@ -104,7 +104,7 @@ def _routing_module(stop_gradient, form="mind"):
 @pytest.mark.parametrize("stop_gradient", [True, False])
 def test_fused_routing_equals_the_routing_module(stop_gradient, form):
     """Capsules and ∂/∂behaviours, ∂/∂M of FusedRouting(M c) equal BehaviourToInterestRouting's, and with
-    stop-gradient so do RoutingAggregate's followed by M and Squash (``c`` normalised as the module does)."""
+    stop-gradient so do RoutingAggregate's (which normalises ``c`` itself) followed by M and Squash."""
     routing = _routing_module(stop_gradient, form)
     behaviour_mask, interest_mask = _masks()
     behaviours = _inputs((len(LENGTHS), LENGTH, DIM), 3)
@@ -116,8 +116,8 @@ def test_fused_routing_equals_the_routing_module(stop_gradient, form):
     candidates = [fused_routing(routing.bilinear(routing.normalise(behaviours)), behaviour_mask, interest_mask,
                                 routing.initial_logits, routing.iterations, stop_gradient)]
     if stop_gradient:
-        aggregated = routing_aggregate(routing.normalise(behaviours), behaviour_mask, interest_mask, routing.initial_logits,
-                                       routing.iterations, routing.bilinear.weight)
+        aggregated = routing_aggregate(behaviours, behaviour_mask, interest_mask, routing.initial_logits,
+                                       routing.iterations, routing.bilinear.weight, routing.scale)
         candidates.append(fused_squash(routing.bilinear(aggregated)))
     for got in candidates:
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
@@ -125,19 +125,25 @@ def test_fused_routing_equals_the_routing_module(stop_gradient, form):
             assert torch.allclose(g, w, rtol=1e-10, atol=1e-13)
 
 
-def test_routing_aggregate_gradient_is_that_of_the_last_aggregation_with_its_weights_constant():
-    """RoutingAggregate is y = a ĉ with today's final routing weights a, and its gradient that of y with a
-    held constant (the stop-gradient rule); with one iteration (no refinement) gradcheck holds exactly."""
-    routing = _routing_module(True)
+@pytest.mark.parametrize("form", ROUTING_FORMS)
+def test_routing_aggregate_gradient_is_that_of_the_last_aggregation_with_its_weights_constant(form):
+    """RoutingAggregate is y = a ĉ with today's final routing weights a (ĉ = s·c/‖c‖, or c at scale 0), and
+    its gradient that of y with a held constant (the stop-gradient rule), through the normalisation; with one
+    iteration (no refinement) gradcheck holds exactly. A zero behaviour (E_aux's padding row) maps to 0 with
+    a finite gradient."""
+    routing = _routing_module(True, form)
     behaviour_mask, interest_mask = _masks()
     behaviours = _inputs((len(LENGTHS), LENGTH, DIM), 4, scale=2.0)
+    with torch.no_grad():
+        behaviours[1, 0] = 0.0  # a real slot holding the zero vector
     counts = interest_counts(torch.tensor(LENGTHS), K_MAX)
     _, _, weights = routing(behaviours, behaviour_mask, counts)  # a [B, L, K], 0 on padding and unused
-    reference = torch.bmm(weights.detach().transpose(1, 2), behaviours * behaviour_mask.unsqueeze(-1))
+    reference = torch.bmm(weights.detach().transpose(1, 2),
+                          routing.normalise(behaviours) * behaviour_mask.unsqueeze(-1))
 
     def function(c, iterations=routing.iterations):
         return routing_aggregate(c, behaviour_mask, interest_mask, routing.initial_logits, iterations,
-                                 routing.bilinear.weight)
+                                 routing.bilinear.weight, routing.scale)
 
     got = function(behaviours)
     assert torch.allclose(got, reference, rtol=1e-12, atol=1e-14)
@@ -146,7 +152,10 @@ def test_routing_aggregate_gradient_is_that_of_the_last_aggregation_with_its_wei
     (want,) = torch.autograd.grad(reference, behaviours, upstream)
     assert torch.allclose(grad, want, rtol=1e-12, atol=1e-14)
     assert torch.all(grad[~behaviour_mask] == 0) and torch.all(grad[0] == 0)
-    assert torch.autograd.gradcheck(lambda c: function(c, 1), (behaviours,))
+    assert torch.isfinite(grad[1, 0]).all()
+    nonzero = behaviours.detach().clone()
+    nonzero[1, 0] = 1.0  # gradcheck away from the kink of ‖c‖ at 0
+    assert torch.autograd.gradcheck(lambda c: function(c, 1), (nonzero.requires_grad_(),))
     assert routing.bilinear.weight.grad is None  # M reaches the loss through the module, not through here
 
 
