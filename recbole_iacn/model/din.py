@@ -22,7 +22,8 @@ class DIN(CTRModel):
     * DNN 200-80 with Dice: paper and code; the code also batch-normalises the DNN input
       (``dnn_batch_norm`` normalises after each layer instead);
     * DNN input: see :meth:`CTRModel.deep_interest_input` (pooled behaviours by ``history_pooling``:
-      mean by default, sum as in the code; user fields by ``host_user_features``);
+      sum by default (``properties/overall.yaml``), as in the code, or mean; user fields by
+      ``host_user_features``);
     * one logit with BCE: the code's 2-way softmax with cross-entropy is the same model.
     """
 

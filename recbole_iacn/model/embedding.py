@@ -113,8 +113,9 @@ class CTRFeatures:
         return masked_mean(self.history, self.history_mask)
 
     def history_pooled(self) -> torch.Tensor:
-        """The behaviours pooled over the real steps ``[B, D]``: their mean (default) or their sum (the
-        DIEN authors' code, ``item_his_eb_sum``); zero for an empty history."""
+        """The behaviours pooled over the real steps ``[B, D]``, as ``history_pooling`` says: their sum (the
+        DIEN authors' code, ``item_his_eb_sum``; the package default, ``properties/overall.yaml``) or their
+        mean (this dataclass's own default, when no configuration gives one); zero for an empty history."""
         from recbole_iacn.model.layers import masked_mean
 
         if self.history_pooling == "sum":

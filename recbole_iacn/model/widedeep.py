@@ -51,7 +51,8 @@ class WideLinear(nn.Module):
 
 
 class WideDeep(CTRModel):
-    """Deep: MLP over the user, candidate, mean behaviour and other fields; wide: :class:`WideLinear`.
+    """Deep: MLP over the user, candidate, pooled behaviours (``history_pooling``) and other fields; wide:
+    :class:`WideLinear`.
 
     Where each choice comes from (paper: Cheng et al., 2016; code: the DIEN authors' ``Model_WideDeep``,
     the baseline of the DIEN and IaCN tables):
