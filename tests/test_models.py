@@ -241,7 +241,7 @@ def test_local_activation_unit_equals_concatenation_form():
 
 
 def test_readme_fifth_host_gets_iacn_in_one_line(ml100k, data_root):
-    """The README's example: a new CTRModel host and its IaCN variant via with_iacn."""
+    """The example of docs/adding-a-host.md: a new CTRModel host and its IaCN variant via with_iacn."""
     from torch import nn
 
     from recbole_iacn.model.base import CTRModel
