@@ -1,0 +1,127 @@
+"""What the content routing costs in training: X_IaCN ÷ X per host at the routing before 2026-12-06 and at
+today's defaults, all three measured in one process, alternating.
+
+For each host X (DIN, DIEN, WideDeep, DAIN) on ml-100k: the first ``--batches`` training batches of
+``--batch-size`` samples; three models built under the same seed: ``X``; ``X_IaCN`` with the old routing
+(``iacn_routing_scale=0, iacn_routing_logit_std=1, iacn_routing_iterations=3``: MIND's form, as before
+issue 28); ``X_IaCN`` at the package defaults. One step = the whole training loss + backward. The three
+alternate in rounds of ``--calls`` steps (order reversed every other round), ``--repeats`` rounds, timed as
+CPU time of the thread (``time.thread_time``) at ``--threads`` torch threads, so that other work on the
+machine counts as little as it can. Each figure is the median over rounds of the mean per step; the
+``new ÷ old`` column is the median of the per-round ratios ``(new/X) ÷ (old/X)``, with its range.
+
+The old routing here runs on today's code, which also made it cheaper (a contiguous ``x̂ᵀ``): the ratio
+is therefore against a faster "before" than the code before the change. Usage::
+
+    python benchmarks/routing_cost.py --threads 1      # benchmarks/results/<date>/routing-cost/
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.iacn_loss import build, host_model, time_ways, training_loss  # noqa: E402
+
+NAME = "routing-cost"
+DATASET = "ml-100k"
+HOSTS = ("DIN", "DIEN", "WideDeep", "DAIN")
+OLD_ROUTING = {"iacn_routing_scale": 0.0, "iacn_routing_logit_std": 1.0, "iacn_routing_iterations": 3}
+#: the issue's limit: the new defaults may raise X_IaCN ÷ X by at most this factor
+LIMIT = 1.10
+
+
+def steps_of(models: dict, batches: list) -> dict:
+    """``{name: step}`` for :func:`time_ways`: the whole training loss + backward over the batches in turn."""
+    cycle = {"i": 0}
+
+    def step_for(model):
+        def step():
+            model.zero_grad(set_to_none=True)
+            batch = batches[cycle["i"] % len(batches)]
+            cycle["i"] += 1
+            return lambda: training_loss(model, batch).backward()
+
+        return step
+
+    return {name: step_for(model) for name, model in models.items()}
+
+
+def measure(host: str, args, overrides: dict) -> dict:
+    from recbole_iacn.quick_start import prepare
+
+    model_name = f"{host}_IaCN"
+    prepared = prepare(model_name, DATASET, config_dict=overrides)
+    batches = []
+    for batch in prepared.train_data:
+        batches.append(batch)
+        if len(batches) == args.batches:
+            break
+    models = {"host": host_model(prepared, model_name, overrides), "old": build(prepared, OLD_ROUTING),
+              "new": build(prepared, {})}
+    rounds = time_ways(steps_of(models, batches), args.repeats, args.calls)
+    per_round = [(n / h) / (o / h) for h, o, n in zip(rounds["host"], rounds["old"], rounds["new"])]
+    host_ms, old_ms, new_ms = (statistics.median(rounds[k]) for k in ("host", "old", "new"))
+    row = {"host": host, "host_ms": host_ms, "old_ms": old_ms, "new_ms": new_ms, "ratio_old": old_ms / host_ms,
+           "ratio_new": new_ms / host_ms, "new_over_old": statistics.median(per_round),
+           "new_over_old_min": min(per_round), "new_over_old_max": max(per_round),
+           "rounds_within_limit": sum(r <= LIMIT for r in per_round), "rounds": len(per_round),
+           "iterations_new": prepared.config["iacn_routing_iterations"]}
+    print(row, flush=True)
+    return row
+
+
+def results_markdown(rows: Sequence[dict], command: str, info: dict, args) -> str:
+    text = common.markdown_header("What the content routing costs: X_IaCN ÷ X, old routing and new defaults",
+                                  command, info)
+    text += (f"\nml-100k, the first {args.batches} training batches of {args.batch_size}; one step = training loss "
+             f"+ backward; CPU ms per step of the thread, median of {args.repeats} rounds × {args.calls} steps, "
+             "the three models alternating. Old routing: scale 0, start std 1, 3 iterations (before issue 28), "
+             "on today's code. new ÷ old: median of the per-round ratios [min, max]; the limit is "
+             f"{LIMIT:.2f}.\n\n")
+    body = [[r["host"], f"{r['host_ms']:.2f}", f"{r['old_ms']:.2f}", f"{r['new_ms']:.2f}", f"{r['ratio_old']:.2f}",
+             f"{r['ratio_new']:.2f}",
+             f"{r['new_over_old']:.3f} [{r['new_over_old_min']:.2f}, {r['new_over_old_max']:.2f}]",
+             f"{r['rounds_within_limit']}/{r['rounds']}"] for r in rows]
+    return text + common.markdown_table(
+        ["host X", "X ms", "X_IaCN old ms", "X_IaCN new ms", "X_IaCN ÷ X old", "X_IaCN ÷ X new", "new ÷ old",
+         f"rounds ≤ {LIMIT:.2f}"], body)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="X_IaCN ÷ X per host at the old routing and at the new defaults.")
+    p.add_argument("--hosts", nargs="+", default=list(HOSTS), choices=HOSTS)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batches", type=int, default=4, help="training batches the steps cycle through")
+    p.add_argument("--repeats", type=int, default=15, help="rounds (each model once per round)")
+    p.add_argument("--calls", type=int, default=5, help="steps per model and round")
+    return common.add_common_arguments(p, NAME, device=False, threads=1)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    import torch
+
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else common.default_out_dir(NAME) / NAME
+    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
+    common.ensure_dataset(DATASET, args.data_path)
+    overrides = {**common.QUIET, **common.device_config("cpu"), "data_path": args.data_path,
+                 "train_batch_size": args.batch_size, "seed": common.FIRST_SEED,
+                 **common.parse_overrides(args.config_dict)}
+    rows = [measure(host, args, overrides) for host in args.hosts]
+    info = common.machine_info("cpu")
+    return common.write_results(out, "results", rows, results_markdown(rows, command, info, args),
+                                common.header_lines(command, info))
+
+
+if __name__ == "__main__":
+    main()
