@@ -4,7 +4,7 @@
     python run_recbole_iacn.py --model=DIN --dataset=ml-100k --config_files="a.yaml b.yaml" --learning_rate=1e-4
 
 ``argparse`` reads the options of this command (``--model``, ``--dataset``, ``--config_files``,
-``--tune``); every other ``--key=value`` is a RecBole or model setting, read as YAML and checked against
+``--import``, ``--tune``); every other ``--key=value`` is a RecBole or model setting, read as YAML and checked against
 :mod:`recbole_iacn.settings`, which also writes the settings part of ``--help``.
 """
 
@@ -17,7 +17,8 @@ from typing import List, Optional
 
 from recbole_iacn.errors import CompatibilityError, ConfigError, Interrupted, UserError
 
-USAGE = "run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--KEY=VALUE ...]"
+USAGE = ("run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--import=MODULES] "
+         "[--KEY=VALUE ...]")
 RESERVED = ("model", "dataset", "config_files")
 DEFAULT_MODEL = "DIEN_IaCN"
 DEFAULT_DATASET = "ml-100k"
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", action=_Once, metavar="NAME",
                         help=f"dataset (default {DEFAULT_DATASET}, bundled with RecBole); see dataset/README.md")
     parser.add_argument("--config_files", action=_Once, metavar="FILES", help="space-separated YAML files, as in RecBole")
+    parser.add_argument("--import", dest="plugins", action=_Once, metavar="MODULES",
+                        help="modules (or .py files), space- or comma-separated, imported first: each registers "
+                        "hosts of its own with recbole_iacn.registry.register (see docs/adding-a-host.md)")
     parser.add_argument("--tune", action=_Once, metavar="SPACE.yaml",
                         help="run a Ray Tune study over the search space in SPACE.yaml instead (examples in "
                         "properties/tune/; study settings below)")
@@ -140,6 +144,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         raw = parse_args(argv)
+        plugins = raw.pop("plugins", None)
+        if plugins is not None:  # before the model is looked up: they register models
+            from recbole_iacn.registry import import_plugins
+
+            import_plugins(plugins)
         if any(a in ("-h", "--help") for a in argv):
             print(help_text(raw.get("model", DEFAULT_MODEL), raw.get("dataset", DEFAULT_DATASET)))
             return 0

@@ -65,6 +65,11 @@ class ConfigError(UserError, ValueError):
     """A configuration value, file or command-line override is invalid."""
 
 
+class RegistrationError(ConfigError):
+    """A model cannot be registered (:func:`recbole_iacn.registry.register`): its name is taken or ends in
+    ``_IaCN``, it is not a host class, or its config file is missing."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint file cannot be read as a recbole-iacn checkpoint."""
 

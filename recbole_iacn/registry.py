@@ -1,5 +1,16 @@
 """The one place that maps a model name to its class and its default YAML files.
 
+A host model (a :class:`~recbole_iacn.model.base.CTRModel` subclass) is added with one call,
+:func:`register`, which also registers its IaCN variant ``<name>_IaCN`` (derived from it by
+:func:`recbole_iacn.model.variants.with_iacn`). The package's own hosts are registered at the bottom of
+this module, the same way; a user's module does::
+
+    from recbole_iacn import registry
+    registry.register(MeanPool, config_files=[Path(__file__).with_name("MeanPool.yaml")])
+
+and ``--import=my_models`` (command line) or ``import my_models`` (Python) makes ``MeanPool`` and
+``MeanPool_IaCN`` known (see ``docs/adding-a-host.md``).
+
 Plugin models are looked up here; any other name is handed to RecBole's own model lookup, so
 ``--model=BPR`` still works. Where a plugin model shadows a RecBole model of the same name (DIN, DIEN,
 WideDeep), RecBole's is reachable as ``recbole.<Name>`` (e.g. ``--model=recbole.DIN``).
@@ -9,66 +20,266 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from dataclasses import dataclass
-from typing import Tuple
+from pathlib import Path
+from typing import Iterable, Tuple, Union
 
-from recbole_iacn.errors import UnknownModelError
+from recbole_iacn.errors import ConfigError, RegistrationError, UnknownModelError
 
 RECBOLE_PREFIX = "recbole."
 RECBOLE_OPTIONAL_MODELS = ("lightgbm", "xgboost")  # RecBole models that need packages we do not install
+IACN_SUFFIX = "_IaCN"
+#: The IaCN component's defaults, read after the host's by every ``<host>_IaCN``.
+IACN_CONFIG = "model/IaCN.yaml"
+#: Derives ``<host>_IaCN`` from a host class (imported on first use, as the hosts are).
+VARIANT_FACTORY = "recbole_iacn.model.variants:with_iacn"
+#: Plugin modules (module names or ``.py`` files, separated by ``os.pathsep``) that processes started from
+#: this one import when they look up a model they do not know: :func:`register` and :func:`import_plugin`
+#: add to it, so that the ranks of a multi-process run and the trials of a study find a user's hosts.
+PLUGINS_ENV = "RECBOLE_IACN_PLUGINS"
+#: Where the host base class lives (its subclasses are the hosts; see :func:`check_host`).
+HOST_BASE = ("recbole_iacn.model.base", "CTRModel")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered plugin model."""
+    """A registered plugin model: a host, or a host's IaCN variant (``has_iacn``)."""
 
     name: str
-    target: str  # "module:attribute"
-    config_files: Tuple[str, ...]  # relative to properties/
+    target: Union[str, type]  # the host class, or "module:attribute" imported on first use
+    config_files: Tuple[str, ...]  # absolute, or relative to properties/
     host: str  # the host model name (itself for hosts)
     summary: str
+    label: str = ""  # the name reports and tables use ("Wide&Deep", "Wide&Deep + IaCN")
 
     @property
     def has_iacn(self) -> bool:
         return self.name != self.host
 
     def load(self):
-        module, attr = self.target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        """The model class: the host's (imported on first use), or its IaCN variant derived from it."""
+        host = check_host(_import_target(self.target), self.host)
+        if not self.has_iacn:
+            return host
+        return _import_target(VARIANT_FACTORY)(host)
 
 
-_HOSTS = {
-    "DIN": ("recbole_iacn.model.din", "Deep Interest Network: local activation unit over behaviours"),
-    "DIEN": ("recbole_iacn.model.dien", "Deep Interest Evolution Network: GRU + AUGRU, auxiliary loss"),
-    "WideDeep": ("recbole_iacn.model.widedeep", "Wide & Deep with the behaviour sequence pooled"),
-    "DAIN": ("recbole_iacn.model.dain", "Deep Adaptive Interest Network: user/item/context MLP"),
-}
-
-IACN_SUFFIX = "_IaCN"
-
-MODELS = {}
-for _host, (_module, _summary) in _HOSTS.items():
-    MODELS[_host] = ModelSpec(_host, f"{_module}:{_host}", (f"model/{_host}.yaml",), _host, _summary)
-    _name = _host + IACN_SUFFIX
-    MODELS[_name] = ModelSpec(
-        _name,
-        f"recbole_iacn.model.variants:{_name}",
-        (f"model/{_host}.yaml", "model/IaCN.yaml"),
-        _host,
-        f"{_host} + Interest-aware Capsule Network auxiliary task",
-    )
+MODELS: dict = {}
+_HOSTS: list = []  # host names, in the order registered
 
 
+def register(host, *, name: str | None = None, label: str | None = None, summary: str | None = None,
+             config_files: Iterable[Union[str, os.PathLike]] = (), settings: Iterable = ()) -> ModelSpec:
+    """Register the host model ``host`` as ``name`` and its IaCN variant as ``<name>_IaCN``.
+
+    Args:
+        host: a subclass of :class:`~recbole_iacn.model.base.CTRModel` that defines ``forward(interaction)``
+            (logits ``[B]``), or ``"module:attribute"`` naming one (imported, and checked, on first use).
+        name: the model name (``--model=NAME``); default: the class's name. A Python identifier, not
+            already registered, not ending in ``_IaCN``.
+        label: how reports and tables name the host (default: ``name``); the variant's is
+            ``"<label> + IaCN"``.
+        summary: one line for ``--help`` (default: the first line of the class's docstring).
+        config_files: YAML files with the host's defaults (it must set at least ``embedding_size``), absolute
+            or relative to the package's ``properties/``; read after ``properties/overall.yaml``, and, for the
+            variant, before ``properties/model/IaCN.yaml``.
+        settings: :class:`~recbole_iacn.settings.Setting` declarations of the host's own settings, in the
+            group ``name`` (checked like every declared setting, and listed by ``--help``).
+
+    Returns the host's :class:`ModelSpec`. A host class given from an importable module (not ``__main__``)
+    is also added to :data:`PLUGINS_ENV`, so processes started from this one find it.
+    Raises :class:`~recbole_iacn.errors.RegistrationError` for a name already registered, a name ending in
+    ``_IaCN``, a class that is not a host, or a missing config file.
+    """
+    target = _check_target(host)
+    name = _check_name(target if name is None else name)
+    files = tuple(_check_config_file(f, name, lazy=isinstance(target, str)) for f in config_files)
+    if isinstance(target, type):
+        check_host(target, name)
+        summary = summary if summary is not None else _first_line(target.__doc__)
+    label = label or name
+    declared = tuple(settings)
+    if declared:
+        from recbole_iacn import settings as declarations
+
+        declarations.declare(name, label, declared)
+    host_spec = ModelSpec(name, target, files, name, summary or name, label)
+    variant = name + IACN_SUFFIX
+    MODELS[name] = host_spec
+    MODELS[variant] = ModelSpec(variant, target, (*files, IACN_CONFIG), name,
+                                f"{name} + Interest-aware Capsule Network auxiliary task", f"{label} + IaCN")
+    _HOSTS.append(name)
+    if isinstance(target, type) and target.__module__ not in ("__main__", "__mp_main__"):
+        _remember_plugin(target.__module__)
+    return host_spec
+
+
+def _check_target(host):
+    if isinstance(host, str):
+        module, _, attr = host.partition(":")
+        if not module or not attr.isidentifier():
+            raise RegistrationError(f"register({host!r}): a host given by name is 'module:ClassName', e.g. "
+                                    "'my_models:MeanPool'.")
+        return host
+    if not isinstance(host, type):
+        raise RegistrationError(f"register({host!r}): a host is a class (a subclass of "
+                                f"{'.'.join(HOST_BASE)}), not a {type(host).__name__}.")
+    return host
+
+
+def _check_name(name) -> str:
+    if isinstance(name, type):
+        name = name.__name__
+    elif isinstance(name, str) and ":" in name:  # "module:Class" without a name
+        name = name.rpartition(":")[2]
+    if not isinstance(name, str) or not name.isidentifier():
+        raise RegistrationError(f"Cannot register a model named {name!r}: a model name is a Python identifier, "
+                                "such as MeanPool (it names log folders and checkpoints).")
+    if name.endswith(IACN_SUFFIX):
+        raise RegistrationError(
+            f"Cannot register a host named {name!r}: names ending in {IACN_SUFFIX} are the IaCN variants, which "
+            f"register() derives from each host. Register the host itself ({name[:-len(IACN_SUFFIX)]!r}); "
+            f"{name!r} comes with it.")
+    if name in MODELS:
+        where = MODELS[name].target
+        where = f"{where.__module__}.{where.__qualname__}" if isinstance(where, type) else where
+        raise RegistrationError(f"Model {name!r} is already registered (by {where}). Choose another name with "
+                                "register(..., name=...), or import the module that registers it only once.")
+    return name
+
+
+def _check_config_file(path, name: str, lazy: bool) -> str:
+    """``path`` as :func:`~recbole_iacn.properties.plugin_layers` reads it (absolute, or relative to
+    ``properties/``); a file that is not there is an error now rather than at the first run."""
+    text = os.fspath(path)
+    if lazy and not os.path.isabs(text):
+        return text  # the package's own files, under properties/ (found when a config is built)
+    from recbole_iacn.properties import properties_dir
+
+    found = Path(text) if os.path.isabs(text) else properties_dir() / text
+    if not found.is_file():
+        raise RegistrationError(
+            f"Config file {text!r} of model {name!r} does not exist ({found}). Give the host's YAML defaults as an "
+            "absolute path, e.g. Path(__file__).with_name('MyHost.yaml'), or one relative to properties/.")
+    return text
+
+
+def check_host(cls, name: str):
+    """``cls`` if it can be a host: a subclass of :class:`~recbole_iacn.model.base.CTRModel` (not an IaCN
+    variant already) that defines ``forward``; else a :class:`~recbole_iacn.errors.RegistrationError`.
+
+    The base class is looked up among the loaded modules: a subclass of it has loaded it, and the registry
+    (below the models in the package's layers) never imports the models itself except by name."""
+    module, attr = HOST_BASE
+    base = getattr(sys.modules.get(module), attr, None)
+    if not isinstance(cls, type) or base is None or not issubclass(cls, base):
+        raise RegistrationError(
+            f"{cls!r} cannot be registered as host {name!r}: a host is a subclass of {module}.{attr} (its "
+            "features, loss and item-embedding hook are what the IaCN variant builds on).")
+    if getattr(cls, "iacn_host", None) is not None:
+        raise RegistrationError(
+            f"{cls.__qualname__} cannot be registered as host {name!r}: it already carries the IaCN component "
+            f"(it is, or derives from, {cls.iacn_host.__name__}{IACN_SUFFIX}). Register {cls.iacn_host.__name__}.")
+    own = cls.__mro__[: cls.__mro__.index(base)]
+    if not any("forward" in vars(c) for c in own):
+        raise RegistrationError(f"{cls.__qualname__} cannot be registered as host {name!r}: it does not define "
+                                "forward(interaction), which returns the logits [B].")
+    return cls
+
+
+def _first_line(doc) -> str:
+    lines = [line.strip() for line in (doc or "").strip().splitlines()]
+    return lines[0] if lines else ""
+
+
+def _import_target(target):
+    if isinstance(target, type):
+        return target
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ------------------------------------------------------------------------------ plugin modules
+_IMPORTED: set = set()  # entries of PLUGINS_ENV this process has imported (or tried to)
+
+
+def import_plugin(entry: str, where: str = "--import"):
+    """Import a plugin module that registers hosts: a module name (``my_models``) or a ``.py`` file
+    (``path/to/my_models.py``, imported as ``my_models`` with its folder put on ``sys.path``). The entry (a
+    file as its absolute path) is added to :data:`PLUGINS_ENV`. Raises :class:`~recbole_iacn.errors.ConfigError`
+    when there is no such module or file (``where`` names who asked for it); errors raised inside the module
+    propagate."""
+    text = str(entry).strip()
+    if not text:
+        raise ConfigError(f"{where} needs a module name (my_models) or a .py file (path/to/my_models.py).")
+    module = text
+    if text.endswith(".py") or os.sep in text or (os.altsep and os.altsep in text):
+        path = Path(text).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{where}: {text} is not a file ({path}). Give a .py file that registers hosts, or "
+                              "a module name.")
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        text, module = str(path), path.stem
+    _IMPORTED.add(text)
+    listed = _listed_plugins()
+    _remember_plugin(text)  # before the module's own register() calls add its name: files come first
+    try:
+        return importlib.import_module(module)
+    except BaseException as exc:
+        if text not in listed:  # leave the list as it was
+            os.environ[PLUGINS_ENV] = os.pathsep.join(listed)
+            if not listed:
+                del os.environ[PLUGINS_ENV]
+        if isinstance(exc, ModuleNotFoundError) and exc.name is not None and (
+                module == exc.name or module.startswith(exc.name + ".")):
+            raise ConfigError(f"{where}: no module named {exc.name!r} (looked on sys.path from {os.getcwd()}). "
+                              "Give the module's name as `import` takes it, or the path of its .py file.") from None
+        raise  # an error inside the module (or a module it imports is missing): its own, with its traceback
+
+
+def import_plugins(entries: Iterable[str] | str) -> None:
+    """:func:`import_plugin` for each entry (a list, or one string of names separated by spaces or commas)."""
+    if isinstance(entries, str):
+        entries = entries.replace(",", " ").split()
+    for entry in entries:
+        import_plugin(entry)
+
+
+def _listed_plugins() -> list:
+    return [e for e in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if e]
+
+
+def _remember_plugin(entry: str) -> None:
+    listed = _listed_plugins()
+    if entry not in listed:
+        os.environ[PLUGINS_ENV] = os.pathsep.join([*listed, entry])
+
+
+def _import_listed_plugins() -> None:
+    """Import the :data:`PLUGINS_ENV` modules not imported yet (a process started by one that registered a
+    user's host, looking up that host)."""
+    for entry in _listed_plugins():
+        if entry not in _IMPORTED:
+            import_plugin(entry, where=f"{PLUGINS_ENV}={os.environ.get(PLUGINS_ENV)!r}")
+
+
+# ------------------------------------------------------------------------------ lookup
 def model_names() -> list[str]:
     return list(MODELS)
 
 
 def host_names() -> list[str]:
-    """The plugin host models (DIN, DIEN, WideDeep, DAIN): each also registered as ``<host>_IaCN``."""
+    """The registered host models (DIN, DIEN, WideDeep, DAIN, then any registered since): each also
+    registered as ``<host>_IaCN``."""
     return list(_HOSTS)
 
 
 def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        _import_listed_plugins()
     try:
         return MODELS[name]
     except KeyError:
@@ -81,7 +292,8 @@ def _unknown_message(name: str) -> str:
     return (
         f"Unknown model {name!r}.{hint} Plugin models: {', '.join(MODELS)}. Any RecBole model name "
         f"also works (e.g. BPR, DeepFM); RecBole's own DIN, DIEN and WideDeep are "
-        f"'{RECBOLE_PREFIX}DIN', '{RECBOLE_PREFIX}DIEN' and '{RECBOLE_PREFIX}WideDeep'."
+        f"'{RECBOLE_PREFIX}DIN', '{RECBOLE_PREFIX}DIEN' and '{RECBOLE_PREFIX}WideDeep'. A host of your own is "
+        "known once the module that registers it is imported (--import=MODULE; docs/adding-a-host.md)."
     )
 
 
@@ -89,6 +301,8 @@ def resolve(name: str):
     """Return ``(spec, cls)``: ``spec`` is the plugin ModelSpec, or None for a RecBole model."""
     if not isinstance(name, str) or not name:
         raise UnknownModelError(_unknown_message(str(name)))
+    if name not in MODELS:
+        _import_listed_plugins()
     if name in MODELS:
         spec = MODELS[name]
         return spec, spec.load()
@@ -107,3 +321,14 @@ def resolve(name: str):
         if recbole_name.lower() in RECBOLE_OPTIONAL_MODELS:
             raise UnknownModelError(f"RecBole's {recbole_name} needs an extra package: {exc}. Install it with pip.") from None
         raise UnknownModelError(_unknown_message(name)) from None
+
+
+# ------------------------------------------------------------------------------ the package's hosts
+register("recbole_iacn.model.din:DIN", config_files=["model/DIN.yaml"],
+         summary="Deep Interest Network: local activation unit over behaviours")
+register("recbole_iacn.model.dien:DIEN", config_files=["model/DIEN.yaml"],
+         summary="Deep Interest Evolution Network: GRU + AUGRU, auxiliary loss")
+register("recbole_iacn.model.widedeep:WideDeep", label="Wide&Deep", config_files=["model/WideDeep.yaml"],
+         summary="Wide & Deep with the behaviour sequence pooled")
+register("recbole_iacn.model.dain:DAIN", config_files=["model/DAIN.yaml"],
+         summary="Deep Adaptive Interest Network: user/item/context MLP")

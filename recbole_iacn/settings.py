@@ -254,8 +254,33 @@ SETTINGS = _declare(
 )
 del S
 
-#: settings read by the models (validated when a plugin model's config is built)
+#: settings read by the models (validated when a plugin model's config is built); :func:`declare` adds the
+#: group of each registered host that declares settings of its own
 MODEL_GROUPS = ("training", "data", "model", "DIN", "DIEN", "DAIN", "IaCN")
+
+
+def declare(group: str, heading: str, declarations: Iterable[Setting]) -> None:
+    """Declare the settings of a host that :func:`recbole_iacn.registry.register` registers: each a
+    :class:`Setting` of ``group`` (the host's name) with a name not declared yet; ``heading`` names the group
+    in ``--help``. They are then checked, and listed, as the package's own are."""
+    global MODEL_GROUPS
+    declarations = list(declarations)
+    for s in declarations:
+        if not isinstance(s, Setting):
+            raise ConfigError(f"settings of {group}: {s!r} is not a recbole_iacn.settings.Setting; declare each "
+                              f"as Setting(name, kind, {group!r}, meaning, ...).")
+        if s.group != group:
+            raise ConfigError(f"Setting {s.name!r} is declared in group {s.group!r}, but registered with host "
+                              f"{group!r}: a host's own settings are in the group named after it.")
+        if s.name in SETTINGS:
+            raise ConfigError(f"Setting {s.name!r} of {group} is already declared (group {SETTINGS[s.name].group!r}); "
+                              "a host reads the shared settings as they are and declares only new names.")
+    if len({s.name for s in declarations}) < len(declarations):
+        raise ConfigError(f"settings of {group}: a name is declared twice.")
+    GROUPS.setdefault(group, heading)
+    if group not in MODEL_GROUPS:
+        MODEL_GROUPS = (*MODEL_GROUPS, group)
+    SETTINGS.update((s.name, s) for s in declarations)
 
 
 def get(name: str) -> Optional[Setting]:
@@ -285,9 +310,10 @@ def check(key: str, value: Any, default: Any = None, where: str = "") -> Any:
     return value
 
 
-def validate(config, groups: Iterable[str] = MODEL_GROUPS) -> None:
-    """Check every declared setting of ``groups`` that ``config`` (a RecBole ``Config`` or a dict) holds."""
-    groups = set(groups)
+def validate(config, groups: Optional[Iterable[str]] = None) -> None:
+    """Check every declared setting of ``groups`` (default :data:`MODEL_GROUPS`) that ``config`` (a RecBole
+    ``Config`` or a dict) holds."""
+    groups = set(MODEL_GROUPS if groups is None else groups)
     for name, setting in SETTINGS.items():
         if setting.group in groups and name in config:
             setting.check(config[name])
