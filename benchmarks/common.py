@@ -135,6 +135,13 @@ def host_names() -> list[str]:
     return registered()
 
 
+def host_labels() -> dict:
+    """How tables name each host (``WideDeep``: ``Wide&Deep``), as registered with it."""
+    from recbole_iacn.registry import get_spec
+
+    return {host: get_spec(host).label for host in host_names()}
+
+
 def add_common_arguments(parser, name: str, *, data: bool = True, device: bool = True, overrides: bool = True,
                          seeds: Optional[int] = None, threads: Optional[int] = None):
     """The options every benchmark script shares, declared once: ``--data_path``, ``--device``,

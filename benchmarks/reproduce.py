@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import common  # noqa: E402
 
 HOSTS = tuple(common.host_names())
-HOST_LABELS = {"WideDeep": "Wide&Deep", "DIN": "DIN", "DIEN": "DIEN", "DAIN": "DAIN"}
+HOST_LABELS = common.host_labels()
 IACN_SUFFIX = "_IaCN"
 TABLES = ("1", "2", "delta", "hosts", "all")
 #: Table 1's variants of each host (see the module docstring) and RecBole's class on our rows (hosts).
