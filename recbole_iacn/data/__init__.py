@@ -1,30 +1,29 @@
 """Dataset preparation for recbole-iacn: CTR datasets in RecBole atomic "benchmark" files.
 
-Public entry points (imported lazily, so ``import recbole_iacn.data`` stays light and never imports
-torch or ray):
+The sources are declared once, in :data:`recbole_iacn.data.sources.SOURCES`: each one's build function (its
+options keyword-only), its ``python -m recbole_iacn.data`` subcommand, the raw RecBole datasets the run path
+builds with it, and the names exported here. Public entry points (imported lazily, so
+``import recbole_iacn.data`` stays light and never imports torch or ray):
 
 - :func:`build_from_atomic`, :func:`default_ml100k_source` (``builder``): any RecBole atomic dataset.
+- :func:`build_from_recbole_amazon` (``recbole_amazon``): RecBole's Amazon 2014 atomic files, 5-core, DIEN
+  protocol (what the run path builds for ``amazon-*`` names).
 - :func:`import_movielens_dat`, :func:`build_movielens` (``movielens``): MovieLens ``ratings.dat``.
 - :func:`build_amazon` (``amazon``): Amazon 2014 reviews + metadata, DIEN protocol.
 - :func:`build_from_dien` (``dien``): DIEN's prepared ``local_{train,test}_splitByUser`` files.
 - :func:`build_synthetic`, :func:`build_planted` (``synthetic``): SYNTHETIC Amazon-Books-shaped data;
   small data with planted interests.
 
-Command line: ``python -m recbole_iacn.data {amazon,dien,recbole,movielens,synthetic} ...``.
+Command line: ``python -m recbole_iacn.data {amazon,dien,recbole,recbole-amazon,movielens,synthetic} ...``.
 See ``dataset/README.md`` for the output format and protocols.
 """
 
 from importlib import import_module
 
+from recbole_iacn.data.sources import exports as _source_exports
+
 _EXPORTS = {
-    "build_from_atomic": "builder",
-    "default_ml100k_source": "builder",
-    "import_movielens_dat": "movielens",
-    "build_movielens": "movielens",
-    "build_amazon": "amazon",
-    "build_from_dien": "dien",
-    "build_synthetic": "synthetic",
-    "build_planted": "synthetic",
+    **_source_exports(),
     "format_summary": "ctr",
     "DataError": "common",
     "MalformedLineError": "common",

@@ -1,6 +1,7 @@
-"""Command line: ``python -m recbole_iacn.data {amazon,dien,recbole,movielens,synthetic} ...``.
+"""Command line: ``python -m recbole_iacn.data {amazon,dien,recbole,recbole-amazon,movielens,synthetic} ...``.
 
-Every subcommand writes ``<out>/<name>/`` and prints a summary. Input problems (missing file,
+One subcommand per source of :data:`recbole_iacn.data.sources.SOURCES`, with that source's options and the
+shared ones. Every subcommand writes ``<out>/<name>/`` and prints a summary. Input problems (missing file,
 malformed line, bad parameter) print one paragraph to stderr and exit with status 2.
 """
 
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from recbole_iacn.data.sources import SOURCES, by_command
 from recbole_iacn.errors import UserError
 
 # .common (numpy, pandas) is imported inside the functions: main() turns a Ctrl-C during those imports into
@@ -55,41 +57,18 @@ def _common_options(parser: argparse.ArgumentParser, default_name, default_proto
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The argparse parser with one subcommand per source."""
+    """The argparse parser with one subcommand per source of :data:`~recbole_iacn.data.sources.SOURCES`."""
     parser = argparse.ArgumentParser(prog="python -m recbole_iacn.data",
                                      description="Prepare CTR datasets for recbole-iacn (see dataset/README.md).")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    amazon = sub.add_parser("amazon", help="Amazon 2014 reviews + metadata (DIEN protocol)")
-    amazon.add_argument("--reviews", required=True, help="reviews_<Category>_5.json.gz (gzip or plain)")
-    amazon.add_argument("--meta", required=True, help="meta_<Category>.json.gz (gzip or plain)")
-    amazon.add_argument("--skip-malformed", action="store_true", help="count and skip malformed lines")
-    _common_options(amazon, None, "dien")
-
-    dien = sub.add_parser("dien", help="DIEN's prepared local_train_splitByUser / local_test_splitByUser")
-    dien.add_argument("--train", required=True, help="local_train_splitByUser")
-    dien.add_argument("--test", required=True, help="local_test_splitByUser")
-    dien.add_argument("--item-info", default=None, help="optional item-info (item<TAB>category)")
-    _common_options(dien, None)
-
-    recbole = sub.add_parser("recbole", help="any RecBole atomic dataset (default: the bundled ml-100k)")
-    recbole.add_argument("--source-dir", default=None, help="folder with <source-name>.inter (default: bundled ml-100k)")
-    recbole.add_argument("--source-name", default=None, help="atomic dataset name (default: ml-100k)")
-    recbole.add_argument("--user-field", default="user_id")
-    recbole.add_argument("--item-field", default="item_id")
-    recbole.add_argument("--time-field", default="timestamp")
-    recbole.add_argument("--category-field", default=None,
-                         help="category field of <source-name>.item (default: cate_id/category/categories/class)")
-    _common_options(recbole, None, "dense")
-
-    movielens = sub.add_parser("movielens", help="MovieLens ratings.dat (+ LibRecommender merged.csv)")
-    movielens.add_argument("--ratings", required=True, help="ratings.dat (uid::iid::rating::ts)")
-    movielens.add_argument("--merged", default=None, help="merged.csv with user features and genres")
-    _common_options(movielens, None, "dense")
-
-    synthetic = sub.add_parser("synthetic", help="SYNTHETIC Amazon-Books-shaped data")
-    synthetic.add_argument("--scale", type=float, default=1.0, help="1.0 = 600k users, 368k items, 1.6k categories")
-    _common_options(synthetic, "synthetic-books", "dien")
+    for source in SOURCES:
+        command = sub.add_parser(source.command, help=source.help)
+        for option in source.options:
+            kwargs = dict(option.kwargs)
+            if kwargs.get("action") is None:  # shown as the flag's name, e.g. --reviews REVIEWS
+                kwargs.setdefault("metavar", option.flags[0].lstrip("-").replace("-", "_").upper())
+            command.add_argument(*option.flags, dest=option.param, **kwargs)
+        _common_options(command, source.default_name, source.protocol)
     return parser
 
 
@@ -102,32 +81,8 @@ def run(args) -> dict:
 
 def _build(args, out_dir: Path) -> dict:
     """Build the dataset of a parsed command into ``out_dir``; returns the build summary."""
-    if args.command == "amazon":
-        from .amazon import build_amazon
-        return build_amazon(args.reviews, args.meta, out_dir, args.name, args.protocol, args.seed, args.max_history,
-                            args.neg_sampling, args.valid_ratio, args.test_ratio, args.skip_malformed)
-    if args.command == "dien":
-        from .dien import build_from_dien
-        return build_from_dien(args.train, args.test, out_dir, args.name, args.item_info, args.seed,
-                               args.max_history, args.valid_ratio)
-    if args.command == "recbole":
-        from .builder import build_from_atomic, default_ml100k_source
-        source_dir, source_name = args.source_dir, args.source_name
-        if source_dir is None:
-            source_dir, bundled_name = default_ml100k_source()
-            source_name = source_name or bundled_name
-        if source_name is None:
-            source_name = Path(source_dir).name
-        return build_from_atomic(source_dir, source_name, out_dir, args.name, args.protocol, args.seed,
-                                 args.max_history, args.neg_sampling, args.valid_ratio, args.test_ratio,
-                                 args.user_field, args.item_field, args.time_field, args.category_field)
-    if args.command == "movielens":
-        from .movielens import build_movielens
-        return build_movielens(args.ratings, out_dir, args.name, args.merged, args.protocol, args.seed,
-                               args.max_history, args.neg_sampling, args.valid_ratio, args.test_ratio)
-    from .synthetic import build_synthetic
-    return build_synthetic(out_dir, args.name, args.scale, args.seed, args.max_history, args.protocol,
-                           args.neg_sampling, args.valid_ratio, args.test_ratio)
+    source = by_command(args.command)
+    return source.function()(out_dir=out_dir, **source.keywords(args))
 
 
 def main(argv=None) -> int:

@@ -160,6 +160,7 @@ def build_amazon(
     meta_path,
     out_dir,
     name: str,
+    *,
     protocol: str = "dien",
     seed: int = DEFAULT_SEED,
     max_history: Optional[int] | str = AUTO_MAX_HISTORY,

@@ -144,6 +144,7 @@ def build_from_atomic(
     source_name: str,
     out_dir,
     name: str,
+    *,
     protocol: str = "dense",
     seed: int = DEFAULT_SEED,
     max_history: Optional[int] | str = AUTO_MAX_HISTORY,

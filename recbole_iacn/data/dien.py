@@ -114,7 +114,7 @@ def _format(rows) -> List[str]:
     return [f"{label}\t{user}\t{item}\t{hist}\t{cats}" for label, user, item, hist, cats in rows]
 
 
-def build_from_dien(train_path, test_path, out_dir, name: str, item_info=None, seed: int = DEFAULT_SEED,
+def build_from_dien(train_path, test_path, out_dir, name: str, *, item_info=None, seed: int = DEFAULT_SEED,
                     max_history: Optional[int] | str = AUTO_MAX_HISTORY,
                     valid_ratio: float = DEFAULT_VALID_RATIO) -> dict:
     """Convert DIEN's prepared train/test files (+ optional ``item-info``) into the CTR dataset ``name``.

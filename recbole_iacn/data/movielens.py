@@ -120,7 +120,7 @@ def import_movielens_dat(ratings_path, out_dir, name: str, merged_csv=None) -> d
     return counts
 
 
-def build_movielens(ratings_path, out_dir, name: str, merged_csv=None, protocol: str = "dense",
+def build_movielens(ratings_path, out_dir, name: str, *, merged_csv=None, protocol: str = "dense",
                     seed: int = DEFAULT_SEED, max_history: Optional[int] | str = AUTO_MAX_HISTORY,
                     neg_sampling: str = DEFAULT_NEG_SAMPLING, valid_ratio: float = DEFAULT_VALID_RATIO,
                     test_ratio: float = DEFAULT_TEST_RATIO) -> dict:

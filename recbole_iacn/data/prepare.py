@@ -8,9 +8,10 @@ For ``--dataset=NAME`` with ``data_path`` ROOT, plugin models look, in order, fo
    settings it was written with (the ``ctr_*`` settings and the field names of its columns, see
    :func:`wanted_build`) differ from the run's;
 3. a raw RecBole dataset with user, item and timestamp: ``ROOT/NAME/NAME.inter``, or, for
-   ``ml-100k``, the copy bundled with RecBole. Its CTR view is built into ``ROOT/NAME/ctr/`` by
-   :func:`recbole_iacn.data.builder.build_from_atomic` on first use (``amazon-*`` names: by
-   :func:`recbole_iacn.data.recbole_amazon.build_from_recbole_amazon`, DIEN protocol on the 5-core);
+   ``ml-100k``, the copy bundled with RecBole. Its CTR view is built into ``ROOT/NAME/ctr/`` on first use
+   by the source :func:`recbole_iacn.data.sources.for_raw_dataset` names:
+   :func:`recbole_iacn.data.builder.build_from_atomic`, or, for ``amazon-*`` names,
+   :func:`recbole_iacn.data.recbole_amazon.build_from_recbole_amazon` (DIEN protocol on the 5-core);
 4. failing all three, a dataset RecBole can download by name (its ``url.yaml``): downloaded into
    ``ROOT/NAME/`` after a y/N question or with ``download: true`` (:mod:`recbole_iacn.data.download`),
    then treated as 3.
@@ -33,13 +34,12 @@ from pathlib import Path
 
 from recbole_iacn.checkpoint import atomic_write, follow_umask, process_alive
 from recbole_iacn.data.common import SPLITS
+from recbole_iacn.data.sources import for_raw_dataset
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
 VIEW_FOLDER = "ctr"
 BUNDLED = "ml-100k"
 AUTO = "auto"
-#: RecBole's Amazon datasets (amazon-books, amazon-electronics-18, ...): DIEN protocol, 5-core.
-AMAZON_PREFIX = "amazon-"
 #: records sizes and modification times of files whose sums matched build.json (see verify_build)
 VERIFIED_SUFFIX = ".verified.json"
 #: staging folders without a host and process id (older versions) are removed when older than this (s)
@@ -73,8 +73,9 @@ def raw_source(folder, name):
 
 
 def default_protocol(name: str) -> str:
-    """``ctr_protocol: auto``: the DIEN papers' protocol for Amazon datasets, ``dense`` otherwise."""
-    return "dien" if name.startswith(AMAZON_PREFIX) else "dense"
+    """``ctr_protocol: auto``: the protocol of the source that builds the raw dataset ``name`` (the DIEN
+    papers' for Amazon datasets, ``dense`` otherwise)."""
+    return for_raw_dataset(name).protocol
 
 
 def wanted_build(config) -> dict:
@@ -232,19 +233,17 @@ def view_is_current(view, name, wanted: dict) -> bool:
 
 
 def build_view(source, view, name, wanted: dict, logger=None, progress: bool = False) -> dict:
-    """Build the CTR view into a temporary folder beside ``view``, then move it in place."""
-    from recbole_iacn.data.builder import build_from_atomic
-    from recbole_iacn.data.recbole_amazon import build_from_recbole_amazon
-
+    """Build the CTR view into a temporary folder beside ``view`` with the source of raw ``name``
+    (:func:`~recbole_iacn.data.sources.for_raw_dataset`), then move it in place."""
+    builder = for_raw_dataset(name)
     view = Path(view)
     view.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(view.parent, logger=logger)
     staging = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=view.parent))
     try:
-        if name.startswith(AMAZON_PREFIX):
-            summary = build_from_recbole_amazon(source[0], source[1], staging, name, progress=progress, **wanted)
-        else:
-            summary = build_from_atomic(source[0], source[1], staging, name, **wanted)
+        shown = {"progress": progress} if builder.progress else {}
+        summary = builder.function()(source_dir=source[0], source_name=source[1], out_dir=staging, name=name,
+                                     **wanted, **shown)
         record_verified(staging, name)
         follow_umask(staging, folder=True)  # mkdtemp made it 0700
         if view.exists():
@@ -288,10 +287,7 @@ def resolve_ctr_dataset(config, logger=None) -> str:
             return view
         logger.warning(f"The cached CTR view in {view} does not match its build.json ({'; '.join(problems)}); "
                        "rebuilding it.")
-    if name.startswith(AMAZON_PREFIX):
-        from recbole_iacn.data.recbole_amazon import check_amazon_release
-
-        check_amazon_release(name)  # before any download
+    for_raw_dataset(name).check_raw_name(name)  # before any download
     source = raw_source(folder, name)
     if source is None:
         from recbole_iacn.data.download import fetch_known_dataset

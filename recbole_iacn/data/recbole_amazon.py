@@ -306,6 +306,7 @@ def build_from_recbole_amazon(
     source_name: str,
     out_dir,
     name: str,
+    *,
     protocol: str = "dien",
     seed: int = DEFAULT_SEED,
     max_history: Optional[int] | str = AUTO_MAX_HISTORY,

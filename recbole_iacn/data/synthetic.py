@@ -134,8 +134,8 @@ def generate_planted(
     return inter, planted
 
 
-def build_synthetic(out_dir, name: str = DEFAULT_SYNTHETIC_NAME, scale: float = 1.0, seed: int = DEFAULT_SEED,
-                    max_history: Optional[int] | str = AUTO_MAX_HISTORY, protocol: str = "dien",
+def build_synthetic(out_dir, name: str = DEFAULT_SYNTHETIC_NAME, *, scale: float = 1.0, protocol: str = "dien",
+                    seed: int = DEFAULT_SEED, max_history: Optional[int] | str = AUTO_MAX_HISTORY,
                     neg_sampling: str = DEFAULT_NEG_SAMPLING, valid_ratio: float = DEFAULT_VALID_RATIO,
                     test_ratio: float = DEFAULT_TEST_RATIO) -> dict:
     """Generate and write the SYNTHETIC dataset ``name`` (``synthetic: true`` in build.json)."""
@@ -157,10 +157,10 @@ def build_synthetic(out_dir, name: str = DEFAULT_SYNTHETIC_NAME, scale: float = 
     return summary
 
 
-def build_planted(out_dir, name: str = DEFAULT_PLANTED_NAME, users: int = 1000, items: int = 400,
+def build_planted(out_dir, name: str = DEFAULT_PLANTED_NAME, *, users: int = 1000, items: int = 400,
                   categories: int = 20, interests: Tuple[int, int] = PLANTED_INTERESTS,
-                  behaviours: Tuple[int, int] = PLANTED_BEHAVIOURS, seed: int = DEFAULT_SEED,
-                  max_history: Optional[int] = DEFAULT_MAX_HISTORY, protocol: str = "dense",
+                  behaviours: Tuple[int, int] = PLANTED_BEHAVIOURS, protocol: str = "dense",
+                  seed: int = DEFAULT_SEED, max_history: Optional[int] = DEFAULT_MAX_HISTORY,
                   neg_sampling: str = "uniform") -> dict:
     """Generate and write SYNTHETIC data with planted interests (``synthetic: true`` in build.json).
 
