@@ -11,7 +11,9 @@ machine counts as little as it can. Each figure is the median over rounds of the
 ``new ÷ old`` column is the median of the per-round ratios ``(new/X) ÷ (old/X)``, with its range.
 
 The old routing here runs on today's code, which also made it cheaper (a contiguous ``x̂ᵀ``): the ratio
-is therefore against a faster "before" than the code before the change. Usage::
+is therefore against a faster "before" than the code before the change. For that code itself, run this file
+from a checkout of it with ``--forms old`` (the old settings are its defaults; it ignores the keys it does not
+know). Usage::
 
     python benchmarks/routing_cost.py --threads 1      # benchmarks/results/<date>/routing-cost/
 """
@@ -64,16 +66,19 @@ def measure(host: str, args, overrides: dict) -> dict:
         batches.append(batch)
         if len(batches) == args.batches:
             break
-    models = {"host": host_model(prepared, model_name, overrides), "old": build(prepared, OLD_ROUTING),
-              "new": build(prepared, {})}
+    forms = {"old": OLD_ROUTING, "new": {}}
+    models = {"host": host_model(prepared, model_name, overrides),
+              **{form: build(prepared, forms[form]) for form in args.forms}}
     rounds = time_ways(steps_of(models, batches), args.repeats, args.calls)
-    per_round = [(n / h) / (o / h) for h, o, n in zip(rounds["host"], rounds["old"], rounds["new"])]
-    host_ms, old_ms, new_ms = (statistics.median(rounds[k]) for k in ("host", "old", "new"))
-    row = {"host": host, "host_ms": host_ms, "old_ms": old_ms, "new_ms": new_ms, "ratio_old": old_ms / host_ms,
-           "ratio_new": new_ms / host_ms, "new_over_old": statistics.median(per_round),
-           "new_over_old_min": min(per_round), "new_over_old_max": max(per_round),
-           "rounds_within_limit": sum(r <= LIMIT for r in per_round), "rounds": len(per_round),
-           "iterations_new": prepared.config["iacn_routing_iterations"]}
+    row = {"host": host, "host_ms": statistics.median(rounds["host"])}
+    for form in args.forms:
+        row[f"{form}_ms"] = statistics.median(rounds[form])
+        row[f"ratio_{form}"] = row[f"{form}_ms"] / row["host_ms"]
+    if len(args.forms) == 2:
+        per_round = [n / o for o, n in zip(rounds["old"], rounds["new"])]  # (new/X) ÷ (old/X), one per round
+        row.update({"new_over_old": statistics.median(per_round), "new_over_old_min": min(per_round),
+                    "new_over_old_max": max(per_round), "rounds_within_limit": sum(r <= LIMIT for r in per_round),
+                    "rounds": len(per_round)})
     print(row, flush=True)
     return row
 
@@ -86,18 +91,25 @@ def results_markdown(rows: Sequence[dict], command: str, info: dict, args) -> st
              "the three models alternating. Old routing: scale 0, start std 1, 3 iterations (before issue 28), "
              "on today's code. new ÷ old: median of the per-round ratios [min, max]; the limit is "
              f"{LIMIT:.2f}.\n\n")
-    body = [[r["host"], f"{r['host_ms']:.2f}", f"{r['old_ms']:.2f}", f"{r['new_ms']:.2f}", f"{r['ratio_old']:.2f}",
-             f"{r['ratio_new']:.2f}",
-             f"{r['new_over_old']:.3f} [{r['new_over_old_min']:.2f}, {r['new_over_old_max']:.2f}]",
-             f"{r['rounds_within_limit']}/{r['rounds']}"] for r in rows]
-    return text + common.markdown_table(
-        ["host X", "X ms", "X_IaCN old ms", "X_IaCN new ms", "X_IaCN ÷ X old", "X_IaCN ÷ X new", "new ÷ old",
-         f"rounds ≤ {LIMIT:.2f}"], body)
+    columns, body = ["host X", "X ms"], [[r["host"], f"{r['host_ms']:.2f}"] for r in rows]
+    for form in args.forms:
+        columns += [f"X_IaCN {form} ms", f"X_IaCN ÷ X {form}"]
+        for line, r in zip(body, rows):
+            line += [f"{r[f'{form}_ms']:.2f}", f"{r[f'ratio_{form}']:.2f}"]
+    if len(args.forms) == 2:
+        columns += ["new ÷ old", f"rounds ≤ {LIMIT:.2f}"]
+        for line, r in zip(body, rows):
+            line += [f"{r['new_over_old']:.3f} [{r['new_over_old_min']:.2f}, {r['new_over_old_max']:.2f}]",
+                     f"{r['rounds_within_limit']}/{r['rounds']}"]
+    return text + common.markdown_table(columns, body)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="X_IaCN ÷ X per host at the old routing and at the new defaults.")
     p.add_argument("--hosts", nargs="+", default=list(HOSTS), choices=HOSTS)
+    p.add_argument("--forms", nargs="+", default=["old", "new"], choices=["old", "new"],
+                   help="which X_IaCN to time beside X (old alone also runs on a checkout from before the change, "
+                        "where it is that checkout's defaults)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--batches", type=int, default=4, help="training batches the steps cycle through")
     p.add_argument("--repeats", type=int, default=15, help="rounds (each model once per round)")
@@ -117,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     overrides = {**common.QUIET, **common.device_config("cpu"), "data_path": args.data_path,
                  "train_batch_size": args.batch_size, "seed": common.FIRST_SEED,
                  **common.parse_overrides(args.config_dict)}
+    args.forms = list(dict.fromkeys(args.forms))
     rows = [measure(host, args, overrides) for host in args.hosts]
     info = common.machine_info("cpu")
     return common.write_results(out, "results", rows, results_markdown(rows, command, info, args),

@@ -137,34 +137,34 @@ class RoutingAggregate(torch.autograd.Function):
     ``stop_gradient(x̂)``, MIND's and ComiRec's code) and the routing scale ``s`` → ``y = a^{r−1} ĉ [B, K, h]``,
     from which the caller forms ``u = squash(M y)`` with the module ``M``.
 
-    Forward: ``ĉ_i = s·c_i/‖c_i‖`` (``c_i`` when ``s = 0``, MIND's form), 0 on padded slots; with ``b⁰`` from
+    The routing's input is ``ĉ_i = ρ_i c_i`` with ``ρ_i = s/‖c_i‖`` (``ρ_i = 1`` when ``s = 0``, MIND's form)
+    and ``ρ_i = 0`` on padded slots; ``ĉ`` itself is never formed. Forward: with ``b⁰`` from
     :func:`_initial_logits`, for ``t = 0 … r−2``::
 
-        aᵗ = softmax_K(bᵗ)     uᵗ = squash(aᵗ x̂)     bᵗ⁺¹ = bᵗ + uᵗ x̂ᵀ      (x̂ = ĉ Mᵀ)
+        aᵗ = softmax_K(bᵗ)     uᵗ = squash(aᵗ x̂)     bᵗ⁺¹ = bᵗ + uᵗ x̂ᵀ      (x̂ = ĉ Mᵀ = ρ ⊙ c Mᵀ)
 
-    then ``a^{r−1} = softmax_K(b^{r−1})`` and ``y = a^{r−1} ĉ``: the weights of
-    :class:`recbole_iacn.model.iacn.BehaviourToInterestRouting`. The iterations need no gradient, and run on the
-    behaviours' Gram matrix ``G = x̂ x̂ᵀ [B, L, L]``, formed once: with ``sᵗ = aᵗ x̂`` and ``f(n) = n/(1 + n²)``,
-    ``uᵗ x̂ᵀ = f(‖sᵗ‖)·(aᵗ G)`` and ``‖sᵗ_j‖² = Σ_i (aᵗ G)_ji aᵗ_ji``, so each iteration is one ``bmm`` and a few
-    ``[B, K, L]`` elementwise products instead of two ``bmm`` and a squash over ``h``.
+    then ``a^{r−1} = softmax_K(b^{r−1})`` and ``y = a^{r−1} ĉ = w c`` with ``w = a^{r−1} ⊙ ρᵀ [B, K, L]``: the
+    weights of :class:`recbole_iacn.model.iacn.BehaviourToInterestRouting`. The iterations need no gradient,
+    and run on the behaviours' Gram matrix ``G = x̂ x̂ᵀ [B, L, L]``, formed once: with ``sᵗ = aᵗ x̂`` and
+    ``f(n) = n/(1 + n²)``, ``uᵗ x̂ᵀ = f(‖sᵗ‖)·(aᵗ G)`` and ``‖sᵗ_j‖² = Σ_i (aᵗ G)_ji aᵗ_ji``, so each iteration
+    is one ``bmm`` and a few ``[B, K, L]`` products instead of two ``bmm`` and a squash over ``h``.
 
-    Backward: the weights are constants, so ``g_ĉ = (a^{r−1})ᵀ g_y``; with ``ρ_i = s/‖c_i‖`` on real slots
-    and 0 on padded ones, ``g_c = ρ ⊙ (g_ĉ − ĉ (ĉᵀg_ĉ)/s²)`` (the normalisation's Jacobian
-    ``ρ (I − ĉĉᵀ/s²)``; a zero ``c`` such as E_aux's padding row has ``ĉ = 0`` and gets ``ρ·g_ĉ``), and
-    ``g_c = g_ĉ ⊙ mask`` when ``s = 0``. Padded slots get 0.
+    Backward: the weights are constants (stop-gradient), so ``g_ĉ = (a^{r−1})ᵀ g_y``, and through the
+    normalisation (Jacobian ``ρ (I − ĉĉᵀ/s²)``) ``g_c = ρ g_ĉ − ρ ĉ (ĉᵀ g_ĉ)/s² = wᵀ g_y − c ⊙ ρ² t/s²`` with
+    ``t_i = c_iᵀ (wᵀ g_y)_i``; at ``s = 0``, ``g_c = wᵀ g_y``. Padded slots (``ρ = 0``) get 0; a zero ``c`` on
+    a real slot (E_aux's padding row) gets ``ρ·g_ĉ`` with ``ρ = s/1e-12``, as ``s·normalize(c)`` gives.
     """
 
     @staticmethod
     @_float32_under_autocast
     def forward(ctx, behaviours, behaviour_mask, interest_mask, initial_logits, iterations: int, weight,
                 scale: float = 0.0):
-        inverse = behaviour_mask.unsqueeze(-1).to(behaviours.dtype)  # [B, L, 1]: padded behaviours add nothing
+        rho = behaviour_mask.unsqueeze(-1).to(behaviours.dtype)  # [B, L, 1]: padded behaviours add nothing
         if scale:
-            inverse = inverse * (scale * torch.rsqrt(_row_sums(behaviours * behaviours).clamp_min(1e-24)))
-        normalised = behaviours * inverse  # ĉ
+            rho = rho * (scale * torch.rsqrt(_row_sums(behaviours * behaviours).clamp_min(1e-24)))
         logits = _initial_logits(initial_logits, interest_mask, behaviours.shape[1], behaviours.dtype)
         if iterations > 1:
-            x_hat = torch.matmul(normalised, weight.to(behaviours.dtype).t())  # [B, L, h]
+            x_hat = torch.matmul(behaviours, weight.to(behaviours.dtype).t()) * rho  # [B, L, h]
             gram = torch.bmm(x_hat, x_hat.transpose(1, 2))  # G = x̂ x̂ᵀ [B, L, L]
             ones = gram.new_ones(gram.shape[-1], 1)
             for _ in range(iterations - 1):
@@ -173,21 +173,22 @@ class RoutingAggregate(torch.autograd.Function):
                 squared = torch.matmul(projected * weights, ones).clamp_min(0.0)  # ‖sᵗ‖² [B, K, 1]
                 # b_ij += u_jᵀ x̂_i = f(‖s_j‖)·(s_jᵀ x̂_i)
                 logits = logits + (projected * (squared.sqrt() / (1.0 + squared))).transpose(0, 1)
-        weights = torch.softmax(logits, dim=0).transpose(0, 1)  # a [B, K, L], over each user's K_u interests
-        ctx.save_for_backward(normalised, inverse, weights)
+        # w = a ⊙ ρᵀ [B, K, L]; a over each user's K_u interests
+        scaled = torch.softmax(logits, dim=0).transpose(0, 1) * rho.transpose(1, 2)
+        ctx.save_for_backward(behaviours, rho, scaled)
         ctx.scale = scale
-        return torch.bmm(weights, normalised)
+        return torch.bmm(scaled, behaviours)
 
     @staticmethod
     @once_differentiable
     @_autocast_as_forward
     def backward(ctx, grad_aggregated):
-        normalised, inverse, weights = ctx.saved_tensors
-        grad = torch.bmm(weights.transpose(1, 2), grad_aggregated)  # g_ĉ [B, L, h]
-        if not ctx.scale:
-            return grad * inverse, None, None, None, None, None, None
-        along = _row_sums(grad * normalised) * (inverse / (ctx.scale * ctx.scale))  # ρ (ĉᵀg_ĉ)/s² [B, L, 1]
-        return torch.addcmul(grad * inverse, normalised, along, value=-1.0), None, None, None, None, None, None
+        behaviours, rho, scaled = ctx.saved_tensors
+        grad = torch.bmm(scaled.transpose(1, 2), grad_aggregated)  # wᵀ g_y = ρ g_ĉ [B, L, h]
+        if ctx.scale:
+            along = _row_sums(behaviours * grad) * rho * rho / (ctx.scale * ctx.scale)  # ρ² t / s² [B, L, 1]
+            grad = torch.addcmul(grad, behaviours, along, value=-1.0)
+        return grad, None, None, None, None, None, None
 
 
 def routing_aggregate(behaviours, behaviour_mask, interest_mask, initial_logits, iterations: int, weight,
