@@ -67,7 +67,9 @@ def test_routing_weights_are_the_routing_modules(explainer, planted):
         k_u = int(mask.sum())
         assert record["num_interests"] == k_u == min(4, max(1, (len(items) - 1).bit_length()))
         from_json = torch.tensor([i["routing_weights"] for i in record["interests"]]).t()  # [n, K_u]
-        assert torch.allclose(from_json, weights[0, :, :k_u], atol=2e-6)
+        # float32 on both sides, but the explainer routes a padded batch of users and this one row alone: their
+        # rounding differs by ~1e-5 after 5 iterations at scale 5 (a wrong user or position differs by > 0.01)
+        assert torch.allclose(from_json, weights[0, :, :k_u], atol=1e-4)
         assert torch.allclose(from_json.sum(-1), torch.ones(len(items)), atol=1e-5)
         assert [b["item"] for b in record["behaviours"]] == items
         for interest in record["interests"]:  # each behaviour is assigned to its largest weight
