@@ -234,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     return common.add_common_arguments(p, NAME, device=False, threads=1)
 
 
+def cpu_run_setup(args, argv, name: str):
+    """``(out folder, command line, config overrides)`` of a CPU timing run on ml-100k at ``args.threads``
+    torch threads and ``args.batch_size``, the dataset ensured."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else common.default_out_dir(name) / name
+    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
+    common.ensure_dataset(DATASET, args.data_path)
+    overrides = {**common.QUIET, **common.device_config("cpu"), "data_path": args.data_path,
+                 "train_batch_size": args.batch_size, "seed": common.FIRST_SEED,
+                 **common.parse_overrides(args.config_dict)}
+    return out, command, overrides
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     import torch
 
@@ -242,14 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = build_parser().parse_args(argv)
     if not args.model.endswith("_IaCN"):
         raise SystemExit(f"--model must be an X_IaCN model, got {args.model!r}.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else common.default_out_dir(NAME) / NAME
-    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
-    common.ensure_dataset(DATASET, args.data_path)
-    overrides = {**common.QUIET, **common.device_config("cpu"), "data_path": args.data_path,
-                 "train_batch_size": args.batch_size, "seed": common.FIRST_SEED,
-                 **common.parse_overrides(args.config_dict)}
+    out, command, overrides = cpu_run_setup(args, argv, NAME)
     prepared = prepare(args.model, DATASET, config_dict=overrides)
     batches = []
     for batch in prepared.train_data:

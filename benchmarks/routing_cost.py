@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.iacn_loss import build, host_model, time_ways, training_loss  # noqa: E402
+from benchmarks.iacn_loss import build, cpu_run_setup, host_model, time_ways, training_loss  # noqa: E402
 
 NAME = "routing-cost"
 DATASET = "ml-100k"
@@ -118,17 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    import torch
-
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else common.default_out_dir(NAME) / NAME
-    command = common.command_line(None if argv is None else [sys.argv[0], *argv])
-    common.ensure_dataset(DATASET, args.data_path)
-    overrides = {**common.QUIET, **common.device_config("cpu"), "data_path": args.data_path,
-                 "train_batch_size": args.batch_size, "seed": common.FIRST_SEED,
-                 **common.parse_overrides(args.config_dict)}
+    out, command, overrides = cpu_run_setup(args, argv, NAME)
     args.forms = list(dict.fromkeys(args.forms))
     rows = [measure(host, args, overrides) for host in args.hosts]
     info = common.machine_info("cpu")
