@@ -215,22 +215,6 @@ def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeo
 TOKEN_ENV = "RECBOLE_IACN_FAULT_TOKEN"
 
 
-def processes_with_token(token: str) -> list:
-    """Live processes whose environment holds ``TOKEN_ENV=token`` (Linux /proc): ranks left behind."""
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def api_command(root, dataset, saved, model="DIN") -> list:
     """Training through the Python API (``run``), not the command line."""
     settings = {"data_path": str(root), "checkpoint_dir": str(saved), "epochs": 10_000, "stopping_step": 1000,
@@ -256,6 +240,8 @@ def kill_once(kind: str, command, sig, delay: float, checks, token: str = "", ti
     """Start ``command``, send ``sig`` after ``delay`` seconds, then run ``checks(outcome, err)`` (which
     fills ``outcome["problems"]``). A SIGINT must end with exit 130, one line starting with
     'interrupted' and no traceback; no process of the run may be left (``token``)."""
+    from recbole_iacn.distributed.processes import processes_with_env
+
     with tempfile.TemporaryDirectory() as cwd:
         started = time.time()
         env_token = {TOKEN_ENV: token} if token else {}
@@ -273,7 +259,7 @@ def kill_once(kind: str, command, sig, delay: float, checks, token: str = "", ti
                 killed, code = _signal(process, sig)
         out, err = process.communicate()
         time.sleep(2.0 if token else 0)  # ranks notice their launcher's death (PR_SET_PDEATHSIG) at once
-        left = processes_with_token(token) if token else []
+        left = processes_with_env(TOKEN_ENV, token) if token else []
         _cleanup_group(process)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     outcome = {"kind": kind, "signal": sig.name, "delay_s": round(delay, 2), "after_checkpoint": False,
