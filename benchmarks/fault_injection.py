@@ -312,6 +312,25 @@ def _check_explained(out):
     return check
 
 
+def kill_with_retries(kill, delay: float, number: int, missed=None) -> list:
+    """Kill number ``number``: ``kill(delay, attempt)`` starts a process, signals it after ``delay`` seconds and
+    returns the outcome. A process that ended before the signal does not count (``missed()``, if given, is
+    called then): it is tried again, sooner (half the delay), at most ``ATTEMPTS`` times. Each outcome is
+    numbered, printed and returned."""
+    outcomes = []
+    for attempt in range(ATTEMPTS):
+        outcome = kill(delay, attempt)
+        outcome.update(number=number + 1, attempt=attempt + 1)
+        outcomes.append(outcome)
+        print(json.dumps(outcome), flush=True)
+        if outcome["killed"]:
+            break
+        if missed is not None:
+            missed()
+        delay /= 2
+    return outcomes
+
+
 def run_entry_points(args, rng, work: Path, root: Path) -> list:
     """Kills of the Python API, the converter, explain, dataset reads and multi-process runs."""
     outcomes = []
@@ -335,15 +354,11 @@ def run_entry_points(args, rng, work: Path, root: Path) -> list:
     for kind, count, command, window, checks, token in plans:
         for number in range(count):
             sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
-            delay = rng.uniform(*window)
-            for attempt in range(ATTEMPTS):
-                outcome = kill_once(kind, command(), sig, delay, checks(), token=f"{token}{number}-{attempt}" if token else "")
-                outcome.update(number=number + 1, attempt=attempt + 1)
-                outcomes.append(outcome)
-                print(json.dumps(outcome), flush=True)
-                if outcome["killed"]:
-                    break
-                delay /= 2
+
+            def kill(delay, attempt, kind=kind, command=command, checks=checks, token=token, sig=sig, number=number):
+                return kill_once(kind, command(), sig, delay, checks(), token=f"{token}{number}-{attempt}" if token else "")
+
+            outcomes += kill_with_retries(kill, rng.uniform(*window), number)
     return outcomes
 
 
@@ -358,34 +373,28 @@ def run(args) -> dict:
     for number in range(args.train_kills):
         sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
         after = number % 3 != 0  # a third of the kills land anywhere (start-up, dataset build), the rest in training
-        delay = rng.uniform(0, args.horizon if not after else 3.0)
-        for attempt in range(ATTEMPTS):  # a run that ended before the kill does not count: try again, sooner
+
+        def kill_training(delay, attempt, sig=sig, after=after, number=number):
             if not after:
                 shutil.rmtree(root / DATASET / "ctr", ignore_errors=True)  # the run builds the CTR view again
-            outcome = kill_training_once(root, DATASET, saved, sig, delay, seed=number, after_checkpoint=after)
-            outcome.update(number=number + 1, attempt=attempt + 1)
-            outcomes.append(outcome)
-            print(json.dumps(outcome), flush=True)
-            if outcome["killed"]:
-                break
-            delay /= 2
+            return kill_training_once(root, DATASET, saved, sig, delay, seed=number, after_checkpoint=after)
+
+        outcomes += kill_with_retries(kill_training, rng.uniform(0, args.horizon if not after else 3.0), number)
     space_file = work / "space.yaml"
     space_file.write_text(SPACE, encoding="utf-8")
     storage = work / "studies"
     for number in range(args.study_kills):
         sig = SIGNALS["SIGINT"] if number % 2 == 0 else SIGNALS["SIGKILL"]
-        delay = rng.uniform(args.study_min, args.study_max)
-        for attempt in range(ATTEMPTS):
+
+        def kill_study(delay, attempt, sig=sig, number=number):
             if attempt == 0 and number == 0:
                 shutil.rmtree(storage, ignore_errors=True)
-            outcome = kill_study_once(root, DATASET, storage, space_file, sig, delay)
-            outcome.update(number=number + 1, attempt=attempt + 1)
-            outcomes.append(outcome)
-            print(json.dumps(outcome), flush=True)
-            if outcome["killed"]:
-                break
-            shutil.rmtree(storage, ignore_errors=True)  # finished: start the study afresh and kill it sooner
-            delay /= 2
+            return kill_study_once(root, DATASET, storage, space_file, sig, delay)
+
+        def start_afresh():  # the study finished before the signal: start it afresh and kill it sooner
+            shutil.rmtree(storage, ignore_errors=True)
+
+        outcomes += kill_with_retries(kill_study, rng.uniform(args.study_min, args.study_max), number, start_afresh)
     outcomes += run_entry_points(args, rng, work, root)
     final = finish(root, saved, storage, space_file, args.study_kills > 0)
     return {"work": str(work), "outcomes": outcomes, "final": final}
