@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -580,6 +583,65 @@ def test_more_cpu_processes_than_cores_are_refused_before_spawning(tmp_path, mon
     cores = available_cores()
     with pytest.raises(ConfigError, match=rf"--nproc={cores + 1}.*{cores} CPU core"):
         run("DIN", "tiny", config_dict={**FAST, "data_path": str(tmp_path), "nproc": cores + 1, "use_gpu": False})
+
+
+def _ranks(token: str) -> list:
+    """The run's ranks: its processes that multiprocessing spawned (not the launcher nor its resource tracker)."""
+    from tests.test_distributed import processes_with_token
+
+    ranks = []
+    for pid in processes_with_token(token):
+        try:
+            if b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                ranks.append(pid)
+        except OSError:
+            continue
+    return ranks
+
+
+def _described(pids) -> list:
+    described = []
+    for pid in pids:
+        try:
+            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            described.append(f"{pid} (parent {ppid}): {cmdline[:160]}")
+        except OSError:
+            continue
+    return described
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("slow_start, delay", [(True, 0.0), (False, 0.0), (False, 1.0)],
+                         ids=["ranks-slow-to-start", "ranks-just-spawned", "ranks-importing"])
+def test_ranks_never_outlive_a_launcher_killed_while_they_start(tmp_path, syn_root, slow_start, delay):
+    """Case 9, orphans: SIGKILL to the launcher of --nproc=2 as soon as its ranks' processes appear (or 1 s
+    later, while they import torch): within 5 s no process of the run is left. A rank armed PR_SET_PDEATHSIG
+    once it had imported torch, so ranks of a launcher killed before lived on, with parent 1, until then (for
+    good on a machine out of memory). ``slow_start``: the ranks' start-up takes 60 s (tests/fixtures/rank_fault
+    sleeps in them before any import), as importing torch can on a loaded machine."""
+    from tests.test_distributed import RANK_FAULT, cli_command, cli_env, free_port, processes_with_token, wait_until
+
+    token = uuid.uuid4().hex
+    extra = {"PYTHONPATH": os.pathsep.join([str(RANK_FAULT), str(REPO)]),
+             "RECBOLE_IACN_TEST_SLOW_START": "60"} if slow_start else {}
+    command = cli_command(syn_root, free_port(), epochs=50, checkpoint_dir=tmp_path / "saved")
+    with open(tmp_path / "stderr.txt", "w", encoding="utf-8") as stderr:
+        launcher = subprocess.Popen(command, cwd=tmp_path, env=cli_env(token, **extra), stdout=subprocess.DEVNULL,
+                                    stderr=stderr)
+    try:
+        started = wait_until(lambda: len(_ranks(token)) == 2 or launcher.poll() is not None, 180, step_s=0.01)
+        assert started and launcher.poll() is None, (tmp_path / "stderr.txt").read_text(encoding="utf-8")[-2000:]
+        time.sleep(delay)
+        launcher.kill()
+        launcher.wait(10)
+        assert wait_until(lambda: not processes_with_token(token), 5), _described(processes_with_token(token))
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(10)
+        for pid in processes_with_token(token):  # never leave anything behind, even when failing
+            os.kill(pid, signal.SIGKILL)
 
 
 # ------------------------------------------------------------------------------ case 4: DDP best valid
