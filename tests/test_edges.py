@@ -787,12 +787,8 @@ def test_explain_imports_torch_only_inside_main():
                           check=True).stdout.strip() == "[]"
 
 
-def test_ctrl_c_that_lands_in_a_finaliser_still_exits_130(monkeypatch, capsys):
-    """Found by the fault injection: Ctrl-C 2.3 s into `python -m recbole_iacn.explain`, while torch was
-    imported, landed in a finaliser (__del__): Python printed 'Exception ignored in ...' and a KeyboardInterrupt
-    traceback there and went on, and explain printed its result and exited 0."""
-    from recbole_iacn import explain
-    from recbole_iacn.explain.__main__ import main
+def _ctrl_c_in_a_finaliser() -> None:
+    """Ctrl-C landing in a finaliser (``__del__``), where Python cannot raise its KeyboardInterrupt."""
 
     class Finalised:
         def __del__(self):
@@ -800,14 +796,46 @@ def test_ctrl_c_that_lands_in_a_finaliser_still_exits_130(monkeypatch, capsys):
             for _ in range(1000):  # Python runs the handler here, where its KeyboardInterrupt cannot propagate
                 pass
 
-    def explained(*args, **kwargs):
-        Finalised()  # dropped at once: its __del__ runs
-        return {"kind": "explanation", "users": []}
+    Finalised()  # dropped at once: its __del__ runs
 
-    monkeypatch.setattr(explain, "explain", explained)
-    assert main(["--model-file", "m.pth", "--users", "u1"]) == 130
+
+@pytest.mark.parametrize("command", ["explain", "converter", "run_recbole_iacn"])
+def test_ctrl_c_that_lands_in_a_finaliser_still_exits_130(command, monkeypatch, capsys):
+    """Found by the fault injection: Ctrl-C 2.3 s into `python -m recbole_iacn.explain`, while torch was
+    imported, landed in a finaliser (__del__): Python printed 'Exception ignored in ...' and a KeyboardInterrupt
+    traceback there and went on, and explain printed its result and exited 0. The other two commands did the same."""
+    if command == "explain":
+        from recbole_iacn import explain
+        from recbole_iacn.explain.__main__ import main
+
+        def explained(*args, **kwargs):
+            _ctrl_c_in_a_finaliser()
+            return {"kind": "explanation", "users": []}
+
+        monkeypatch.setattr(explain, "explain", explained)
+        argv = ["--model-file", "m.pth", "--users", "u1"]
+    elif command == "converter":
+        from recbole_iacn.data import __main__ as converter
+
+        def built(args):
+            _ctrl_c_in_a_finaliser()
+            return {"name": "x"}
+
+        monkeypatch.setattr(converter, "run", built)
+        main, argv = converter.main, ["synthetic", "--out", "out"]
+    else:
+        from recbole_iacn import cli, quick_start
+
+        def trained(*args, **kwargs):
+            _ctrl_c_in_a_finaliser()
+            return {"best_valid_result": {"auc": 0.5}, "test_result": {"auc": 0.5}, "model_file": "m.pth"}
+
+        monkeypatch.setattr(quick_start, "run", trained)
+        main, argv = cli.main, ["--model=DIN", "--dataset=ml-100k", "--epochs=1"]
+    assert main(argv) == 130
     printed = capsys.readouterr()
-    assert printed.err.strip() == "interrupted" and printed.out == ""
+    assert printed.err.strip().splitlines()[-1:] == ["interrupted"] and printed.out == ""
+    assert "Traceback" not in printed.err
 
 
 def test_a_ctrl_c_caught_inside_code_run_by_exec_still_exits_130(tmp_path):
