@@ -215,22 +215,6 @@ def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeo
 TOKEN_ENV = "RECBOLE_IACN_FAULT_TOKEN"
 
 
-def processes_with_token(token: str) -> list:
-    """Live processes whose environment holds ``TOKEN_ENV=token`` (Linux /proc): ranks left behind."""
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def api_command(root, dataset, saved, model="DIN") -> list:
     """Training through the Python API (``run``), not the command line."""
     settings = {"data_path": str(root), "checkpoint_dir": str(saved), "epochs": 10_000, "stopping_step": 1000,
@@ -256,6 +240,8 @@ def kill_once(kind: str, command, sig, delay: float, checks, token: str = "", ti
     """Start ``command``, send ``sig`` after ``delay`` seconds, then run ``checks(outcome, err)`` (which
     fills ``outcome["problems"]``). A SIGINT must end with exit 130, one line starting with
     'interrupted' and no traceback; no process of the run may be left (``token``)."""
+    from recbole_iacn.distributed.processes import processes_with_env
+
     with tempfile.TemporaryDirectory() as cwd:
         started = time.time()
         env_token = {TOKEN_ENV: token} if token else {}
@@ -273,7 +259,7 @@ def kill_once(kind: str, command, sig, delay: float, checks, token: str = "", ti
                 killed, code = _signal(process, sig)
         out, err = process.communicate()
         time.sleep(2.0 if token else 0)  # ranks notice their launcher's death (PR_SET_PDEATHSIG) at once
-        left = processes_with_token(token) if token else []
+        left = processes_with_env(TOKEN_ENV, token) if token else []
         _cleanup_group(process)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     outcome = {"kind": kind, "signal": sig.name, "delay_s": round(delay, 2), "after_checkpoint": False,
@@ -326,6 +312,25 @@ def _check_explained(out):
     return check
 
 
+def kill_with_retries(kill, delay: float, number: int, missed=None) -> list:
+    """Kill number ``number``: ``kill(delay, attempt)`` starts a process, signals it after ``delay`` seconds and
+    returns the outcome. A process that ended before the signal does not count (``missed()``, if given, is
+    called then): it is tried again, sooner (half the delay), at most ``ATTEMPTS`` times. Each outcome is
+    numbered, printed and returned."""
+    outcomes = []
+    for attempt in range(ATTEMPTS):
+        outcome = kill(delay, attempt)
+        outcome.update(number=number + 1, attempt=attempt + 1)
+        outcomes.append(outcome)
+        print(json.dumps(outcome), flush=True)
+        if outcome["killed"]:
+            break
+        if missed is not None:
+            missed()
+        delay /= 2
+    return outcomes
+
+
 def run_entry_points(args, rng, work: Path, root: Path) -> list:
     """Kills of the Python API, the converter, explain, dataset reads and multi-process runs."""
     outcomes = []
@@ -349,15 +354,11 @@ def run_entry_points(args, rng, work: Path, root: Path) -> list:
     for kind, count, command, window, checks, token in plans:
         for number in range(count):
             sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
-            delay = rng.uniform(*window)
-            for attempt in range(ATTEMPTS):
-                outcome = kill_once(kind, command(), sig, delay, checks(), token=f"{token}{number}-{attempt}" if token else "")
-                outcome.update(number=number + 1, attempt=attempt + 1)
-                outcomes.append(outcome)
-                print(json.dumps(outcome), flush=True)
-                if outcome["killed"]:
-                    break
-                delay /= 2
+
+            def kill(delay, attempt, kind=kind, command=command, checks=checks, token=token, sig=sig, number=number):
+                return kill_once(kind, command(), sig, delay, checks(), token=f"{token}{number}-{attempt}" if token else "")
+
+            outcomes += kill_with_retries(kill, rng.uniform(*window), number)
     return outcomes
 
 
@@ -372,34 +373,28 @@ def run(args) -> dict:
     for number in range(args.train_kills):
         sig = SIGNALS["SIGKILL"] if number % 2 == 0 else SIGNALS["SIGINT"]
         after = number % 3 != 0  # a third of the kills land anywhere (start-up, dataset build), the rest in training
-        delay = rng.uniform(0, args.horizon if not after else 3.0)
-        for attempt in range(ATTEMPTS):  # a run that ended before the kill does not count: try again, sooner
+
+        def kill_training(delay, attempt, sig=sig, after=after, number=number):
             if not after:
                 shutil.rmtree(root / DATASET / "ctr", ignore_errors=True)  # the run builds the CTR view again
-            outcome = kill_training_once(root, DATASET, saved, sig, delay, seed=number, after_checkpoint=after)
-            outcome.update(number=number + 1, attempt=attempt + 1)
-            outcomes.append(outcome)
-            print(json.dumps(outcome), flush=True)
-            if outcome["killed"]:
-                break
-            delay /= 2
+            return kill_training_once(root, DATASET, saved, sig, delay, seed=number, after_checkpoint=after)
+
+        outcomes += kill_with_retries(kill_training, rng.uniform(0, args.horizon if not after else 3.0), number)
     space_file = work / "space.yaml"
     space_file.write_text(SPACE, encoding="utf-8")
     storage = work / "studies"
     for number in range(args.study_kills):
         sig = SIGNALS["SIGINT"] if number % 2 == 0 else SIGNALS["SIGKILL"]
-        delay = rng.uniform(args.study_min, args.study_max)
-        for attempt in range(ATTEMPTS):
+
+        def kill_study(delay, attempt, sig=sig, number=number):
             if attempt == 0 and number == 0:
                 shutil.rmtree(storage, ignore_errors=True)
-            outcome = kill_study_once(root, DATASET, storage, space_file, sig, delay)
-            outcome.update(number=number + 1, attempt=attempt + 1)
-            outcomes.append(outcome)
-            print(json.dumps(outcome), flush=True)
-            if outcome["killed"]:
-                break
-            shutil.rmtree(storage, ignore_errors=True)  # finished: start the study afresh and kill it sooner
-            delay /= 2
+            return kill_study_once(root, DATASET, storage, space_file, sig, delay)
+
+        def start_afresh():  # the study finished before the signal: start it afresh and kill it sooner
+            shutil.rmtree(storage, ignore_errors=True)
+
+        outcomes += kill_with_retries(kill_study, rng.uniform(args.study_min, args.study_max), number, start_afresh)
     outcomes += run_entry_points(args, rng, work, root)
     final = finish(root, saved, storage, space_file, args.study_kills > 0)
     return {"work": str(work), "outcomes": outcomes, "final": final}

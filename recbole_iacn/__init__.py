@@ -7,7 +7,17 @@ configuration or the training pipeline is used.
 __version__ = "0.1.0"
 
 from recbole_iacn.errors import UserError  # noqa: E402
-from recbole_iacn.registry import MODELS, model_names  # noqa: E402
+
+
+def __getattr__(name):
+    """``MODELS`` and ``model_names`` (:mod:`recbole_iacn.registry`), imported on first use: the commands
+    (``python -m recbole_iacn.explain``, ...) import this package before their main can turn a Ctrl-C into exit
+    130, so it imports as little as it can (the registry brings dataclasses, inspect and typing)."""
+    if name in ("MODELS", "model_names"):
+        from recbole_iacn import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(*args, **kwargs):

@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from recbole_iacn.errors import CompatibilityError, ConfigError, Interrupted, UserError
+from recbole_iacn.errors import CompatibilityError, ConfigError, CtrlC, Interrupted, UserError
 
 USAGE = ("run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--import=MODULES] "
          "[--KEY=VALUE ...]")
@@ -141,6 +141,14 @@ def format_result(result: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    with CtrlC() as ctrl_c:  # a Ctrl-C Python could not raise (in a finaliser) still ends the command with 130
+        try:
+            return _main(argv, ctrl_c)
+        except KeyboardInterrupt:
+            return ctrl_c.exit()
+
+
+def _main(argv: Optional[List[str]], ctrl_c: CtrlC) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         raw = parse_args(argv)
@@ -176,14 +184,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             warnings.simplefilter("ignore", UnknownSettingWarning)
             result = run(model, dataset, config_files, overrides)
     except UserError as exc:  # (one stopped by Ctrl-C, exit 130, says 'interrupted', as below)
+        ctrl_c.raise_if_pressed()
         print(f"{'' if exc.exit_code == Interrupted.exit_code else 'error: '}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit 130 as shells do
-        message = exc.message() if isinstance(exc, Interrupted) else "interrupted"
-        print(message, file=sys.stderr)
-        return Interrupted.exit_code
+        return ctrl_c.exit(exc.message() if isinstance(exc, Interrupted) else "interrupted")
     except CompatibilityError as exc:  # the stack cannot run RecBole 1.2.1; the extras are UserErrors, above
+        ctrl_c.raise_if_pressed()
         print(f"error: {exc}", file=sys.stderr)  # (any other ImportError is a bug: it propagates)
         return 3
+    ctrl_c.raise_if_pressed()  # one that landed in a finaliser did not stop the run
     print(format_result(result))
     return 0

@@ -7,6 +7,8 @@ status, without a traceback; the Python API lets it propagate like any exception
 
 
 import signal
+import sys
+import threading
 
 
 class UserError(Exception):
@@ -137,3 +139,71 @@ class Interrupted(KeyboardInterrupt):
         if self.checkpoint:
             return f"interrupted; the best checkpoint so far is {self.checkpoint}"
         return "interrupted; no checkpoint was written yet (the first validation had not finished)"
+
+
+class CtrlC:
+    """A command's main inside ``with CtrlC() as ctrl_c``: Ctrl-C (SIGINT) at any moment ends it with one line
+    and exit 130, as shells report it::
+
+        with CtrlC() as ctrl_c:
+            try:
+                ...                        # the work; then, before printing the output:
+                ctrl_c.raise_if_pressed()
+            except KeyboardInterrupt:
+                return ctrl_c.exit()       # prints 'interrupted', returns 130
+
+    Inside it Ctrl-C raises ``KeyboardInterrupt`` as Python's own handler does, and is remembered
+    (``pressed``). Where Python cannot raise it, in a finaliser (``__del__``) or a weakref or garbage-collection
+    callback, such as run while torch is imported, Python prints "Exception ignored in ..." with a traceback
+    and goes on, so the command went on to exit 0: that ``KeyboardInterrupt`` is not printed, and
+    ``pressed`` stays true for :meth:`raise_if_pressed`. After :meth:`exit`, Ctrl-C is ignored. Outside the
+    main thread, or where SIGINT is ignored (a background job of a shell without job control), it does nothing.
+    """
+
+    exit_code = 130
+
+    def __init__(self):
+        self.pressed = False
+        self._exiting = False
+        self._saved = None
+
+    def __enter__(self) -> "CtrlC":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+            self._saved = (signal.signal(signal.SIGINT, self._on_sigint), sys.unraisablehook)
+            sys.unraisablehook = self._on_unraisable
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._saved is not None:
+            handler, hook = self._saved
+            self._saved = None
+            signal.signal(signal.SIGINT, handler)
+            sys.unraisablehook = hook
+        return False
+
+    def _on_sigint(self, signum, frame):
+        self.pressed = True
+        if not self._exiting:
+            raise KeyboardInterrupt
+
+    def _on_unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.pressed = True  # a Ctrl-C that landed in a finaliser: the command ends with exit 130 all the same
+            return
+        (self._saved[1] if self._saved is not None else sys.__unraisablehook__)(unraisable)
+
+    def raise_if_pressed(self) -> None:
+        """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed, even where Python could not raise it then."""
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def exit(self, message: str = "interrupted") -> int:
+        """Print ``message`` (one line, to stderr) and return 130; Ctrl-C is ignored from here on."""
+        self._exiting = True
+        # CPython ends a ``python -m`` command with SIGINT (status -2) instead of its exit status when a
+        # KeyboardInterrupt left code run by exec() or eval() of a string, even one caught afterwards (dataclasses
+        # and namedtuple make their methods so, many times while torch is imported); the next exec() of a string
+        # that ends normally clears that mark.
+        exec("")
+        print(message, file=sys.stderr)
+        return self.exit_code

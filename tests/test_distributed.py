@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from recbole_iacn.distributed.processes import processes_with_env
 from recbole_iacn.errors import ConfigError
 
 from tests.conftest import SYN_DATASET as DATASET, SYN_MODEL as MODEL, SYN_TINY
@@ -55,19 +56,7 @@ def free_port() -> int:
 
 def processes_with_token(token: str) -> list:
     """Pids of live processes whose environment holds ``TOKEN_ENV=token`` (Linux /proc)."""
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return processes_with_env(TOKEN_ENV, token)
 
 
 def wait_until(predicate, timeout_s: float, step_s: float = 0.2) -> bool:

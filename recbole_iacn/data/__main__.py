@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from recbole_iacn.data.sources import SOURCES, by_command
-from recbole_iacn.errors import UserError
+from recbole_iacn.errors import CtrlC, UserError
 
 # .common (numpy, pandas) is imported inside the functions: main() turns a Ctrl-C during those imports into
 # 'interrupted', exit 130, which it could not do for one at this module's import
@@ -87,15 +87,22 @@ def _build(args, out_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit status."""
+    with CtrlC() as ctrl_c:  # Ctrl-C at any moment: one line, exit 130 as shells do; the build left nothing in place
+        try:
+            return _main(argv, ctrl_c)
+        except KeyboardInterrupt:
+            return ctrl_c.exit()
+
+
+def _main(argv, ctrl_c: CtrlC) -> int:
     try:
         args = make_parser().parse_args(argv)
         summary = run(args)
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        ctrl_c.raise_if_pressed()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do; the build left nothing in place
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    ctrl_c.raise_if_pressed()  # one that landed in a finaliser did not stop the build
     from .ctr import format_summary
 
     print(format_summary(summary))

@@ -9,7 +9,8 @@ trainer wraps the model in ``DistributedDataParallel``.
 Modules: :mod:`.settings` (the settings, their checks, the process group each rank joins at its entry;
 no torch import at module import), :mod:`.launcher` (spawn, wait, stop every rank when one fails or the
 launcher is stopped), :mod:`.gather` (exact evaluation: every rank's predictions gathered, padding
-dropped), :mod:`.trainer` (the trainer mixins that use them).
+dropped), :mod:`.trainer` (the trainer mixins that use them), :mod:`.processes` (ranks that cannot outlive
+their launcher; finding the processes a run left).
 """
 
 from recbole_iacn.distributed.settings import SETTING_KEYS, DistributedSettings, pop_settings

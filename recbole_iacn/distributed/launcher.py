@@ -9,13 +9,13 @@ for them, and leave none behind.
 * When a rank fails, the launcher stops the others (SIGTERM, then SIGKILL) and raises
   :class:`RankFailedError` naming the rank and its error (the rank's traceback goes to stderr).
 * When the launcher is stopped (Ctrl+C, SIGTERM) it stops the ranks first; when it is killed
-  (SIGKILL), each rank gets SIGKILL from the kernel (Linux ``PR_SET_PDEATHSIG``) or, elsewhere,
-  exits within a second when it sees its parent gone.
+  (SIGKILL), each rank gets SIGKILL from the kernel (Linux ``PR_SET_PDEATHSIG``, armed before the rank
+  runs any Python: :func:`~recbole_iacn.distributed.processes.children_die_with_this_process`) or,
+  elsewhere, exits within a second when it sees its parent gone.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from logging import getLogger
 from typing import List, Optional
 
+from recbole_iacn.distributed.processes import children_die_with_this_process, set_parent_death_signal
 from recbole_iacn.distributed.settings import DistributedSettings, join_process_group, process_group
 from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError  # noqa: F401  (importable here)
 
 #: Seconds a rank has to exit after SIGTERM before it gets SIGKILL.
 STOP_GRACE_S = 5.0
 POLL_S = 0.5
-PR_SET_PDEATHSIG = 1
 
 
 # ------------------------------------------------------------------------------ the launcher
@@ -56,7 +56,8 @@ def launch(target, model: str, dataset: str, config_file_list, config_dict: dict
     group = process_group(settings, config)
     args = (target, group, model, dataset, list(config_file_list or []), rank_dict, saved, results, errors,
             os.getpid())
-    ranks = mp.start_processes(_rank_main, args=args, nprocs=settings.nproc, join=False, start_method="spawn")
+    with children_die_with_this_process():  # a launcher killed while its ranks start leaves no orphan
+        ranks = mp.start_processes(_rank_main, args=args, nprocs=settings.nproc, join=False, start_method="spawn")
     result = None
     try:
         with _stop_ranks_on_signal(ranks.processes):
@@ -159,12 +160,9 @@ def _rank_main(local_rank, target, group, model, dataset, config_files, config_d
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    """Die with the launcher: SIGKILL from the kernel when it dies (Linux), else a watcher thread."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        except (OSError, AttributeError):
-            pass
+    """Die with the launcher: SIGKILL from the kernel when it dies (Linux; armed already before this rank
+    started, by the launcher), else a watcher thread."""
+    set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:  # the launcher died before the line above
         os._exit(1)
 

@@ -22,12 +22,10 @@ import json
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from recbole_iacn.checkpoint import atomic_write, check_output_folder
 from recbole_iacn.errors import ConfigError, DatasetNotFoundError
-from recbole_iacn.explain.histories import UserHistory, dataset_folder, default_data_location, read_histories
 
-#: imported from :mod:`recbole_iacn.explain.core` (torch) on first use, so that ``python -m
-#: recbole_iacn.explain`` imports torch inside its main, whose handler makes a Ctrl-C exit 130
+# numpy, pandas (.histories, recbole_iacn.checkpoint) and torch (.core) are imported on first use, so that
+# ``python -m recbole_iacn.explain`` imports them inside its main, whose handler makes a Ctrl-C exit 130
 _CORE = ("InterestExplainer", "interest_purity", "rank_items", "recovery")
 
 
@@ -36,6 +34,10 @@ def __getattr__(name):
         from recbole_iacn.explain import core
 
         return getattr(core, name)
+    if name == "UserHistory":
+        from recbole_iacn.explain.histories import UserHistory
+
+        return UserHistory
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
@@ -55,6 +57,8 @@ def load_histories(explainer: InterestExplainer, users: Sequence[str], data_path
                    history: Union[str, Sequence[str], None] = None) -> List[UserHistory]:
     """The users' behaviours: ``history`` (one user; a space-separated string or a list of item ids,
     oldest first) or each user's latest sample in the dataset's files."""
+    from recbole_iacn.explain.histories import UserHistory, dataset_folder, default_data_location, read_histories
+
     users = [str(u) for u in users]
     if not users:
         raise ConfigError("Give at least one user id.")
@@ -94,6 +98,8 @@ def _profile(folder, dataset, user, explainer) -> dict:
 
 def write_json(path, data) -> Path:
     """Write ``data`` as JSON to a temporary file beside ``path``, then rename it into place."""
+    from recbole_iacn.checkpoint import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as staging:
@@ -141,6 +147,8 @@ def explain(model_file, users: Sequence[str], candidate: Optional[str] = None, t
     ``out/user_<id>.png`` per user. Returns the JSON document (``document["users"]`` the records).
     """
     if out is not None:
+        from recbole_iacn.checkpoint import check_output_folder
+
         check_output_folder(out, "--out")
     if out is not None and plots:
         from recbole_iacn.explain.plot import require_matplotlib
@@ -171,6 +179,8 @@ def retrieve(model_file, users: Sequence[str], top: int = 50, data_path=None, da
     """Rank the whole catalogue for each user by ``max_k R_score`` (the capsule network as a
     MIND-style candidate generator). With ``out``, writes ``out/retrieved.json``."""
     if out is not None:
+        from recbole_iacn.checkpoint import check_output_folder
+
         check_output_folder(out, "--out")
     from recbole_iacn.explain.core import InterestExplainer
 

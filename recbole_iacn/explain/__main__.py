@@ -5,17 +5,18 @@
     python -m recbole_iacn.explain --model-file saved/DIN_IaCN-....pth --users 196 --history "242 302 377 51"
 
 Bad input (missing or non-IaCN checkpoint, unknown user or item, missing dataset files) prints one
-paragraph and exits with status 2; a missing optional extra (matplotlib) exits with status 3.
+paragraph and exits with status 2; a missing optional extra (matplotlib) exits with status 3. Ctrl-C, at any
+moment, prints 'interrupted' and exits with status 130: nothing heavier than the standard library is imported
+before main installs its handler (numpy, pandas and torch come in through main).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import List, Optional
 
-from recbole_iacn.errors import CompatibilityError, UserError
+from recbole_iacn.errors import CompatibilityError, CtrlC, UserError
 
 DESCRIPTION = """Explain what each user's interest capsules mean (routing weights over the user's behaviours,
 nearest catalogue items and categories in E_aux, and for a candidate item the label-aware attention, R_score and
@@ -25,6 +26,8 @@ checkpoint records it; each user's latest sample) or from --history for one user
 
 
 def make_parser() -> argparse.ArgumentParser:
+    import argparse  # here, not at the top: main's Ctrl-C handler is in place by then
+
     p = argparse.ArgumentParser(prog="python -m recbole_iacn.explain", description=DESCRIPTION)
     p.add_argument("--model-file", required=True, help="checkpoint of an X_IaCN model (saved/X_IaCN-....pth)")
     p.add_argument("--users", nargs="+", required=True, metavar="USER", help="raw user ids")
@@ -73,6 +76,14 @@ def summary(document: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    with CtrlC() as ctrl_c:  # Ctrl-C at any moment: one line, exit 130 as shells do (the JSON is written atomically)
+        try:
+            return _main(argv, ctrl_c)
+        except KeyboardInterrupt:
+            return ctrl_c.exit()
+
+
+def _main(argv: Optional[List[str]], ctrl_c: CtrlC) -> int:
     args = make_parser().parse_args(argv)
     try:
         from recbole_iacn import explain as api
@@ -86,14 +97,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    data_path=args.data_path, dataset=args.dataset, history=args.history,
                                    out=args.out, plots=not args.no_plots, device=args.device)
     except UserError as exc:  # (a missing matplotlib is a MissingExtraError, exit 3)
+        ctrl_c.raise_if_pressed()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except CompatibilityError as exc:  # as run_recbole_iacn.py; any other ImportError is a bug and propagates
+        ctrl_c.raise_if_pressed()
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:  # Ctrl-C: one line, exit 130 as shells do (the JSON is written atomically)
-        print("interrupted", file=sys.stderr)
-        return 130
+    ctrl_c.raise_if_pressed()  # one that landed in a finaliser (while torch was imported) did not stop the work
     if args.out is None:
         print(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False))
     else:

@@ -449,7 +449,7 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
     expected = expected_trials(space)
     return StudyResult(str(study_dir), metric, mode, resumed, report, dict(report.files),
                        interrupted=interrupt["interrupted"], expected_trials=expected,
-                       unfinished=unfinished_trials(results, report.rows, expected))
+                       unfinished=unfinished_trials(results, report.rows, expected, study_dir))
 
 
 def expected_trials(space: StudySpace) -> int:
@@ -461,17 +461,36 @@ def expected_trials(space: StudySpace) -> int:
     return space.num_samples * size
 
 
-def unfinished_trials(results, rows, expected: int) -> int:
+def unfinished_trials(results, rows, expected: int, study_dir=None) -> int:
     """Trials that neither ended (finished, stopped by the scheduler) nor failed: not started yet, or
-    paused by an interrupt. Counted from Ray's trial states, else from the table."""
+    paused by an interrupt. Counted from the trial states Ray saved with the study (what resuming runs again),
+    else from Ray's trials in memory, else from the table. After a Ctrl-C, Ray has stopped the trials in memory
+    (TERMINATED, running or pending alike), while the saved states still say RUNNING and PENDING."""
     try:
-        states = [t.status for t in results._experiment_analysis.trials]
+        states = [t.status for t in _saved_trials(study_dir) or results._experiment_analysis.trials]
         ended = sum(state in ("TERMINATED", "ERROR") for state in states)
     except AttributeError:
         from recbole_iacn.tune.report import STATUS_ERROR, STATUS_FINISHED
 
         ended = sum(r["status"] in (STATUS_FINISHED, STATUS_ERROR) for r in rows)
     return max(0, expected - ended)
+
+
+def _saved_trials(study_dir) -> list:
+    """The trials of the study's newest experiment state (Ray's ``ExperimentAnalysis``), or [] if unreadable."""
+    if study_dir is None:
+        return []
+    from ray.tune import ExperimentAnalysis
+
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it repeats the 'Failed to fetch metrics' of trials that never reported
+    try:
+        return list(ExperimentAnalysis(str(study_dir)).trials)
+    except Exception:  # noqa: BLE001 (an unreadable state: the trials in memory are counted instead)
+        return []
+    finally:
+        quiet.setLevel(level)
 
 
 @contextmanager
