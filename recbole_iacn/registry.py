@@ -281,6 +281,10 @@ def _check_name(name) -> str:
         where = f"{where.__module__}.{where.__qualname__}" if isinstance(where, type) else where
         raise RegistrationError(f"Model {name!r} is already registered (by {where}). Choose another name with "
                                 "register(..., name=...), or import the module that registers it only once.")
+    variant = name + IACN_SUFFIX
+    if variant in MODELS:  # RecBole's model of that name, with IaCN attached through its fields
+        raise RegistrationError(f"Cannot register a host named {name!r}: its variant's name {variant!r} is taken by "
+                                f"{MODELS[variant].label}. Choose another name with register(..., name=...).")
     return name
 
 
