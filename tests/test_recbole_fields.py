@@ -449,7 +449,8 @@ def test_a_delta_lambda_study_runs_through_tune(tiny_root, tmp_path, capsys):
     space.write_text("search: grid\nscheduler: fifo\nmax_concurrent_trials: 2\nresources_per_trial: {cpu: 1, gpu: 0}\n"
                      "params:\n  iacn_delta: {grid_search: [0.1, 0.9]}\n  iacn_lambda: {grid_search: [0.5]}\n",
                      encoding="utf-8")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    # a Ray of this test's own (address "local"), even where another process runs a cluster on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
         status = cli.main(["--model=FM_IaCN", f"--dataset={DATASET}", f"--data_path={tiny_root}", f"--tune={space}",
                            "--tune_storage=results", "--tune_name=fm", "--tune_verbose=0",
