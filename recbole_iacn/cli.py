@@ -82,8 +82,28 @@ def help_text(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET) -> str
         + f"\nregistered models:\n{models}\n\n"
         + f"settings of {spec.name} (--KEY=VALUE, read as YAML; defaults from properties/ for {dataset}):\n"
         + settings.help_table(names, values)
+        + _model_file_settings(spec)
         + "\n\nAny other RecBole setting is accepted as --KEY=VALUE too (e.g. --gpu_id=0).\n"
     )
+
+
+def _model_file_settings(spec) -> str:
+    """The settings of the model's own YAML files that no declaration describes (a RecBole model's, such as
+    DCN's cross_layer_num), with their defaults."""
+    from recbole_iacn import settings
+    from recbole_iacn.properties import plugin_layers, read_yaml_file
+
+    undeclared = {}
+    for path in plugin_layers(spec.config_files)[1:]:  # (not overall.yaml)
+        try:
+            values = read_yaml_file(path)
+        except UserError:
+            continue
+        undeclared.update((k, v) for k, v in values.items() if k not in settings.SETTINGS)
+    if not undeclared:
+        return ""
+    lines = "\n".join(f"  --{k}  default {v!r}" for k, v in undeclared.items())
+    return f"\n{spec.name}'s other settings (its model files: {', '.join(map(str, spec.config_files))}):\n{lines}"
 
 
 def parse_args(argv: List[str]) -> dict:

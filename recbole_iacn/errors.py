@@ -72,6 +72,12 @@ class RegistrationError(ConfigError):
     ``_IaCN``, it is not a host class, or its config file is missing."""
 
 
+class AttachmentError(ConfigError):
+    """IaCN cannot attach to a RecBole model through its fields (``<Name>_IaCN``): the message names the
+    reason (one of :data:`recbole_iacn.registry.RECBOLE_EXCEPTIONS`, a restricted setting, or what the model
+    does with its fields)."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint file cannot be read as a recbole-iacn checkpoint."""
 

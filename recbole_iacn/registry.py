@@ -11,6 +11,12 @@ this module, the same way; a user's module does::
 and ``--import=my_models`` (command line) or ``import my_models`` (Python) makes ``MeanPool`` and
 ``MeanPool_IaCN`` known (see ``docs/adding-a-host.md``).
 
+RecBole's context-aware models take IaCN too, through their fields: :func:`register_recbole` registers
+``<Name>_IaCN`` for a RecBole model (derived by :func:`recbole_iacn.model.fields.with_iacn_fields`), and
+the 1.2.1 models of :data:`RECBOLE_CONTEXT_MODELS` are registered at the bottom of this module, except
+the :data:`RECBOLE_EXCEPTIONS`, each with its reason. Where our host shadows the name (WideDeep), the
+variant is ``recbole.<Name>_IaCN``.
+
 Plugin models are looked up here; any other name is handed to RecBole's own model lookup, so
 ``--model=BPR`` still works. Where a plugin model shadows a RecBole model of the same name (DIN, DIEN,
 WideDeep), RecBole's is reachable as ``recbole.<Name>`` (e.g. ``--model=recbole.DIN``).
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Tuple, Union
 
-from recbole_iacn.errors import ConfigError, RegistrationError, UnknownModelError
+from recbole_iacn.errors import AttachmentError, ConfigError, RegistrationError, UnknownModelError
 
 RECBOLE_PREFIX = "recbole."
 RECBOLE_OPTIONAL_MODELS = ("lightgbm", "xgboost")  # RecBole models that need packages we do not install
@@ -41,6 +47,36 @@ VARIANT_FACTORY = "recbole_iacn.model.variants:with_iacn"
 PLUGINS_ENV = "RECBOLE_IACN_PLUGINS"
 #: Where the host base class lives (its subclasses are the hosts; see :func:`check_host`).
 HOST_BASE = ("recbole_iacn.model.base", "CTRModel")
+#: Derives ``<Name>_IaCN`` from a RecBole context-aware model class (E_aux as extra item fields).
+FIELD_ATTACHMENT = "recbole_iacn.model.fields:with_iacn_fields"
+#: The defaults of ``<Name>_IaCN`` for RecBole's models, read after :data:`IACN_CONFIG`.
+FIELDS_CONFIG = "model/RecBoleIaCN.yaml"
+#: RecBole 1.2.1's context-aware models (``recbole.model.context_aware_recommender``).
+RECBOLE_CONTEXT_MODELS = ("LR", "FM", "FFM", "FwFM", "FNN", "DeepFM", "NFM", "AFM", "PNN", "DCN", "DCNV2", "xDeepFM",
+                          "AutoInt", "FiGNN", "WideDeep", "DSSM", "KD_DAGFM", "EulerNet")
+#: RecBole models IaCN cannot attach to through fields, each with the reason (``with_iacn_fields`` refuses them
+#: and their subclasses; ``--model=<Name>_IaCN`` says why). Every other context-aware model takes the same
+#: generic attachment, with no code of its own.
+RECBOLE_EXCEPTIONS = {
+    "LR": "LR reads every field through one first-order weight per id (FMFirstOrderLinear) and embeds none, so "
+          "an item table such as E_aux has nothing to feed: LR_IaCN would be LR with two more id weights and an "
+          "auxiliary task that cannot change its predictions",
+    "FFM": "FFM embeds each field once per other field (field-aware vectors v_i,F(j), in its own "
+           "FieldAwareFactorizationMachine tables, not through ContextRecommender's token embeddings); E_aux holds "
+           "one vector per item, which has no field-aware form without code of FFM's own",
+}
+#: Settings of a RecBole model that its ``<Name>_IaCN`` restricts, each with the reason: ``{model: {setting:
+#: (allowed values, reason)}}`` (checked when the model is built, a restored checkpoint included).
+RECBOLE_RESTRICTIONS = {
+    "KD_DAGFM": {
+        "teacher": (("CrossNet", "CIN"), "RecBole's KD_DAGFM builds its teacher with eval(config['teacher']): only its "
+                                         "two teacher classes are accepted, so that no configuration (a checkpoint's "
+                                         "included) runs code"),
+        "phase": (("teacher_training",), "the distillation and finetuning phases load the file named by warm_up when "
+                                         "the model is built (a restore included), which a checkpoint does not carry; "
+                                         "run those phases with RecBole's own KD_DAGFM"),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +89,9 @@ class ModelSpec:
     host: str  # the host model name (itself for hosts)
     summary: str
     label: str = ""  # the name reports and tables use ("Wide&Deep", "Wide&Deep + IaCN")
+    #: "host": a CTRModel host or its variant; "recbole": a RecBole context-aware model with IaCN attached
+    #: through its fields (:func:`register_recbole`; ``target`` is RecBole's class or its name)
+    kind: str = "host"
 
     @property
     def has_iacn(self) -> bool:
@@ -60,14 +99,20 @@ class ModelSpec:
 
     def load(self):
         """The model class: the host's (imported on first use), or its IaCN variant derived from it."""
+        if self.kind == RECBOLE_KIND:
+            return _import_target(FIELD_ATTACHMENT)(_recbole_class(self.target))
         host = check_host(_import_target(self.target), self.host)
         if not self.has_iacn:
             return host
         return _import_target(VARIANT_FACTORY)(host)
 
 
+RECBOLE_KIND = "recbole"
+
+
 MODELS: dict = {}
 _HOSTS: list = []  # host names, in the order registered
+_ATTACHED: list = []  # the RecBole models' <Name>_IaCN, in the order registered
 
 
 def register(host, *, name: str | None = None, label: str | None = None, summary: str | None = None,
@@ -116,6 +161,95 @@ def register(host, *, name: str | None = None, label: str | None = None, summary
     return host_spec
 
 
+def register_recbole(model, *, name: str | None = None, label: str | None = None, summary: str | None = None,
+                     config_files: Iterable[Union[str, os.PathLike]] = ()) -> ModelSpec:
+    """Register ``<Model>_IaCN``: a RecBole context-aware model with IaCN attached through its fields.
+
+    Nothing of the model's own code is needed: :func:`recbole_iacn.model.fields.with_iacn_fields` derives the
+    variant, which trains on the CTR view with ``E_aux`` entering as two more item fields (the candidate's and
+    the behaviours'), and ``iacn_fields`` chooses what feeds them (``iacn``; ``plain``, the width control;
+    ``none``, the model itself on the CTR view).
+
+    Args:
+        model: a RecBole model name (``"DeepFM"``), a subclass of RecBole's ``ContextRecommender`` (a model of
+            one's own), or ``"module:ClassName"`` naming one.
+        name: the variant's name; default ``<Model>_IaCN``, or ``recbole.<Model>_IaCN`` where a registered model
+            already has the name ``<Model>`` (our WideDeep shadows RecBole's).
+        label: how reports name it (default: ``"<Model> + IaCN"``).
+        summary: one line for ``--help``.
+        config_files: YAML files with the model's defaults (absolute, or relative to properties/), read after
+            RecBole's own ``properties/model/<Model>.yaml`` when RecBole has one, before
+            ``properties/model/IaCN.yaml`` and ``properties/model/RecBoleIaCN.yaml``.
+
+    Raises :class:`~recbole_iacn.errors.AttachmentError` for a model of :data:`RECBOLE_EXCEPTIONS` (with its
+    reason) and :class:`~recbole_iacn.errors.RegistrationError` for a name already registered or a missing
+    config file. Whether a class is a context-aware model is checked when it is built.
+    """
+    if isinstance(model, str) and ":" not in model:
+        base = model[len(RECBOLE_PREFIX):] if model.startswith(RECBOLE_PREFIX) else model
+        if not base.isidentifier():
+            raise RegistrationError(f"register_recbole({model!r}): give a RecBole model name such as 'DeepFM', a "
+                                    "ContextRecommender subclass, or 'module:ClassName'.")
+        target = f"{RECBOLE_TARGET}{base}"
+    else:
+        target = _check_target(model)
+        base = target.__name__ if isinstance(target, type) else target.rpartition(":")[2]
+    if base in RECBOLE_EXCEPTIONS:
+        raise AttachmentError(not_attachable_message(base))
+    shadowed = base in MODELS and MODELS[base].kind != RECBOLE_KIND
+    host = f"{RECBOLE_PREFIX}{base}" if shadowed else base
+    if name is None:
+        name = f"{host}{IACN_SUFFIX}"
+    plain = name[len(RECBOLE_PREFIX):] if name.startswith(RECBOLE_PREFIX) else name
+    if not plain.isidentifier():
+        raise RegistrationError(f"Cannot register a model named {name!r}: a model name is a Python identifier, "
+                                f"optionally after {RECBOLE_PREFIX!r} (it names log folders and checkpoints).")
+    if name in MODELS:
+        raise RegistrationError(f"Model {name!r} is already registered. Choose another name with "
+                                "register_recbole(..., name=...).")
+    own = tuple(_check_config_file(f, name, lazy=False) for f in config_files)
+    files = (*_recbole_model_yaml(base), *own, IACN_CONFIG, FIELDS_CONFIG)
+    label = label or (f"RecBole's {base} + IaCN" if shadowed else f"{base} + IaCN")
+    summary = summary or f"RecBole's {base} + IaCN through two item fields (iacn_fields: iacn | plain | none)"
+    spec = ModelSpec(name, target, files, host, summary, label, kind=RECBOLE_KIND)
+    MODELS[name] = spec
+    _ATTACHED.append(name)
+    if isinstance(target, type) and target.__module__ not in ("__main__", "__mp_main__") and \
+            not target.__module__.startswith("recbole."):
+        _remember_plugin(target.__module__)
+    return spec
+
+
+RECBOLE_TARGET = "recbole:"  # a target naming a RecBole model, found by RecBole's own lookup
+
+
+def not_attachable_message(base: str) -> str:
+    """Why IaCN cannot attach to RecBole's ``base`` (one of :data:`RECBOLE_EXCEPTIONS`)."""
+    return (f"{base}{IACN_SUFFIX} cannot be built: {RECBOLE_EXCEPTIONS[base]}. IaCN attaches to the other "
+            f"context-aware models ({', '.join(attached_names()) or 'none registered'}).")
+
+
+def _recbole_model_yaml(base: str) -> tuple:
+    """RecBole's own defaults file of model ``base`` (absolute), if RecBole has one."""
+    from recbole_iacn.properties import recbole_properties_dir
+
+    folder = recbole_properties_dir()
+    path = folder / "model" / f"{base}.yaml" if folder is not None else None
+    return (str(path),) if path is not None and path.is_file() else ()
+
+
+def _recbole_class(target):
+    """RecBole's class for a :func:`register_recbole` target (a class, ``module:Class`` or ``recbole:Name``)."""
+    if isinstance(target, str) and target.startswith(RECBOLE_TARGET):
+        from recbole_iacn import compat
+
+        compat.apply()
+        from recbole.utils import get_model
+
+        return get_model(target[len(RECBOLE_TARGET):])
+    return _import_target(target)
+
+
 def _check_target(host):
     if isinstance(host, str):
         module, _, attr = host.partition(":")
@@ -147,6 +281,10 @@ def _check_name(name) -> str:
         where = f"{where.__module__}.{where.__qualname__}" if isinstance(where, type) else where
         raise RegistrationError(f"Model {name!r} is already registered (by {where}). Choose another name with "
                                 "register(..., name=...), or import the module that registers it only once.")
+    variant = name + IACN_SUFFIX
+    if variant in MODELS:  # RecBole's model of that name, with IaCN attached through its fields
+        raise RegistrationError(f"Cannot register a host named {name!r}: its variant's name {variant!r} is taken by "
+                                f"{MODELS[variant].label}. Choose another name with register(..., name=...).")
     return name
 
 
@@ -277,13 +415,44 @@ def host_names() -> list[str]:
     return list(_HOSTS)
 
 
+def attached_names() -> list[str]:
+    """The registered RecBole context-aware models with IaCN attached through their fields
+    (``DeepFM_IaCN``, ..., ``recbole.WideDeep_IaCN``, then any registered since by :func:`register_recbole`)."""
+    return list(_ATTACHED)
+
+
+def host_model_names() -> list[str]:
+    """The registered hosts and their variants (the models of kind ``host``), in registration order."""
+    return [name for name, spec in MODELS.items() if spec.kind != RECBOLE_KIND]
+
+
 def get_spec(name: str) -> ModelSpec:
     if name not in MODELS:
         _import_listed_plugins()
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise UnknownModelError(_unknown_message(name)) from None
+    name = _alias(name)
+    if name not in MODELS:
+        _refuse_exception(name)
+        raise UnknownModelError(_unknown_message(name))
+    return MODELS[name]
+
+
+def _alias(name: str) -> str:
+    """``recbole.DeepFM_IaCN`` is ``DeepFM_IaCN`` (RecBole's model with IaCN attached), where no model of ours
+    shadows the name."""
+    if name not in MODELS and name.startswith(RECBOLE_PREFIX):
+        plain = name[len(RECBOLE_PREFIX):]
+        if plain in MODELS and MODELS[plain].kind == RECBOLE_KIND:
+            return plain
+    return name
+
+
+def _refuse_exception(name: str) -> None:
+    """A clear error for ``<Name>_IaCN`` of a RecBole model IaCN cannot attach to."""
+    if isinstance(name, str) and name.endswith(IACN_SUFFIX):
+        base = name[: -len(IACN_SUFFIX)]
+        base = base[len(RECBOLE_PREFIX):] if base.startswith(RECBOLE_PREFIX) else base
+        if base in RECBOLE_EXCEPTIONS:
+            raise AttachmentError(not_attachable_message(base))
 
 
 def _unknown_message(name: str) -> str:
@@ -303,9 +472,11 @@ def resolve(name: str):
         raise UnknownModelError(_unknown_message(str(name)))
     if name not in MODELS:
         _import_listed_plugins()
+    name = _alias(name)
     if name in MODELS:
         spec = MODELS[name]
         return spec, spec.load()
+    _refuse_exception(name)
     recbole_name = name[len(RECBOLE_PREFIX):] if name.startswith(RECBOLE_PREFIX) else name
     from recbole_iacn import compat
 
@@ -332,3 +503,9 @@ register("recbole_iacn.model.widedeep:WideDeep", label="Wide&Deep", config_files
          summary="Wide & Deep with the behaviour sequence pooled")
 register("recbole_iacn.model.dain:DAIN", config_files=["model/DAIN.yaml"],
          summary="Deep Adaptive Interest Network: user/item/context MLP")
+
+# ------------------------------------------------------------------------------ RecBole's context-aware models
+for _name in RECBOLE_CONTEXT_MODELS:
+    if _name not in RECBOLE_EXCEPTIONS:
+        register_recbole(_name)
+del _name

@@ -31,6 +31,8 @@ GRU_TYPES = ("AUGRU", "AGRU", "AIGRU", "GRU")
 AUX_CLASSIFIERS = ("mlp", "inner_product")
 LOSS_TYPES = ("BCE", "MSE")
 NEGATIVE_SAMPLERS = ("uniform", "in_batch")
+#: What feeds the extra item fields of a RecBole model's ``<Name>_IaCN`` (:mod:`recbole_iacn.model.fields`).
+IACN_FIELDS = ("iacn", "plain", "none")
 CTR_PROTOCOLS = ("dense", "dien")
 NEG_SAMPLINGS = ("popularity", "uniform")
 #: Values of the ``data_loader`` setting (:mod:`recbole_iacn.data.loader`).
@@ -47,6 +49,7 @@ GROUPS = {
     "DIEN": "DIEN",
     "DAIN": "DAIN",
     "IaCN": "IaCN (X_IaCN models)",
+    "RecBole": "RecBole's context-aware models with IaCN through their fields (<Name>_IaCN, e.g. DeepFM_IaCN)",
     "study": "Ray Tune studies (with --tune=SPACE.yaml)",
     "distributed": "multi-process training (RecBole's names; DistributedDataParallel)",
 }
@@ -210,7 +213,8 @@ SETTINGS = _declare(
     S("iacn_delta", "float", "IaCN", "delta, gradient mixing: E_aux's gradient = (1-delta) aux + delta main; 0 lets "
       "only the auxiliary loss move E_aux, 1 only the main loss", low=0, high=1),
     S("iacn_lambda", "float", "IaCN", "lambda, weight of the auxiliary loss", low=0),
-    S("iacn_embedding_size", "int", "IaCN", "h: size of E_aux and of each interest capsule", low=1),
+    S("iacn_embedding_size", "int", "IaCN", "h: size of E_aux and of each interest capsule (null: embedding_size, "
+      "which RecBole's models need: each of their fields is one embedding_size vector)", low=1, null=True),
     S("iacn_max_interests", "int", "IaCN", "K_max: K_u = max(1, min(K_max, ceil(log2 n)))", low=1),
     S("iacn_routing_iterations", "int", "IaCN", "dynamic routing iterations r", low=1),
     S("iacn_routing_stop_gradient", "bool", "IaCN", "refine routing logits without gradient (MIND's and "
@@ -232,6 +236,11 @@ SETTINGS = _declare(
       empty=True),
     S("iacn_profile_embedding_size", "int", "IaCN", "size of each user-profile field embedding fed to that MLP",
       low=1),
+    # ---- RecBole's context-aware models with IaCN (<Name>_IaCN)
+    S("iacn_fields", "str", "RecBole", "what feeds the two extra item fields (the candidate's, the behaviours'): "
+      "iacn (E_aux, trained by the host through delta and by the capsule task through lambda), plain (a plain item "
+      "table of the same width, no auxiliary task: the width control), none (no extra fields: the RecBole model "
+      "itself on the CTR view)", choices=IACN_FIELDS),
     # ---- study flags (command line only)
     S("tune_cpus_per_trial", "float", "study", "CPUs of one trial (torch uses as many threads)", low=0,
       open="low"),
@@ -256,7 +265,7 @@ del S
 
 #: settings read by the models (validated when a plugin model's config is built); :func:`declare` adds the
 #: group of each registered host that declares settings of its own
-MODEL_GROUPS = ("training", "data", "model", "DIN", "DIEN", "DAIN", "IaCN")
+MODEL_GROUPS = ("training", "data", "model", "DIN", "DIEN", "DAIN", "IaCN", "RecBole")
 
 
 def declare(group: str, heading: str, declarations: Iterable[Setting]) -> None:

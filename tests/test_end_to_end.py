@@ -1,4 +1,5 @@
-"""All 8 models train end to end through run_recbole_iacn.py: ml-100k (no setup) and the ML-1M sample."""
+"""All 8 host models train end to end through run_recbole_iacn.py: ml-100k (no setup) and the ML-1M sample
+(RecBole's models with IaCN attached through fields: tests/test_recbole_fields.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from recbole_iacn import cli
 from recbole_iacn.data.__main__ import main as data_main
-from recbole_iacn.registry import model_names
+from recbole_iacn.registry import host_model_names
 from tests.conftest import ML1M_SAMPLE
 
 FAST_ARGS = [
@@ -30,7 +31,7 @@ def check_printed_result(output: str):
     return auc
 
 
-@pytest.mark.parametrize("model", model_names())
+@pytest.mark.parametrize("model", host_model_names())
 def test_every_model_runs_on_the_embedded_ml100k(model, capsys, tmp_path):
     # no data_path: the CTR view of RecBole's bundled ml-100k is built on first use under ./dataset
     assert cli.main([f"--model={model}", "--dataset=ml-100k", *FAST_ARGS]) == 0
@@ -57,7 +58,7 @@ def ml1m_root(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("model", model_names())
+@pytest.mark.parametrize("model", host_model_names())
 def test_every_model_runs_on_the_ml1m_sample(model, ml1m_root, capsys):
     argv = [f"--model={model}", "--dataset=ml-1m-sample", f"--data_path={ml1m_root}", *FAST_ARGS]
     assert cli.main(argv) == 0

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.registry import model_names
+from recbole_iacn.registry import host_model_names
 from tests.conftest import model_config, sample_batch
 
-MODELS = model_names()
+MODELS = host_model_names()  # (RecBole's models with IaCN: tests/test_recbole_fields.py)
 
 
 def build(name, ml100k, data_root, **overrides):

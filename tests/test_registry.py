@@ -179,8 +179,9 @@ def test_the_package_hosts_are_registered_by_the_same_call():
     from recbole_iacn.model import variants
 
     assert registry.host_names() == ["DIN", "DIEN", "WideDeep", "DAIN"]
-    assert registry.model_names() == ["DIN", "DIN_IaCN", "DIEN", "DIEN_IaCN", "WideDeep", "WideDeep_IaCN",
-                                      "DAIN", "DAIN_IaCN"]
+    assert registry.host_model_names() == ["DIN", "DIN_IaCN", "DIEN", "DIEN_IaCN", "WideDeep", "WideDeep_IaCN",
+                                           "DAIN", "DAIN_IaCN"]
+    assert registry.model_names() == [*registry.host_model_names(), *registry.attached_names()]
     assert registry.get_spec("WideDeep").label == "Wide&Deep"
     assert registry.get_spec("WideDeep_IaCN").label == "Wide&Deep + IaCN"
     assert registry.get_spec("DIEN_IaCN").config_files == ("model/DIEN.yaml", "model/IaCN.yaml")

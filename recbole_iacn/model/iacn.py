@@ -214,7 +214,7 @@ class IaCN(nn.Module):
         self.schema = schema
         self.delta = float(config["iacn_delta"])
         self.weight = float(config["iacn_lambda"])
-        self.dim = config["iacn_embedding_size"]
+        self.dim = config["iacn_embedding_size"] or config["embedding_size"]  # null: as wide as every field
         self.num_negatives = config["iacn_num_negatives"]
         self.negative_sampler = config["iacn_negative_sampler"]
         self.max_interests = config["iacn_max_interests"]
