@@ -1,8 +1,7 @@
 """Train, validate and test a model, RecBole style: ``python run_recbole_iacn.py --model=M --dataset=D``."""
 
-import sys
-
 from recbole_iacn.cli import main
+from recbole_iacn.errors import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -9,6 +9,7 @@ status, without a traceback; the Python API lets it propagate like any exception
 import signal
 import sys
 import threading
+from typing import Callable, NoReturn
 
 
 class UserError(Exception):
@@ -147,6 +148,16 @@ class Interrupted(KeyboardInterrupt):
         return "interrupted; no checkpoint was written yet (the first validation had not finished)"
 
 
+_COMMAND = {"process": False}  # true where this process ends with the command (run_command)
+
+
+def run_command(main: Callable[[], int]) -> NoReturn:
+    """``sys.exit(main())`` for a ``python -m``/script entry point whose main runs inside :class:`CtrlC`: once
+    main has returned, Ctrl-C no longer changes the exit status (the work and its one line are done)."""
+    _COMMAND["process"] = True
+    sys.exit(main())
+
+
 class CtrlC:
     """A command's main inside ``with CtrlC() as ctrl_c``: Ctrl-C (SIGINT) at any moment ends it with one line
     and exit 130, as shells report it::
@@ -183,7 +194,10 @@ class CtrlC:
         if self._saved is not None:
             handler, hook = self._saved
             self._saved = None
-            signal.signal(signal.SIGINT, handler)
+            # In a process that ends with this command (run_command), Ctrl-C is ignored from here on: its status
+            # is decided, and CPython's shutdown (seconds, with torch) resets Python's handler to the system's,
+            # so a Ctrl-C there killed the process with status -2 and no word, after its work was done.
+            signal.signal(signal.SIGINT, signal.SIG_IGN if _COMMAND["process"] else handler)
             sys.unraisablehook = hook
         return False
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from recbole_iacn.data.sources import SOURCES, by_command
-from recbole_iacn.errors import CtrlC, UserError
+from recbole_iacn.errors import CtrlC, UserError, run_command
 
 # .common (numpy, pandas) is imported inside the functions: main() turns a Ctrl-C during those imports into
 # 'interrupted', exit 130, which it could not do for one at this module's import
@@ -112,4 +112,4 @@ def _main(argv, ctrl_c: CtrlC) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import List, Optional
 
-from recbole_iacn.errors import CompatibilityError, CtrlC, UserError
+from recbole_iacn.errors import CompatibilityError, CtrlC, UserError, run_command
 
 DESCRIPTION = """Explain what each user's interest capsules mean (routing weights over the user's behaviours,
 nearest catalogue items and categories in E_aux, and for a candidate item the label-aware attention, R_score and
@@ -113,4 +113,4 @@ def _main(argv: Optional[List[str]], ctrl_c: CtrlC) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)
