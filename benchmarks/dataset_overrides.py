@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
 
     from recbole_iacn import compat
     from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     compat.apply()
     torch.set_num_threads(args.threads)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
 from recbole_iacn.errors import CompatibilityError, ConfigError, Interrupted, UserError
@@ -125,7 +124,7 @@ def check_config_files(config_files, model: str, dataset: str) -> None:
 
 
 def format_result(result: dict) -> str:
-    from recbole_iacn.quick_start import format_metrics
+    from recbole_iacn.pipeline import format_metrics
 
     lines = [
         f"best valid: {format_metrics(result['best_valid_result'])}",
@@ -160,12 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             from recbole_iacn.tune import run_study_from_cli
 
             return run_study_from_cli(model, dataset, config_files, overrides, tune_space)
-        from recbole_iacn.errors import UnknownSettingWarning
-        from recbole_iacn.quick_start import run
+        from recbole_iacn.pipeline import run  # the settings were checked above, in the command line's words
 
-        with warnings.catch_warnings():  # printed above already, in the command line's words
-            warnings.simplefilter("ignore", UnknownSettingWarning)
-            result = run(model, dataset, config_files, overrides)
+        result = run(model, dataset, config_files, overrides)
     except UserError as exc:  # (one stopped by Ctrl-C, exit 130, says 'interrupted', as below)
         print(f"{'' if exc.exit_code == Interrupted.exit_code else 'error: '}{exc}", file=sys.stderr)
         return exc.exit_code

@@ -296,7 +296,7 @@ def validate(config, groups: Iterable[str] = MODEL_GROUPS) -> None:
 def check_loader_config(config) -> None:
     """Reject settings the tensor loader (:mod:`recbole_iacn.data.loader`) cannot honour, before any data is
     loaded (``data_loader`` and ``data_device_memory_fraction`` themselves are checked by their
-    declarations above)."""
+    declarations above). Which loader a run reads is :func:`recbole_iacn.pipeline.choose_loader`'s choice."""
     choice = config["data_loader"]
     if choice != "tensor":
         return
@@ -310,8 +310,6 @@ def check_loader_config(config) -> None:
         unsupported.append(f"transform {config['transform']!r}")
     if config["save_dataloaders"]:
         unsupported.append("save_dataloaders")
-    if not config["single_spec"]:
-        unsupported.append("distributed training")
     if unsupported:
         raise ConfigError(
             "data_loader: tensor reads labeled CTR rows as they are stored and does not support "

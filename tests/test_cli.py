@@ -131,19 +131,19 @@ def test_errors_exit_non_zero_without_traceback(tmp_path):
 
 def test_unrelated_import_error_is_a_bug_not_exit_3(monkeypatch, capsys):
     """Only the package's own dependency errors exit 3; any other ImportError propagates with its traceback."""
-    import recbole_iacn.quick_start as quick_start
+    import recbole_iacn.pipeline as pipeline
     from recbole_iacn.errors import CompatibilityError
 
     def broken(*args, **kwargs):
         raise ImportError("bug")
 
-    monkeypatch.setattr(quick_start, "run", broken)
+    monkeypatch.setattr(pipeline, "run", broken)
     with pytest.raises(ImportError, match="^bug$"):
         cli.main(["--model=DIN", "--dataset=ml-100k"])
 
     def incompatible(*args, **kwargs):
         raise CompatibilityError("the stack cannot run RecBole")
 
-    monkeypatch.setattr(quick_start, "run", incompatible)
+    monkeypatch.setattr(pipeline, "run", incompatible)
     assert cli.main(["--model=DIN", "--dataset=ml-100k"]) == 3
     assert capsys.readouterr().err.startswith("error: the stack cannot run RecBole")

@@ -12,7 +12,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_iacn.data.loader import SplitColumns, TensorEvalLoader, TensorTrainLoader, storage_device
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.quick_start import prepare
+from recbole_iacn.pipeline import prepare
 from recbole_iacn.trainer import trainer_class
 from tests.conftest import FAST, model_config
 

@@ -218,7 +218,7 @@ def test_truncated_real_checkpoint_gives_checkpoint_error(trained, tmp_path):
 
 # ------------------------------------------------------------------------------ checkpoints (cases 3, 4)
 def _trainer(trained, checkpoint_dir):
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
     from recbole_iacn.trainer import trainer_class
 
     root, _ = trained
@@ -419,7 +419,7 @@ def test_an_unchanged_config_reuses_the_cached_view(tmp_path, monkeypatch):
 
 def test_a_run_with_renamed_fields_loads_the_view_rebuilt_for_them(tmp_path):
     """A run naming its fields otherwise finds them in the view, the user features joined by the new name."""
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     raw = _raw_dataset(tmp_path / "raw")
     (raw / "raw.user").write_text("user_id:token\tage:token\n" + "".join(f"u{u}\t{u % 3}\n" for u in range(12)),
