@@ -4,7 +4,7 @@ train and evaluate.
 Who calls it:
 
 * :func:`recbole_iacn.quick_start.run` (the Python API) and the command line (:mod:`recbole_iacn.cli`) call
-  :func:`run`, after checking the user's settings;
+  :func:`run`, after checking the user's settings once (:func:`recbole_iacn.quick_start.check_settings`);
 * :func:`run` trains in this process (:func:`run_one_process`) or, with ``nproc > 1`` or a ``world_size``,
   starts the ranks (:mod:`recbole_iacn.distributed.launcher`); each rank joins the process group at its
   entry and calls :func:`run_one_process`, not the public entry point;

@@ -63,11 +63,12 @@ def run(
 
 def check_settings(model: str, dataset: str, config_file_list=None, config_dict=None, where: str = "in config_dict",
                    prefix: str = "config_dict: ") -> List[str]:
-    """The check of the user's settings of a plugin model (``where`` and ``prefix`` word its messages): every
-    value of the ``config_file_list`` files and of ``config_dict`` against its declaration in
-    :mod:`recbole_iacn.settings` (a bad one is a :class:`ConfigError` naming ``where``, or the file and line),
-    or against the type of its default. Returns one warning line per unknown key (RecBole would silently use
-    the default instead)."""
+    """The one check of the user's settings of a plugin model, for the Python API and the command line
+    (``where`` and ``prefix`` word its messages): every value of the ``config_file_list`` files and of
+    ``config_dict`` against its declaration in :mod:`recbole_iacn.settings` (a bad one is a
+    :class:`ConfigError` naming ``where``, or the file and line), or against the type of its default. Returns
+    one warning line per unknown key (RecBole would silently use the default instead). The multi-process
+    settings are left to :func:`recbole_iacn.distributed.settings.pop_settings`, which every run reaches."""
     from recbole_iacn.settings import check_user_settings
 
     if model not in registry.MODELS:

@@ -409,8 +409,12 @@ def check_overrides(overrides: dict, defaults: dict, where: str = "from the comm
     """Check every override (``--key=value`` or the Python API's ``config_dict``) with
     :func:`check`: declared settings against their declaration, RecBole's other keys
     against the type of their default. Returns one warning per key that nothing knows (``prefix`` before
-    it, e.g. ``--``): RecBole accepts those silently and uses its default instead."""
+    it, e.g. ``--``): RecBole accepts those silently and uses its default instead. The multi-process settings
+    (group ``distributed``) are skipped: :func:`recbole_iacn.distributed.settings.pop_settings` checks them, with
+    how they combine, in every run."""
     for key, value in overrides.items():
+        if getattr(SETTINGS.get(str(key)), "group", None) == "distributed":
+            continue
         check(str(key), value, defaults.get(key), where=where)
     unknown = [str(k) for k in overrides if k not in defaults]
     return [prefix + line for line in unknown_key_warnings(unknown, known)]

@@ -117,8 +117,7 @@ def test_invalid_values_in_a_config_file_name_file_and_line(capsys, tmp_path, te
 def test_misspelled_settings_get_a_did_you_mean_warning(capsys, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("seed: 3\niacn_lamda: 0.5\n", encoding="utf-8")
-    overrides = cli.build_overrides({"iacn_detla": "0.3"}, "DIN_IaCN", "ml-100k")
-    cli.check_config_files([str(path)], "DIN_IaCN", "ml-100k")
+    overrides = cli.build_overrides({"iacn_detla": "0.3"}, "DIN_IaCN", "ml-100k", [str(path)])
     err = capsys.readouterr().err
     assert overrides == {"iacn_detla": 0.3}
     assert "iacn_detla is not a known setting (did you mean 'iacn_delta'?)" in err
