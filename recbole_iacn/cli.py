@@ -17,7 +17,6 @@ from typing import List, Optional
 from recbole_iacn.errors import CompatibilityError, ConfigError, Interrupted, UserError
 
 USAGE = "run_recbole_iacn.py --model=NAME --dataset=NAME [--config_files='a.yaml b.yaml'] [--KEY=VALUE ...]"
-RESERVED = ("model", "dataset", "config_files")
 DEFAULT_MODEL = "DIEN_IaCN"
 DEFAULT_DATASET = "ml-100k"
 

@@ -94,7 +94,7 @@ def configure_field_names(tmp_path, monkeypatch, **names):
     import re
     import shutil
 
-    from recbole_iacn.config import properties_dir
+    from recbole_iacn.properties import properties_dir
 
     props = tmp_path / "properties"
     shutil.copytree(properties_dir(), props)

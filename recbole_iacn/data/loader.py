@@ -26,7 +26,6 @@ from typing import Iterator, Optional
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_iacn.settings import DATA_LOADERS, check_loader_config  # noqa: F401  (declared with the settings)
 
 # ------------------------------------------------------------------------------ columns
 def columns_nbytes(columns: dict[str, torch.Tensor]) -> int:

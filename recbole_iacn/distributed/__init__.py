@@ -14,11 +14,4 @@ dropped), :mod:`.trainer` (the trainer mixins that use them).
 
 from recbole_iacn.distributed.settings import SETTING_KEYS, DistributedSettings, pop_settings
 
-__all__ = ["SETTING_KEYS", "DistributedSettings", "pop_settings", "launch"]
-
-
-def launch(*args, **kwargs):
-    """See :func:`recbole_iacn.distributed.launcher.launch` (imported lazily: it imports torch)."""
-    from recbole_iacn.distributed.launcher import launch as _launch
-
-    return _launch(*args, **kwargs)
+__all__ = ["SETTING_KEYS", "DistributedSettings", "pop_settings"]
