@@ -168,7 +168,7 @@ class EpochLog:
 def run_baseline(model: str, config: dict) -> dict:
     """Train a RecBole model on the leave-one-out split to its best epoch, test it; its test metrics,
     best epoch and time to it."""
-    from recbole_iacn.quick_start import run
+    from recbole_iacn.pipeline import run
 
     log = EpochLog()
     result = run(model, DATASET, config_dict=config, saved=True, epoch_callback=log)
@@ -178,7 +178,8 @@ def run_baseline(model: str, config: dict) -> dict:
 # ------------------------------------------------------------------------------ DAIN
 def train_dain(model: str, config: dict):
     """Train a plugin model on the CTR view; ``(trained model, its CTRDataset, its test split)``."""
-    from recbole_iacn.quick_start import load_model, prepare, run
+    from recbole_iacn.pipeline import prepare, run
+    from recbole_iacn.quick_start import load_model
 
     prepared = prepare(model, DATASET, config_dict=config)
     log = EpochLog()
@@ -262,7 +263,7 @@ def evaluate_full_sort(ranker, test_loader, config) -> tuple[dict, int, int]:
 
 def recbole_test_loader(root_config: dict):
     """RecBole's leave-one-out test loader (and config, dataset) of the ML-1M sample, built as for BPR."""
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     prepared = prepare("BPR", DATASET, config_dict=root_config)
     return prepared.test_data, prepared.config, prepared.dataset

@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-from logging import getLogger
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -81,8 +80,7 @@ def main(argv=None) -> dict:
     import torch
 
     from recbole_iacn import compat
-    from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config, prepare_data
 
     compat.apply()
     torch.set_num_threads(args.threads)
@@ -96,8 +94,7 @@ def main(argv=None) -> dict:
         os.chdir(scratch)  # RecBole writes log/ into the working directory
         try:
             config, _, _ = make_config("DIN", args.dataset, None, overrides)
-            resolve_ctr_dataset(config, getLogger())
-            check_history_length(config, getLogger())
+            prepare_data(config)
             load(variant_class(()), config)  # warm-up: builds the CTR view if needed, fills the file cache
             for label, dropped in VARIANTS.items():
                 cls = variant_class(dropped)

@@ -108,16 +108,15 @@ def compare(ours, theirs, batch) -> list[list]:
 
 def train_curve(model, prepared, epochs: int) -> list[float]:
     """Test AUC after each epoch, trained by the package's trainer (RecBole's evaluator)."""
-    from recbole_iacn.trainer import trainer_class
+    from recbole_iacn.pipeline import build_trainer
 
     prepared.config["epochs"] = epochs
-    trainer = trainer_class(prepared.config, True)(prepared.config, model)
     aucs = []
 
     def record(trainer, epoch, score, result):
         aucs.append(trainer.evaluate(prepared.test_data, load_best_model=False, show_progress=False)["auc"])
 
-    trainer.epoch_callback = record
+    trainer = build_trainer(prepared, model, epoch_callback=record)
     trainer.fit(prepared.train_data, prepared.valid_data, saved=False, show_progress=False)
     return aucs
 
@@ -137,7 +136,7 @@ def main(argv=None) -> dict:
 
     from benchmarks.performance import on_ctr_view
     from recbole_iacn import compat
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     compat.apply()
     torch.set_num_threads(args.threads)

@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 def one_run(args, nproc: int, device: str, overrides: dict, scratch: Path) -> dict:
-    from recbole_iacn.quick_start import run
+    from recbole_iacn.pipeline import run
 
     config = {**common.QUIET, **common.device_config(device), "seed": args.seed, "epochs": args.epochs,
               "data_path": args.data_path, "checkpoint_dir": str(scratch / f"saved-{nproc}"), **overrides}
@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
             continue
         result = done["result"]
         if train_rows is None:
-            from recbole_iacn.quick_start import prepare
+            from recbole_iacn.pipeline import prepare
 
             prepared = prepare(args.model, args.dataset, config_dict={
                 **common.QUIET, "data_path": args.data_path, "checkpoint_dir": str(scratch / "count"), **overrides})

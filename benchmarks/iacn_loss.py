@@ -187,7 +187,7 @@ def host_model(prepared, model_name: str, overrides: dict):
     """``X`` for ``X_IaCN`` on the same data and settings."""
     import torch
 
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     host = model_name[: -len("_IaCN")]
     config, _, host_class = make_config(host, DATASET, config_dict=overrides)
@@ -253,7 +253,7 @@ def cpu_run_setup(args, argv, name: str):
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     import torch
 
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     args = build_parser().parse_args(argv)
     if not args.model.endswith("_IaCN"):

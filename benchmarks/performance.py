@@ -266,7 +266,7 @@ def loader_variants(prepared, interleave: bool) -> dict:
     through RecBole's loaders and through the tensor loaders (keys ``recbole``, ``tensor``)."""
     import dataclasses
 
-    from recbole_iacn.data.loader import TensorEvalLoader, TensorTrainLoader
+    from recbole_iacn.data.loader import TensorTrainLoader, tensor_loaders
 
     if not interleave:
         return {None: prepared}
@@ -274,8 +274,8 @@ def loader_variants(prepared, interleave: bool) -> dict:
         raise ValueError("--interleave-loaders needs plugin models prepared with data_loader=recbole.")
     config = prepared.config
     splits = [loader._dataset for loader in (prepared.train_data, prepared.valid_data, prepared.test_data)]
-    tensor = dataclasses.replace(prepared, train_data=TensorTrainLoader(config, splits[0], shuffle=config["shuffle"]),
-                                 valid_data=TensorEvalLoader(config, splits[1]), test_data=TensorEvalLoader(config, splits[2]))
+    train, valid, test = tensor_loaders(config, *splits)
+    tensor = dataclasses.replace(prepared, train_data=train, valid_data=valid, test_data=test)
     return {"recbole": prepared, "tensor": tensor}
 
 
@@ -285,8 +285,7 @@ def measure(model_name: str, dataset: str, args) -> list[dict]:
     import torch
 
     from recbole_iacn import compat
-    from recbole_iacn.quick_start import prepare, run
-    from recbole_iacn.trainer import trainer_class
+    from recbole_iacn.pipeline import build_model, build_trainer, prepare, run
 
     compat.apply()
     import recbole.data  # noqa: F401  (imported before the baseline RSS: both sides pay the same imports)
@@ -308,9 +307,9 @@ def measure(model_name: str, dataset: str, args) -> list[dict]:
         prepared = on_ctr_view(prepared, host)
     load_seconds = time.perf_counter() - started
     rss_data = current_rss()
-    net = prepared.model_class(prepared.config, prepared.train_data._dataset).to(prepared.config["device"])
+    net = build_model(prepared)
     # the optimizer and loss training uses: fused Adam for plugin models, RecBole's Adam for RecBole's models
-    trainer = trainer_class(prepared.config, prepared.plugin)(prepared.config, net)
+    trainer = build_trainer(prepared, net)
     optimizer = trainer.optimizer
     loss_fn = trainer.training_loss()  # compiled with compile_loss: true
     result = {

@@ -63,7 +63,8 @@ def build_data(root, seed: int = 2020, **sizes) -> Path:
 
 def train(root, model: str, settings: dict, checkpoint_dir, seed: int = 2020):
     """Train ``model`` on the planted data; ``(loaded model, prepared data)``."""
-    from recbole_iacn.quick_start import load_model, prepare, run
+    from recbole_iacn.pipeline import prepare, run
+    from recbole_iacn.quick_start import load_model
 
     config = {**common.QUIET, **SMALL, **settings, "data_path": str(root), "checkpoint_dir": str(checkpoint_dir),
               "seed": seed}

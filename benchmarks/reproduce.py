@@ -222,7 +222,7 @@ def expand_tables(table: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------ running
 def wide_item_size(host: str, dataset: str, base_config: dict) -> int:
     """``d + d_aux``: the item-vector width of ``host_IaCN`` under the same settings."""
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     config, _, _ = make_config(host + IACN_SUFFIX, dataset, config_dict=base_config)
     return int(config["item_embedding_size"] or config["embedding_size"]) + int(config["iacn_embedding_size"])
@@ -231,7 +231,7 @@ def wide_item_size(host: str, dataset: str, base_config: dict) -> int:
 def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str) -> dict:
     """Train one run to its best epoch (early stopping on the validation AUC), test that epoch; returns
     its metrics row (``error`` set if it failed)."""
-    from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.pipeline import prepare, run
 
     # the machine in every row, failed ones too: a folder filled over several sessions must say which run ran where
     device = "cuda" if base_config.get("use_gpu") else "cpu"

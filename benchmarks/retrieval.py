@@ -128,7 +128,8 @@ def evaluate_full_sort(ranker, test_loader, config) -> tuple[dict, int, int]:
 def train_iacn(model: str, root: Path, name: str, config: dict, model_file: Optional[str]):
     """Train ``model`` on the CTR view (or load ``model_file``); ``(explainer, prepared data, untrained explainer)``."""
     from recbole_iacn.explain import InterestExplainer
-    from recbole_iacn.quick_start import LoadedModel, load_model, prepare, run
+    from recbole_iacn.pipeline import prepare, run
+    from recbole_iacn.quick_start import LoadedModel, load_model
 
     prepared = prepare(model, name, config_dict={**config, "data_path": str(root)})
     if model_file is None:
@@ -201,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             rb_config = recbole_config(rb_root, args.seed, args.baseline_epochs, device, str(work / "saved"), {})
             for model in args.baselines:
                 rows.append(_timed(dataset, model, lambda: _baseline(model, name, rb_config)))
-            from recbole_iacn.quick_start import prepare
+            from recbole_iacn.pipeline import prepare
 
             loader = prepare("BPR", name, config_dict=rb_config)
             ctr_config = {**common.QUIET, **common.device_config(device), "seed": args.seed, "epochs": args.epochs,
@@ -238,7 +239,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def _baseline(model: str, name: str, config: dict) -> dict:
-    from recbole_iacn.quick_start import run
+    from recbole_iacn.pipeline import run
 
     result = run(model, name, config_dict=config, saved=True)
     return {k: float(result["test_result"].get(k, math.nan)) for k in RESULT_KEYS}

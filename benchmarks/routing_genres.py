@@ -74,7 +74,8 @@ def train_and_measure(model: str, form: str, seed: int, data_path, checkpoint_di
     benchmark started (the checkout may move while it runs)."""
     import torch
 
-    from recbole_iacn.quick_start import load_model, prepare, run
+    from recbole_iacn.pipeline import prepare, run
+    from recbole_iacn.quick_start import load_model
 
     started = time.perf_counter()
     config = {**common.QUIET, **FORMS[form], "seed": seed, "data_path": str(data_path),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
 from recbole_iacn.errors import CompatibilityError, ConfigError, CtrlC, Interrupted, UserError
@@ -122,34 +121,21 @@ def parse_args(argv: List[str]) -> dict:
     return parsed
 
 
-def build_overrides(raw: dict, model: str, dataset: str) -> dict:
-    """Typed overrides from raw strings, checked against the settings' declarations (and, for other
-    keys, the type of their YAML default); unknown keys of plugin models get a warning."""
-    from recbole_iacn.settings import check_user_settings, parse_override
-    from recbole_iacn.registry import MODELS
+def build_overrides(raw: dict, model: str, dataset: str, config_files=()) -> dict:
+    """Typed overrides from raw strings, read as YAML; then the settings of ``--config_files`` and the overrides
+    are checked, once (:func:`recbole_iacn.quick_start.check_settings`): a bad value is an error, an unknown key
+    of a plugin model a warning on stderr."""
+    from recbole_iacn.quick_start import check_settings
+    from recbole_iacn.settings import parse_override
 
     overrides = {k: parse_override(k, v) for k, v in raw.items()}
-    if model in MODELS:
-        for line in check_user_settings(MODELS[model].config_files, dataset, (), overrides,
-                                        where="from the command line", prefix="--"):
-            print(f"warning: {line}", file=sys.stderr)
+    for line in check_settings(model, dataset, config_files, overrides, where="from the command line", prefix="--"):
+        print(f"warning: {line}", file=sys.stderr)
     return overrides
 
 
-def check_config_files(config_files, model: str, dataset: str) -> None:
-    """The settings of ``--config_files`` are checked as ``--key=value`` ones are (plugin models); unknown
-    keys get a warning on stderr."""
-    from recbole_iacn.settings import check_user_settings
-    from recbole_iacn.registry import MODELS
-
-    if model not in MODELS or not config_files:
-        return
-    for line in check_user_settings(MODELS[model].config_files, dataset, config_files):
-        print(f"warning: {line}", file=sys.stderr)
-
-
 def format_result(result: dict) -> str:
-    from recbole_iacn.quick_start import format_metrics
+    from recbole_iacn.pipeline import format_metrics
 
     lines = [
         f"best valid: {format_metrics(result['best_valid_result'])}",
@@ -191,18 +177,14 @@ def _main(argv: Optional[List[str]], ctrl_c: CtrlC) -> int:
         study_flags = [k for k in raw if k.startswith("tune_") or k == "address"]
         if tune_space is None and study_flags:
             raise ConfigError(f"--{study_flags[0]} is a study option: it needs --tune=SPACE.yaml.")
-        check_config_files(config_files, model, dataset)
-        overrides = build_overrides(raw, model, dataset)
+        overrides = build_overrides(raw, model, dataset, config_files)
         if tune_space is not None:
             from recbole_iacn.tune import run_study_from_cli
 
             return run_study_from_cli(model, dataset, config_files, overrides, tune_space)
-        from recbole_iacn.errors import UnknownSettingWarning
-        from recbole_iacn.quick_start import run
+        from recbole_iacn.pipeline import run  # the settings were checked above, in the command line's words
 
-        with warnings.catch_warnings():  # printed above already, in the command line's words
-            warnings.simplefilter("ignore", UnknownSettingWarning)
-            result = run(model, dataset, config_files, overrides)
+        result = run(model, dataset, config_files, overrides)
     except UserError as exc:  # (one stopped by Ctrl-C, exit 130, says 'interrupted', as below)
         ctrl_c.raise_if_pressed()
         print(f"{'' if exc.exit_code == Interrupted.exit_code else 'error: '}{exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ RecBole's trainer builds               :func:`patch_grad_scaler` gives it ``torc
 ``torch.cuda.amp.GradScaler`` every    ...)``, the same object without the FutureWarning that torch
 epoch (deprecated: a FutureWarning)    prints every epoch.
 ``recbole.quick_start`` imports Ray    this package never imports ``recbole.quick_start``; it runs
-at import; its ``tune.report(**kw)``   RecBole's pipeline itself (:mod:`recbole_iacn.quick_start`),
+at import; its ``tune.report(**kw)``   RecBole's pipeline itself (:mod:`recbole_iacn.pipeline`),
 is gone from current Ray Tune          and :mod:`recbole_iacn.tune` uses ``tune.report(metrics)``.
 RecBole dispatches models by name      :mod:`recbole_iacn.registry` maps names to classes and
 (``get_model``, ``create_dataset``,    :class:`recbole_iacn.config.IaCNConfig` builds the config

@@ -1,8 +1,8 @@
 """The ``Config`` class: RecBole's ``Config`` for a model class, with this package's YAML defaults.
 
-:func:`IaCNConfig` builds it (after the compatibility fixes). The default files and their order come from
-:mod:`recbole_iacn.properties`; the checks of the user's settings are :mod:`recbole_iacn.settings`'s. The
-names of those two modules that this module used to hold are still importable from here.
+:func:`IaCNConfig` builds it (after the compatibility fixes); :func:`rank_device` sets a rank's device. The
+default files and their order come from :mod:`recbole_iacn.properties`; the checks of the user's settings are
+:mod:`recbole_iacn.settings`'s, and :func:`recbole_iacn.pipeline.make_config` builds a run's config.
 """
 
 from __future__ import annotations
@@ -12,24 +12,9 @@ import os
 from recbole.config import Config
 
 from recbole_iacn import compat
-from recbole_iacn.properties import (  # noqa: F401  (importable from here, as before)
-    default_layers,
-    iter_config_files,
-    key_lines,
-    plugin_layers,
-    properties_dir,
-    read_yaml_file,
-    recbole_properties_dir,
-    yaml_loader,
-)
+from recbole_iacn.properties import default_layers, properties_dir, read_yaml_file
 from recbole_iacn.registry import get_spec
-from recbole_iacn.settings import (  # noqa: F401  (importable from here, as before)
-    check_config_files,
-    check_overrides,
-    check_user_settings,
-    parse_override,
-    uses_gpu,
-)
+from recbole_iacn.settings import uses_gpu
 
 
 def IaCNConfig(model, dataset, config_file_list=None, config_dict=None, plugin=True):

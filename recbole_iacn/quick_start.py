@@ -1,115 +1,14 @@
-"""Train, validate and test a model; restore a trained one. The Python face of run_recbole_iacn.py."""
+"""The Python API: train, validate and test a model (the Python face of run_recbole_iacn.py); restore a
+trained one. Training is :mod:`recbole_iacn.pipeline`'s; this module checks the user's settings first."""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from dataclasses import dataclass
-from logging import getLogger
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
-from recbole_iacn import compat, registry
-from recbole_iacn.checkpoint import config_to_plain, load_checkpoint
-from recbole_iacn.errors import (
-    CheckpointError,
-    ConfigError,
-    DataFormatError,
-    DatasetNotFoundError,
-    Interrupted,
-    UserError,
-)
-
-
-@dataclass
-class Prepared:
-    """A configured run with its data loaded: reusable across trials of a study."""
-
-    config: object
-    dataset: object
-    train_data: object
-    valid_data: object
-    test_data: object
-    plugin: bool
-    model_class: type
-
-
-def make_config(model: str, dataset: str, config_file_list=None, config_dict=None):
-    """``(config, spec, model_class)`` for a model name, plugin or RecBole."""
-    from recbole_iacn.config import IaCNConfig  # imports RecBole
-    from recbole_iacn.settings import check_dataset_name
-
-    check_dataset_name(dataset, option="dataset", parent="data_path")
-    compat.apply()
-    spec, model_class = registry.resolve(model)
-    config = IaCNConfig(model_class, dataset, config_file_list, config_dict, plugin=spec is not None)
-    return config, spec, model_class
-
-
-def prepare(model: str, dataset: str, config_file_list=None, config_dict=None) -> Prepared:
-    """Configuration, dataset and dataloaders, as RecBole's ``run_recbole`` builds them (plugin models:
-    the loaders chosen by ``data_loader``, see :mod:`recbole_iacn.data.loader`)."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    config, spec, model_class = make_config(model, dataset, config_file_list, config_dict)
-    plugin = spec is not None
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    if plugin:
-        from recbole_iacn.data.dataset import CTRDataset
-        from recbole_iacn.data.loader import data_preparation as build_loaders
-        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
-
-        resolve_ctr_dataset(config, logger)
-        check_history_length(config, logger)
-        data = CTRDataset(config)
-    else:
-        _check_raw_dataset(config)
-        data = create_dataset(config)
-        build_loaders = data_preparation
-    logger.info(config)
-    logger.info(data)
-    train_data, valid_data, test_data = build_loaders(config, data)
-    return Prepared(config, data, train_data, valid_data, test_data, plugin, model_class)
-
-
-def init_logger(config) -> None:
-    """RecBole's ``init_logger``, with a log file of this run's own: RecBole names it by model, dataset, the
-    second and a hash of the settings, so two runs started together with the same settings appended to one
-    file. The time stamp gets the process id and a random suffix, as checkpoint names do."""
-    import secrets
-
-    import recbole.utils.logger as recbole_logger
-
-    stamp = recbole_logger.get_local_time
-    suffix = f"p{os.getpid()}-{secrets.token_hex(2)}"
-    recbole_logger.get_local_time = lambda *args, **kwargs: f"{stamp(*args, **kwargs)}-{suffix}"
-    try:
-        recbole_logger.init_logger(config)
-    finally:
-        recbole_logger.get_local_time = stamp
-
-
-def _check_raw_dataset(config) -> None:
-    import os
-
-    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
-    benchmark = config["benchmark_filename"]
-    files = [path] if not benchmark else [path.replace(".inter", f".{b}.inter") for b in benchmark]
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing and not benchmark:
-        from recbole_iacn.data.download import fetch_known_dataset
-
-        # As RecBole does: a dataset its url.yaml lists is downloaded (y/N, or --download=true).
-        if fetch_known_dataset(config["dataset"], config["data_path"], config["download"]):
-            missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise DatasetNotFoundError(
-            f"Dataset {config['dataset']!r} not found for RecBole model {config['model']}: missing "
-            f"{', '.join(missing)}. Put the RecBole atomic files there, or set --data_path."
-        )
+from recbole_iacn import compat, pipeline, registry
+from recbole_iacn.checkpoint import load_checkpoint
+from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError, UserError
 
 
 def run(
@@ -119,7 +18,7 @@ def run(
     config_dict: Optional[dict] = None,
     saved: bool = True,
     epoch_callback: Optional[Callable] = None,
-    prepared: Optional[Prepared] = None,
+    prepared: Optional[pipeline.Prepared] = None,
     nproc: Optional[int] = None,
     world_size: Optional[int] = None,
     ip: Optional[str] = None,
@@ -135,7 +34,8 @@ def run(
         config_dict: overrides, as RecBole's ``--key=value``.
         saved: save the best model (a safe checkpoint) and reload it for the test.
         epoch_callback: ``f(trainer, epoch, valid_score, valid_result)`` after each validation.
-        prepared: a :class:`Prepared` from :func:`prepare`, to skip loading the data again.
+        prepared: a :class:`~recbole_iacn.pipeline.Prepared` from :func:`recbole_iacn.pipeline.prepare`, to
+            skip loading the data again (then the settings are not checked here).
         nproc, world_size, ip, port, group_offset: RecBole's multi-process settings (default: from
             ``config_dict``, else one process). With ``nproc > 1`` (or a ``world_size``) the run is
             spread over processes with DistributedDataParallel (:mod:`recbole_iacn.distributed`):
@@ -149,119 +49,34 @@ def run(
         together); None on a machine that does not run rank 0.
     """
     if prepared is None:
-        from recbole_iacn.distributed import pop_settings
+        import warnings
+
+        from recbole_iacn.errors import UnknownSettingWarning
         from recbole_iacn.settings import check_dataset_name
 
         check_dataset_name(dataset, option="dataset", parent="data_path")
-        check_settings(model, dataset, config_file_list, config_dict)
-
-        settings, config_dict = pop_settings(
-            config_dict, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset
-        )
-        if settings.enabled:
-            if epoch_callback is not None:
-                raise ConfigError("epoch_callback cannot be used with nproc > 1: the ranks run in other "
-                                  "processes. Train in one process (e.g. one Ray Tune trial), or drop the callback.")
-            return _launch(model, dataset, config_file_list, config_dict, saved, settings)
-    return run_one_process(model, dataset, config_file_list, config_dict, saved, epoch_callback, prepared)
+        for line in check_settings(model, dataset, config_file_list, config_dict):
+            warnings.warn(line, UnknownSettingWarning, stacklevel=2)
+    return pipeline.run(model, dataset, config_file_list, config_dict, saved, epoch_callback, prepared,
+                        nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
 
 
-def _launch(model: str, dataset: str, config_file_list, config_dict: dict, saved: bool, settings) -> Optional[dict]:
-    """A multi-process run: the configuration is built and checked and the CTR view prepared here, once,
-    then :func:`recbole_iacn.distributed.launcher.launch` starts the ranks, each of which joins the
-    process group and runs :func:`run_one_process`."""
-    from recbole_iacn.distributed.launcher import launch
-    from recbole_iacn.distributed.settings import check_cpus, check_gpus, check_port
-
-    config, spec, _ = make_config(model, dataset, config_file_list, config_dict)
-    if spec is not None and config["data_loader"] == "tensor":
-        # the ranks shard each epoch with RecBole's DistributedSampler, which only RecBole's loaders use
-        getLogger().info("Multi-process training reads batches through RecBole's loaders (data_loader: recbole): "
-                         "the tensor loader is single-process.")
-        config_dict = {**config_dict, "data_loader": "recbole"}
-    check_gpus(settings, config)
-    check_cpus(settings, config)
-    check_port(settings)
-    if spec is not None:  # build the CTR view once, before the ranks read it
-        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
-
-        resolve_ctr_dataset(config, getLogger())
-        check_history_length(config, getLogger())
-    return launch(run_one_process, model, dataset, config_file_list, config_dict, saved, settings, config)
-
-
-def run_one_process(model: str, dataset: str, config_file_list=None, config_dict=None, saved: bool = True,
-                    epoch_callback: Optional[Callable] = None, prepared: Optional[Prepared] = None) -> dict:
-    """The pipeline of :func:`run` in this process (one rank of a multi-process run: ``local_rank`` in
-    ``config_dict``, the process group joined): prepare, train, validate, test. Settings are not checked
-    again here."""
-    from recbole.utils import get_environment, init_seed, set_color
-
-    from recbole_iacn.trainer import trainer_class
-
-    if prepared is None:
-        prepared = prepare(model, dataset, config_file_list, config_dict)
-    config = prepared.config
-    logger = getLogger()
-    logger.info(sys.argv)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = prepared.model_class(config, prepared.train_data._dataset).to(config["device"])
-    logger.info(net)
-    trainer = trainer_class(config, prepared.plugin)(config, net)
-    trainer.epoch_callback = epoch_callback
-    fit_started = time.perf_counter()
-    try:
-        best_valid_score, best_valid_result = trainer.fit(
-            prepared.train_data, prepared.valid_data, saved=saved, show_progress=config["show_progress"]
-        )
-        fit_seconds = time.perf_counter() - fit_started
-        test_result = trainer.evaluate(prepared.test_data, load_best_model=saved, show_progress=config["show_progress"])
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Interrupted):
-            raise
-        path = trainer.saved_model_file if saved else None
-        raise Interrupted(path if path and os.path.isfile(path) else None) from None
-    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {format_metrics(_plain_metrics(best_valid_result))}")
-    logger.info(set_color("test result", "yellow") + f": {format_metrics(_plain_metrics(test_result))}")
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": _plain_metrics(best_valid_result),
-        "test_result": _plain_metrics(test_result),
-        "model_file": trainer.saved_model_file if saved else None,
-        "config": config_to_plain(config),
-        "fit_seconds": fit_seconds,
-        "epochs_run": len(trainer.train_loss_dict),
-    }
-
-
-def check_settings(model: str, dataset: str, config_file_list=None, config_dict=None) -> None:
-    """The Python API checks a plugin model's settings as the command line does: a bad value is a
-    :class:`ConfigError` naming ``config_dict`` or the file and line, an unknown key an
-    :class:`~recbole_iacn.errors.UnknownSettingWarning` (RecBole would silently use the default instead)."""
-    import warnings
-
+def check_settings(model: str, dataset: str, config_file_list=None, config_dict=None, where: str = "in config_dict",
+                   prefix: str = "config_dict: ") -> List[str]:
+    """The one check of the user's settings of a plugin model, for the Python API and the command line
+    (``where`` and ``prefix`` word its messages): every value of the ``config_file_list`` files and of
+    ``config_dict`` against its declaration in :mod:`recbole_iacn.settings` (a bad one is a
+    :class:`ConfigError` naming ``where``, or the file and line), or against the type of its default. Returns
+    one warning line per unknown key (RecBole would silently use the default instead). The multi-process
+    settings are left to :func:`recbole_iacn.distributed.settings.pop_settings`, which every run reaches."""
     from recbole_iacn.settings import check_user_settings
-    from recbole_iacn.errors import UnknownSettingWarning
 
     if model not in registry.MODELS:
-        return
+        return []
     if config_dict is not None and not isinstance(config_dict, dict):
         raise ConfigError(f"config_dict must be a dict of settings, not {type(config_dict).__name__}.")
-    for line in check_user_settings(registry.MODELS[model].config_files, dataset, config_file_list or (), config_dict,
-                                    where="in config_dict", prefix="config_dict: "):
-        warnings.warn(line, UnknownSettingWarning, stacklevel=3)
-
-
-def format_metrics(values: dict) -> str:
-    """``auc : 0.7624    logloss : 0.5894``: metrics as plain numbers, 4 decimals."""
-    return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in values.items())
-
-
-def _plain_metrics(result) -> dict:
-    """RecBole's metric dict with Python floats (it mixes in numpy scalars)."""
-    return {k: float(v) for k, v in (result or {}).items()}
+    return check_user_settings(registry.MODELS[model].config_files, dataset, config_file_list or (), config_dict,
+                               where=where, prefix=prefix)
 
 
 # ------------------------------------------------------------------------------ restoring

@@ -331,7 +331,7 @@ def validate(config, groups: Optional[Iterable[str]] = None) -> None:
 def check_loader_config(config) -> None:
     """Reject settings the tensor loader (:mod:`recbole_iacn.data.loader`) cannot honour, before any data is
     loaded (``data_loader`` and ``data_device_memory_fraction`` themselves are checked by their
-    declarations above)."""
+    declarations above). Which loader a run reads is :func:`recbole_iacn.pipeline.choose_loader`'s choice."""
     choice = config["data_loader"]
     if choice != "tensor":
         return
@@ -345,8 +345,6 @@ def check_loader_config(config) -> None:
         unsupported.append(f"transform {config['transform']!r}")
     if config["save_dataloaders"]:
         unsupported.append("save_dataloaders")
-    if not config["single_spec"]:
-        unsupported.append("distributed training")
     if unsupported:
         raise ConfigError(
             "data_loader: tensor reads labeled CTR rows as they are stored and does not support "
@@ -446,8 +444,12 @@ def check_overrides(overrides: dict, defaults: dict, where: str = "from the comm
     """Check every override (``--key=value`` or the Python API's ``config_dict``) with
     :func:`check`: declared settings against their declaration, RecBole's other keys
     against the type of their default. Returns one warning per key that nothing knows (``prefix`` before
-    it, e.g. ``--``): RecBole accepts those silently and uses its default instead."""
+    it, e.g. ``--``): RecBole accepts those silently and uses its default instead. The multi-process settings
+    (group ``distributed``) are skipped: :func:`recbole_iacn.distributed.settings.pop_settings` checks them, with
+    how they combine, in every run."""
     for key, value in overrides.items():
+        if getattr(SETTINGS.get(str(key)), "group", None) == "distributed":
+            continue
         check(str(key), value, defaults.get(key), where=where)
     unknown = [str(k) for k in overrides if k not in defaults]
     return [prefix + line for line in unknown_key_warnings(unknown, known)]

@@ -66,7 +66,7 @@ def data_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def ml100k(data_root, tmp_path_factory):
     """The loaded ml-100k CTR dataset and its dataloaders (shared by the model tests)."""
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     checkpoints = tmp_path_factory.mktemp("saved")
     return prepare("DIN", "ml-100k", config_dict={**FAST, "data_path": data_root, "checkpoint_dir": str(checkpoints)})
@@ -74,7 +74,7 @@ def ml100k(data_root, tmp_path_factory):
 
 def model_config(model: str, data_root: str, **overrides):
     """A full config for ``model`` on the ml-100k fixture."""
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     config, _, model_class = make_config(model, "ml-100k", config_dict={**FAST, "data_path": data_root, **overrides})
     return config, model_class
@@ -94,7 +94,7 @@ def configure_field_names(tmp_path, monkeypatch, **names):
     import re
     import shutil
 
-    from recbole_iacn.config import properties_dir
+    from recbole_iacn.properties import properties_dir
 
     props = tmp_path / "properties"
     shutil.copytree(properties_dir(), props)

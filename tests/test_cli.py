@@ -131,19 +131,46 @@ def test_errors_exit_non_zero_without_traceback(tmp_path):
 
 def test_unrelated_import_error_is_a_bug_not_exit_3(monkeypatch, capsys):
     """Only the package's own dependency errors exit 3; any other ImportError propagates with its traceback."""
-    import recbole_iacn.quick_start as quick_start
+    import recbole_iacn.pipeline as pipeline
     from recbole_iacn.errors import CompatibilityError
 
     def broken(*args, **kwargs):
         raise ImportError("bug")
 
-    monkeypatch.setattr(quick_start, "run", broken)
+    monkeypatch.setattr(pipeline, "run", broken)
     with pytest.raises(ImportError, match="^bug$"):
         cli.main(["--model=DIN", "--dataset=ml-100k"])
 
     def incompatible(*args, **kwargs):
         raise CompatibilityError("the stack cannot run RecBole")
 
-    monkeypatch.setattr(quick_start, "run", incompatible)
+    monkeypatch.setattr(pipeline, "run", incompatible)
     assert cli.main(["--model=DIN", "--dataset=ml-100k"]) == 3
     assert capsys.readouterr().err.startswith("error: the stack cannot run RecBole")
+
+
+def test_each_setting_is_checked_once(tmp_path, monkeypatch):
+    """Issue 29: the config files and the overrides are checked once (quick_start.check_settings, which the
+    command line calls), nproc once (distributed.pop_settings, in pipeline.run); the run is the pipeline's."""
+    from recbole_iacn import pipeline, settings
+
+    path = tmp_path / "a.yaml"
+    path.write_text("epochs: 1\n", encoding="utf-8")
+    checked, files = [], []
+    check, check_config_files = settings.check, settings.check_config_files
+
+    def counted_check(key, *args, **kwargs):
+        checked.append(key)
+        return check(key, *args, **kwargs)
+
+    def counted_files(paths, *args, **kwargs):
+        files.append(list(paths))
+        return check_config_files(paths, *args, **kwargs)
+
+    monkeypatch.setattr(settings, "check", counted_check)
+    monkeypatch.setattr(settings, "check_config_files", counted_files)
+    monkeypatch.setattr(pipeline, "run_one_process", lambda *args, **kwargs: {"best_valid_result": {}, "test_result": {}})
+    argv = ["--model=DIN", "--dataset=ml-100k", f"--config_files={path}", "--nproc=1", "--learning_rate=0.01"]
+    assert cli.main(argv) == 0
+    assert [checked.count(key) for key in ("epochs", "learning_rate", "nproc")] == [1, 1, 1]
+    assert files == [[str(path)]]

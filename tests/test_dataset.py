@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recbole_iacn.errors import DataFormatError
-from recbole_iacn.quick_start import prepare
+from recbole_iacn.pipeline import prepare
 from tests.conftest import FAST
 
 HEADER = "label:float\tuser_id:token\titem_id:token\titem_id_list:token_seq\tcate_id_list:token_seq\n"

@@ -87,7 +87,8 @@ def test_two_processes_train_like_one_and_gather_exact_metrics(tmp_path, syn_roo
     """DIN_IaCN with 2 gloo processes (per-rank batch 128) against 1 process (batch 256); then the
     2-process run's checkpoint evaluated in one process gives the same AUC and LogLoss as the
     2-process (gathered) test evaluation of the same weights."""
-    from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.pipeline import prepare
+    from recbole_iacn.quick_start import run
     from recbole_iacn.trainer import trainer_class
 
     two_dir, one_dir = tmp_path / "two", tmp_path / "one"

@@ -648,7 +648,8 @@ def test_ranks_never_outlive_a_launcher_killed_while_they_start(tmp_path, syn_ro
 # ------------------------------------------------------------------------------ case 4: DDP best valid
 def test_the_best_valid_of_two_processes_is_what_its_checkpoint_scores(tmp_path, syn_root):
     """Case 4: with --nproc=2 the printed best valid was not what the checkpoint scores on valid."""
-    from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.pipeline import prepare
+    from recbole_iacn.quick_start import run
     from recbole_iacn.trainer import trainer_class
     from tests.conftest import SYN_DATASET, SYN_MODEL
     from tests.test_distributed import TINY, free_port
@@ -747,13 +748,13 @@ def test_ctrl_c_of_a_multi_process_run_prints_an_interrupted_line(monkeypatch, c
     """Found by the fault injection: a SIGINT'd --nproc=2 run ended with 'error: Stopped by SIGINT: ...'."""
     import signal
 
-    from recbole_iacn import cli, quick_start
+    from recbole_iacn import cli, pipeline
     from recbole_iacn.distributed.launcher import LaunchInterrupted
 
     def stopped(*args, **kwargs):
         raise LaunchInterrupted(signal.SIGINT)
 
-    monkeypatch.setattr(quick_start, "run", stopped)
+    monkeypatch.setattr(pipeline, "run", stopped)
     assert cli.main(["--model=DIN", "--dataset=ml-100k", "--epochs=1"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("interrupted") and "rank" in err[-1]

@@ -12,7 +12,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_iacn.data.loader import SplitColumns, TensorEvalLoader, TensorTrainLoader, storage_device
 from recbole_iacn.errors import ConfigError
-from recbole_iacn.quick_start import prepare
+from recbole_iacn.pipeline import prepare
 from recbole_iacn.trainer import trainer_class
 from tests.conftest import FAST, model_config
 
@@ -143,6 +143,20 @@ def test_bad_loader_settings_are_config_errors(overrides, message, data_root):
 def test_recbole_loaders_stay_available(widedeep_recbole):
     assert isinstance(widedeep_recbole.train_data, TrainDataLoader)
     assert isinstance(widedeep_recbole.valid_data, NegSampleEvalDataLoader)
+
+
+def test_the_loader_choice_is_made_in_one_place(data_root, monkeypatch):
+    """pipeline.choose_loader: the data_loader setting in one process; RecBole's loaders for RecBole's models and in
+    a rank of a multi-process run (single_spec false) whatever data_loader says, and the rank's config records it."""
+    from recbole_iacn.pipeline import choose_loader
+
+    config, _ = model_config("DIN", data_root)
+    assert config["data_loader"] == "tensor" and choose_loader(config, plugin=True) == "tensor"
+    assert choose_loader(config, plugin=False) == "recbole"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a rank's config sets it (from gpu_id): restored after the test
+    rank, _ = model_config("DIN", data_root, local_rank=0, nproc=2, world_size=2, use_gpu=False)
+    assert rank["single_spec"] is False and rank["data_loader"] == "recbole"
+    assert choose_loader(rank, plugin=True) == "recbole"
 
 
 def test_columns_stay_on_the_host_when_they_do_not_fit_the_accelerator(monkeypatch, caplog):

@@ -117,8 +117,7 @@ def test_invalid_values_in_a_config_file_name_file_and_line(capsys, tmp_path, te
 def test_misspelled_settings_get_a_did_you_mean_warning(capsys, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("seed: 3\niacn_lamda: 0.5\n", encoding="utf-8")
-    overrides = cli.build_overrides({"iacn_detla": "0.3"}, "DIN_IaCN", "ml-100k")
-    cli.check_config_files([str(path)], "DIN_IaCN", "ml-100k")
+    overrides = cli.build_overrides({"iacn_detla": "0.3"}, "DIN_IaCN", "ml-100k", [str(path)])
     err = capsys.readouterr().err
     assert overrides == {"iacn_detla": 0.3}
     assert "iacn_detla is not a known setting (did you mean 'iacn_delta'?)" in err
@@ -218,7 +217,7 @@ def test_truncated_real_checkpoint_gives_checkpoint_error(trained, tmp_path):
 
 # ------------------------------------------------------------------------------ checkpoints (cases 3, 4)
 def _trainer(trained, checkpoint_dir):
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
     from recbole_iacn.trainer import trainer_class
 
     root, _ = trained
@@ -419,7 +418,7 @@ def test_an_unchanged_config_reuses_the_cached_view(tmp_path, monkeypatch):
 
 def test_a_run_with_renamed_fields_loads_the_view_rebuilt_for_them(tmp_path):
     """A run naming its fields otherwise finds them in the view, the user features joined by the new name."""
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     raw = _raw_dataset(tmp_path / "raw")
     (raw / "raw.user").write_text("user_id:token\tage:token\n" + "".join(f"u{u}\t{u % 3}\n" for u in range(12)),

@@ -144,7 +144,8 @@ def planted(tmp_path_factory):
     """WideDeep_IaCN trained at the package defaults on a small planted dataset (300 users, 150 items, 10
     categories, seed 1; batches of 128, early stopping with patience 5): ``(checkpoint, prepared data)``."""
     from recbole_iacn.data.synthetic import build_planted
-    from recbole_iacn.quick_start import prepare, run
+    from recbole_iacn.pipeline import prepare
+    from recbole_iacn.quick_start import run
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("planted")

@@ -56,8 +56,9 @@ def cli_args(overrides: dict) -> list:
 # ------------------------------------------------------------------------------ a real study
 def test_two_trial_study_from_the_command_line(tmp_path, syn_root, ray_session, capsys):
     from recbole_iacn.cli import main
-    from recbole_iacn.config import read_yaml_file
-    from recbole_iacn.quick_start import load_model, make_config
+    from recbole_iacn.properties import read_yaml_file
+    from recbole_iacn.pipeline import make_config
+    from recbole_iacn.quick_start import load_model
 
     space = write(tmp_path / "two.yaml", TWO_DELTAS)
     argv = [f"--model={MODEL}", f"--dataset={DATASET}", f"--tune={space}", f"--data_path={syn_root}",

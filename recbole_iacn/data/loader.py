@@ -14,7 +14,7 @@ and the trainer then copies the batch to the device. Here that work is done once
 Both are accepted by RecBole's ``Trainer`` as its own loaders are (length, iteration, ``_dataset``; eval
 batches are ``(interaction, None, None, None)`` as from ``NegSampleEvalDataLoader`` without negative
 sampling), so training, evaluation, early stopping and checkpoints are RecBole's. ``data_loader: recbole``
-keeps RecBole's loaders. :func:`data_preparation` builds either.
+keeps RecBole's loaders; :func:`recbole_iacn.pipeline.build_loaders` builds either.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Iterator, Optional
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_iacn.settings import DATA_LOADERS, check_loader_config  # noqa: F401  (declared with the settings)
 
 # ------------------------------------------------------------------------------ columns
 def columns_nbytes(columns: dict[str, torch.Tensor]) -> int:
@@ -185,15 +184,11 @@ class TensorEvalLoader(TensorLoader):
         return ((interaction, None, None, None) for interaction in self.batches())
 
 
-def data_preparation(config, dataset):
-    """``(train, valid, test)`` loaders of a plugin dataset: the tensor loaders, or RecBole's own
-    (``data_preparation``) with ``data_loader: recbole``."""
-    from recbole.data import data_preparation as recbole_data_preparation
+def tensor_loaders(config, train, valid, test) -> tuple:
+    """``(train, valid, test)`` tensor loaders of a plugin dataset's three built splits (which loaders a run
+    reads is chosen by :func:`recbole_iacn.pipeline.choose_loader`)."""
     from recbole.utils import set_color
 
-    if config["data_loader"] == "recbole":
-        return recbole_data_preparation(config, dataset)
-    train, valid, test = dataset.build()
     loaders = (
         TensorTrainLoader(config, train, shuffle=config["shuffle"]),
         TensorEvalLoader(config, valid),

@@ -2,10 +2,10 @@
 for them, and leave none behind.
 
 * Settings and the configuration are checked, and the CTR view of the dataset is built, by the caller
-  (:func:`recbole_iacn.quick_start.run`) before any rank starts: a bad setting is one
+  (:func:`recbole_iacn.pipeline.launch_ranks`) before any rank starts: a bad setting is one
   :class:`~recbole_iacn.errors.ConfigError`.
 * Each rank joins the process group at its entry, then runs the one-process pipeline it is given
-  (:func:`recbole_iacn.quick_start.run_one_process`), not the public entry point.
+  (:func:`recbole_iacn.pipeline.run_one_process`), not the public entry point.
 * When a rank fails, the launcher stops the others (SIGTERM, then SIGKILL) and raises
   :class:`RankFailedError` naming the rank and its error (the rank's traceback goes to stderr).
 * When the launcher is stopped (Ctrl+C, SIGTERM) it stops the ranks first; when it is killed
@@ -38,7 +38,7 @@ POLL_S = 0.5
 def launch(target, model: str, dataset: str, config_file_list, config_dict: dict, saved: bool,
            settings: DistributedSettings, config) -> Optional[dict]:
     """Train on ``settings.nproc`` local processes; returns global rank 0's result (None on the
-    machines without rank 0), as :func:`recbole_iacn.quick_start.run` returns it.
+    machines without rank 0), as :func:`recbole_iacn.pipeline.run` returns it.
 
     ``config`` is the run's configuration, built and checked by the caller (with the CTR view prepared);
     each rank joins the process group and then calls ``target(model, dataset, config_files,

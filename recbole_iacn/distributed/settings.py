@@ -68,7 +68,8 @@ class DistributedSettings:
 
 def pop_settings(config_dict: dict | None, **explicit) -> tuple:
     """``(settings, rest)``: the settings from keyword arguments (when not None) or else from
-    ``config_dict``, and a copy of ``config_dict`` without them."""
+    ``config_dict``, checked (their one check in a run: :func:`recbole_iacn.settings.check_overrides` leaves
+    them to this), and a copy of ``config_dict`` without them."""
     rest = dict(config_dict or {})
     values = {}
     for key in SETTING_KEYS:

@@ -143,7 +143,7 @@ def _keep_cuda_visible_devices():
 
 def driver_config(model: str, dataset: str, config_files: List[str], overrides: dict):
     """``(config, plugin)``: the study's configuration without the tuned keys."""
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     with _keep_cuda_visible_devices():
         config, spec, _ = make_config(model, dataset, config_files, overrides)
@@ -154,10 +154,9 @@ def prepare_data(config, plugin: bool) -> str:
     """Build the CTR view once (plugin models) and return the absolute data root for the trials."""
     root = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
     if plugin:
-        from recbole_iacn.data.prepare import check_history_length, resolve_ctr_dataset
+        from recbole_iacn import pipeline
 
-        folder = resolve_ctr_dataset(config, logger)
-        check_history_length(config, logger)
+        folder = pipeline.prepare_data(config, logger)
         logger.info(f"Dataset {config['dataset']}: CTR files in {folder} (shared by all trials).")
     return root
 
@@ -395,6 +394,14 @@ def refuse_multi_process_trials(overrides: dict) -> None:
         )
 
 
+def one_process(overrides: dict) -> dict:
+    """``overrides`` without the multi-process settings (checked by :func:`refuse_multi_process_trials`): each
+    trial runs the one-process pipeline, :func:`recbole_iacn.pipeline.run_one_process`."""
+    from recbole_iacn.distributed import SETTING_KEYS
+
+    return {k: v for k, v in overrides.items() if k not in SETTING_KEYS}
+
+
 def run_study(model: str, dataset: str, space, config_files=None, overrides=None,
               options: Optional[StudyOptions] = None) -> StudyResult:
     """Run (or resume) the study over ``space`` (a path or a :class:`StudySpace`) and write its report.
@@ -415,7 +422,8 @@ def run_study(model: str, dataset: str, space, config_files=None, overrides=None
     metric, mode = objective(config)
     storage = os.path.abspath(options.storage_path or DEFAULT_STORAGE)
     study_dir = Path(storage) / study_name(space, model, dataset, options)
-    setup = TrialSetup(model, dataset, config_files, overrides, space.resources["cpu"], space.resources["gpu"])
+    setup = TrialSetup(model, dataset, config_files, one_process(overrides), space.resources["cpu"],
+                       space.resources["gpu"])
     definition = study_definition(model, dataset, space, config_files, overrides)
     return _fit(setup, space, config, metric, mode, study_dir, definition, options)
 

@@ -1,4 +1,4 @@
-"""One Ray Tune trial: train with :func:`recbole_iacn.quick_start.run`, report after every validation.
+"""One Ray Tune trial: train with :func:`recbole_iacn.pipeline.run_one_process`, report after each validation.
 
 Each validation epoch reports ``valid_<metric>`` (this epoch), ``best_valid_<metric>`` (best so far)
 and, when the epoch is the best so far, a checkpoint holding that model (``model.pth``, loadable with
@@ -48,7 +48,8 @@ def prefixed(prefix: str, result) -> dict:
 
 
 class EpochReporter:
-    """``epoch_callback`` for :func:`quick_start.run` that calls ``tune.report`` after each validation."""
+    """``epoch_callback`` for :func:`recbole_iacn.pipeline.run_one_process`: ``tune.report`` after each
+    validation."""
 
     last_epoch = 0
 
@@ -87,14 +88,14 @@ def train_trial(params: dict, setup: TrialSetup) -> None:
     import torch
     from ray import tune
 
-    from recbole_iacn.quick_start import run
+    from recbole_iacn.pipeline import run_one_process
 
     torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
     checkpoint_dir = tempfile.mkdtemp(prefix="recbole-iacn-trial-")
     reporter = EpochReporter()
     try:
-        result = run(setup.model, setup.dataset, setup.config_files, trial_config(setup, params, checkpoint_dir),
-                     saved=True, epoch_callback=reporter)
+        result = run_one_process(setup.model, setup.dataset, setup.config_files,
+                                 trial_config(setup, params, checkpoint_dir), saved=True, epoch_callback=reporter)
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     final = {EPOCH_KEY: reporter.last_epoch, FINAL_KEY: True}
