@@ -173,7 +173,7 @@ def seed_list(args) -> list[int]:
 # ------------------------------------------------------------------------------ overrides
 def parse_overrides(items: Iterable[str] | None) -> dict:
     """``["key=value", ...]`` → dict, values read as YAML (as ``run_recbole_iacn.py --key=value``)."""
-    from recbole_iacn.config import parse_override
+    from recbole_iacn.settings import parse_override
 
     overrides = {}
     for item in items or []:

@@ -74,7 +74,7 @@ def train(root, model: str, settings: dict, checkpoint_dir, seed: int = 2020):
 
 # ------------------------------------------------------------------------------ report
 def write_outputs(rows, out: Path, command: str, info: dict, settings: str) -> Path:
-    from benchmarks.reproduce import fmt_mean_sd, mean_sd
+    from benchmarks.stats import fmt_mean_sd, mean_sd
 
     out.mkdir(parents=True, exist_ok=True)
     header = common.header_lines(command, info)
