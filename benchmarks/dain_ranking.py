@@ -43,8 +43,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.reproduce import (best_epoch, fmt_mean_sd, machines_sentence, mean_sd, read_rows,  # noqa: E402
-                                  write_rows)
+from benchmarks.reproduce_report import machines_sentence  # noqa: E402
+from benchmarks.reproduce_runs import best_epoch, read_rows, write_rows  # noqa: E402
+from benchmarks.stats import fmt_mean_sd, mean_sd  # noqa: E402
 from recbole_iacn.data.common import NEG_SAMPLINGS  # noqa: E402
 
 DATASET = common.ML1M_NAME

@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from benchmarks.performance import on_ctr_view
+    from benchmarks.common import on_ctr_view
     from recbole_iacn import compat
     from recbole_iacn.pipeline import prepare
 

@@ -73,60 +73,9 @@ def train(root, model: str, settings: dict, checkpoint_dir, seed: int = 2020):
     return load_model(result["model_file"]), prepared, result
 
 
-def test_rows(prepared):
-    """The positive test samples (one per user), joined with the user features."""
-    import torch
-
-    dataset = prepared.test_data._dataset
-    rows = dataset[torch.arange(len(dataset))]
-    return rows[rows[dataset.label_field] > 0.5]
-
-
-def measure(loaded, rows, planted_file, seed: int = 0) -> dict:
-    """Purity and coverage of ``loaded``'s interests on ``rows`` for each assignment and baseline:
-    ``{"trained routing": {...}, "trained score": ..., "untrained routing": ..., "untrained score": ...,
-    "random routing": ...}``, each ``{"purity", "coverage", "users"}``."""
-    import torch
-
-    from recbole_iacn.data.synthetic import read_planted
-    from recbole_iacn.explain import recovery
-    from recbole_iacn.explain.diagnostics import neighbour_agreement, routing_figures
-
-    s = loaded.schema
-    category_ids = {t: i for i, t in enumerate(s.vocab[s.item_category_field])}
-    user_tokens = s.vocab[s.user_field]
-    planted_tokens = read_planted(planted_file)
-    planted = [[category_ids[c] for c in planted_tokens[user_tokens[u]] if c in category_ids]
-               for u in rows[s.user_field].tolist()]
-    history, lengths = rows[s.history_item_field], rows[s.history_length_field]
-    categories = torch.tensor(s.item_categories, dtype=torch.long)[history]
-    torch.manual_seed(seed)
-    untrained = type(loaded.model)(loaded.config, s).eval()
-    results = {}
-    with torch.no_grad():
-        for name, model in (("trained", loaded.model), ("untrained", untrained)):
-            formed = model.iacn.form_interests(rows)
-            counts = formed.mask.sum(-1)
-            figures = routing_figures(model.iacn, rows)
-            neighbours = neighbour_agreement(model.iacn.aux_item_embedding.weight, torch.tensor(s.item_categories))
-            content = {"moved_share": figures["moved_share"], "x_hat_norm": figures["behaviour_norm_mean"],
-                       "neighbour_agreement": neighbours["agreement"], "neighbour_chance": neighbours["chance"]}
-            results[f"{name} routing"] = {**recovery(formed.routing_weights, lengths, counts, categories, planted),
-                                          **content}
-            scores = torch.matmul(model.iacn.aux_item_embedding(history), formed.vectors.transpose(1, 2))  # [B, L, K]
-            results[f"{name} score"] = recovery(scores, lengths, counts, categories, planted)
-        start = loaded.model.iacn.routing.start_weights(history.shape[1], formed.mask)
-        results["position routing"] = recovery(start.expand(len(history), -1, -1), lengths, counts, categories, planted)
-        generator = torch.Generator().manual_seed(seed)
-        logits = torch.randn(formed.routing_weights.shape, generator=generator)
-        random_weights = torch.softmax(logits.masked_fill(~formed.mask.unsqueeze(1), float("-inf")), -1)
-        results["random routing"] = recovery(random_weights, lengths, formed.mask.sum(-1), categories, planted)
-    return results
-
-
 # ------------------------------------------------------------------------------ report
 def write_outputs(rows, out: Path, command: str, info: dict, settings: str) -> Path:
-    from benchmarks.reproduce import fmt_mean_sd, mean_sd
+    from benchmarks.stats import fmt_mean_sd, mean_sd
 
     out.mkdir(parents=True, exist_ok=True)
     header = common.header_lines(command, info)
@@ -180,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     import torch
 
+    from recbole_iacn.explain.planted import planted_recovery, positive_test_rows
+
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else common.default_out_dir("planted") / "planted_interests"
@@ -195,7 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                 settings = {**CONFIGS[config], "epochs": args.epochs}
                 loaded, prepared, result = train(root, args.model, settings, scratch / "saved", seed=seed)
                 seconds = round(time.perf_counter() - started, 1)
-                measured = measure(loaded, test_rows(prepared), root / DATASET / f"{DATASET}.planted.json", seed)
+                planted_file = root / DATASET / f"{DATASET}.planted.json"
+                measured = planted_recovery(loaded, positive_test_rows(prepared), planted_file, seed)
                 for method, values in measured.items():
                     rows.append({"config": config, "seed": seed, "method": method, **values,
                                  "test_auc": result["test_result"]["auc"], "train_seconds": seconds})

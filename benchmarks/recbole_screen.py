@@ -150,7 +150,7 @@ def train_once(run: Run, base_config: dict, checkpoint_dir: str, commit: str) ->
     """Train ``run`` to its best epoch, test it; its row (``error`` set if it failed)."""
     import torch
 
-    from recbole_iacn.quick_start import prepare, run as train
+    from recbole_iacn.pipeline import prepare, run as train
 
     device = "cuda" if base_config.get("use_gpu") else "cpu"
     row = {**asdict(run), "cpu": common.cpu_model(), "device": common.device_name(device), "commit": commit,

@@ -57,7 +57,7 @@ def steps_of(models: dict, batches: list) -> dict:
 
 
 def measure(host: str, args, overrides: dict) -> dict:
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     model_name = f"{host}_IaCN"
     prepared = prepare(model_name, DATASET, config_dict=overrides)

@@ -21,15 +21,28 @@ from recbole_iacn.model.layers import length_mask
 REPO = Path(__file__).resolve().parents[1]
 
 
+PLANTED = "synthetic-planted"
+#: The "fitted" configuration of benchmarks/planted_interests.py: its data (600 users, 300 items, 20 categories,
+#: seed 2020), batches of 256, L = 20, early stopping on the validation AUC, learning rate 0.01, d_aux = 16.
+PLANTED_DATA = {"users": 600, "items": 300, "categories": 20, "seed": 2020}
+PLANTED_FIT = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 256,
+               "epochs": 100, "stopping_step": 10, "reproducibility": True, "learning_rate": 0.01,
+               "iacn_embedding_size": 16, "seed": 2020}
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """``(checkpoint, data root, prepared data, loaded model)`` of a WideDeep_IaCN fitted to planted data."""
-    from benchmarks import planted_interests as bench
+    from recbole_iacn.data.synthetic import build_planted
+    from recbole_iacn.quick_start import load_model, prepare, run
 
     torch.set_num_threads(1)
-    root = bench.build_data(tmp_path_factory.mktemp("planted"))
-    loaded, prepared, result = bench.train(root, "WideDeep_IaCN", bench.CONFIGS["fitted"], tmp_path_factory.mktemp("saved"))
-    return result["model_file"], root, prepared, loaded
+    root = tmp_path_factory.mktemp("planted")
+    build_planted(root / PLANTED, PLANTED, **PLANTED_DATA)
+    config = {**PLANTED_FIT, "data_path": str(root), "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
+    prepared = prepare("WideDeep_IaCN", PLANTED, config_dict=config)
+    result = run("WideDeep_IaCN", PLANTED, prepared=prepared)
+    return result["model_file"], root, prepared, load_model(result["model_file"])
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +164,10 @@ def test_padding_invariance(explainer):
 def test_planted_interests_are_recovered(planted):
     """Labelled by the majority category of their behaviours, the trained model's interests match the planted
     categories far better than an untrained model's or random routing weights do."""
-    from benchmarks import planted_interests as bench
+    from recbole_iacn.explain.planted import planted_recovery, positive_test_rows
 
     _, root, prepared, loaded = planted
-    result = bench.measure(loaded, bench.test_rows(prepared), root / bench.DATASET / f"{bench.DATASET}.planted.json")
+    result = planted_recovery(loaded, positive_test_rows(prepared), root / PLANTED / f"{PLANTED}.planted.json")
     trained, untrained, random = result["trained routing"], result["untrained routing"], result["random routing"]
     assert trained["users"] > 500
     assert trained["purity"] > max(untrained["purity"], random["purity"]) + 0.08
@@ -248,7 +261,6 @@ def test_retrieval_benchmark_smoke(tmp_path):
     """Pop, BPR and the capsule retriever on one tiny leave-one-out split: same test items, metrics in range."""
     import pandas as pd
 
-    from benchmarks import retrieval
     from recbole_iacn.data import default_ml100k_source
 
     folder, name = default_ml100k_source()
@@ -256,15 +268,17 @@ def test_retrieval_benchmark_smoke(tmp_path):
     users = sorted(frame["user_id:token"].unique(), key=int)[:40]
     (tmp_path / "data" / "tiny").mkdir(parents=True)
     frame[frame["user_id:token"].isin(users)].to_csv(tmp_path / "data" / "tiny" / "tiny.inter", sep="\t", index=False)
-    paths = retrieval.main(["--datasets", "tiny", "absent", "--data_path", str(tmp_path / "data"), "--epochs", "1",
-                            "--baseline-epochs", "1", "--threads", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
-                            "--config_dict", "embedding_size=4", "iacn_embedding_size=4"])
-    table = pd.read_csv(paths["csv"], comment="#")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "retrieval.py"), "--datasets", "tiny", "absent",
+                           "--data_path", str(tmp_path / "data"), "--epochs", "1", "--baseline-epochs", "1", "--threads",
+                           "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--config_dict", "embedding_size=4",
+                           "iacn_embedding_size=4"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "out" / "retrieval.csv", comment="#")
     assert list(table["model"]) == ["Pop", "BPR", "DIN_IaCN", "DIN_IaCN untrained"] and table["error"].isna().all()
-    for key in retrieval.RESULT_KEYS:
+    for key in ("hit@10", "ndcg@10", "recall@50"):
         assert table[key].between(0, 1).all()
     assert (table["hit@10"] <= table["recall@50"] + 1e-12).all()  # one test item per user: Recall@50 >= HR@10
-    text = paths["markdown"].read_text(encoding="utf-8")
+    text = (tmp_path / "out" / "retrieval.md").read_text(encoding="utf-8")
     assert "Test users: 40; users whose test item differs between RecBole's split and the CTR view: 0;" in text
     assert "## absent" not in text and text.startswith("# Retrieval") and "- commit: " in text
 

@@ -74,7 +74,7 @@ def tiny_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def tiny(tiny_root, tmp_path_factory):
     """The tiny dataset loaded once (the data does not depend on the model)."""
-    from recbole_iacn.quick_start import prepare
+    from recbole_iacn.pipeline import prepare
 
     saved = tmp_path_factory.mktemp("saved")
     return prepare("DeepFM_IaCN", DATASET, config_dict={**TINY, "data_path": tiny_root, "checkpoint_dir": str(saved)})
@@ -85,7 +85,7 @@ _CONFIGS: dict = {}
 
 def build(name, tiny, tiny_root, seed=0, **overrides):
     """``name`` built on the tiny dataset, with its config (configs cached: building one reads every YAML)."""
-    from recbole_iacn.quick_start import make_config
+    from recbole_iacn.pipeline import make_config
 
     key = (name, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
     if key not in _CONFIGS:
