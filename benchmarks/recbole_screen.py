@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
+from benchmarks.stats import fmt_p, holm, mean_sd, paired_test  # noqa: E402
 
 VARIANTS = ("itself", "wide", "iacn")
 OURS = "ours"
@@ -124,7 +125,14 @@ def auc_by_seed(rows: Sequence[dict], model: str, variant: str) -> dict:
 # ------------------------------------------------------------------------------ planning
 def plan(models: Sequence[str], dataset: str, seeds: Sequence[int], ours: Sequence[str] = ()) -> list[Run]:
     """Seed by seed, every model's three variants (and our hosts, ``ours``): a screen cut short holds complete
-    triples for the seeds it reached."""
+    triples for the seeds it reached.
+
+    >>> runs = plan(["FM_IaCN", "recbole.WideDeep_IaCN"], "d", [1, 2], ours=["WideDeep"])
+    >>> [(r.model, r.variant, r.seed) for r in runs[:4]], len(runs)
+    ([('FM_IaCN', 'itself', 1), ('FM_IaCN', 'wide', 1), ('FM_IaCN', 'iacn', 1), ('recbole.WideDeep_IaCN', 'itself', 1)], 14)
+    >>> runs[6] == Run("d", "WideDeep", "ours", 1), runs[1].overrides(), runs[6].overrides()
+    (True, {'seed': 1, 'iacn_fields': 'plain'}, {'seed': 1})
+    """
     runs = []
     for seed in seeds:
         runs += [Run(dataset, m, v, seed) for m in models for v in VARIANTS]
@@ -133,7 +141,14 @@ def plan(models: Sequence[str], dataset: str, seeds: Sequence[int], ours: Sequen
 
 
 def to_extend(rows: Sequence[dict], models: Sequence[str], above: float) -> list[str]:
-    """The models whose mean paired difference between two of their variants exceeds ``above``."""
+    """The models whose mean paired difference between two of their variants exceeds ``above``.
+
+    >>> rows = [{"dataset": "d", "model": m, "variant": v, "seed": s, "test_auc": auc, "error": ""}
+    ...         for m, gap in (("FM_IaCN", 0.001), ("DCN_IaCN", 0.02)) for s in (1, 2, 3)
+    ...         for v, auc in (("itself", 0.7 + 0.001 * s), ("wide", 0.7 + 0.001 * s), ("iacn", 0.7 + 0.001 * s + gap))]
+    >>> to_extend(rows, ["FM_IaCN", "DCN_IaCN"], 0.005)
+    ['DCN_IaCN']
+    """
     extend = []
     for model in models:
         for a, b in COMPARISONS:
@@ -204,49 +219,12 @@ def run_all(runs: Sequence[Run], base_config: dict, path: Path, header: Sequence
 
 
 # ------------------------------------------------------------------------------ statistics
-@dataclass
-class Paired:
-    diff: float
-    sd: float
-    t: float
-    p: float
-    n: int
-    p_holm: float = math.nan
-
-
-def paired(left: dict, right: dict) -> Paired:
-    """``left − right`` over the seeds both have: mean, SD (ddof 1), and the two-sided paired t-test."""
-    from scipy import stats
-
-    seeds = sorted(set(left) & set(right))
-    diffs = [left[s] - right[s] for s in seeds]
-    mean = statistics.fmean(diffs) if diffs else math.nan
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-    t = p = math.nan
-    if len(diffs) >= 2 and sd > 0:
-        result = stats.ttest_rel([left[s] for s in seeds], [right[s] for s in seeds])
-        t, p = float(result.statistic), float(result.pvalue)
-    return Paired(mean, sd, t, p, len(seeds))
-
-
-def holm(tests: Sequence[Paired]) -> None:
-    """Holm's step-down correction of the tests' p-values, in place (untested ones, NaN, stay NaN and do not
-    count in the family)."""
-    ranked = sorted((t for t in tests if not math.isnan(t.p)), key=lambda t: t.p)
-    m, running = len(ranked), 0.0
-    for i, test in enumerate(ranked):
-        running = max(running, min(1.0, (m - i) * test.p))
-        test.p_holm = running
-
-
 def fmt(value: float, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:+.{DECIMALS}f}" if signed else f"{value:.{DECIMALS}f}"
 
 
-def fmt_p(p: float) -> str:
-    return "n/a" if math.isnan(p) else (f"{p:.2e}" if p < 1e-3 else f"{p:.3f}")
 
 
 def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], alpha: float) -> str:
@@ -254,26 +232,25 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
     over the models; which models IaCN helps beyond width; RecBole's Wide&Deep against ours."""
     from recbole_iacn.registry import get_spec
 
-    tests = {c: {m: paired(auc_by_seed(rows, m, c[0]), auc_by_seed(rows, m, c[1])) for m in models}
+    # each comparison a − b: stats.paired_test(base=b, iacn=a), its p values Holm-corrected over the models
+    tests = {c: {m: paired_test(auc_by_seed(rows, m, c[1]), auc_by_seed(rows, m, c[0])) for m in models}
              for c in COMPARISONS}
-    for by_model in tests.values():
-        holm(list(by_model.values()))
+    p_holm = {c: dict(zip(models, holm([tests[c][m].p for m in models]))) for c in COMPARISONS}
     lines = ["| model | itself | wide (plain table) | + IaCN | IaCN − wide (Holm p) | IaCN − itself (Holm p) | "
              "wide − itself (Holm p) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for m in models:
         cells = []
         for v in VARIANTS:
             values = list(auc_by_seed(rows, m, v).values())
-            mean = statistics.fmean(values) if values else math.nan
-            sd = statistics.stdev(values) if len(values) > 1 else math.nan
+            mean, sd = mean_sd(values)
             spread = "" if math.isnan(sd) else f" ± {fmt(sd)}"
             cells.append(f"{fmt(mean)}{spread} (n={len(values)})" if values else "n/a")
         for c in COMPARISONS:
             t = tests[c][m]
-            spread = "" if math.isnan(t.sd) else f" ± {fmt(t.sd)}"
-            cells.append(f"{fmt(t.diff, True)}{spread} (p={fmt_p(t.p)}, Holm {fmt_p(t.p_holm)}, n={t.n})")
+            spread = "" if math.isnan(t.diff_sd) else f" ± {fmt(t.diff_sd)}"
+            cells.append(f"{fmt(t.diff_mean, True)}{spread} (p={fmt_p(t.p)}, Holm {fmt_p(p_holm[c][m])}, n={t.n})")
         lines.append(f"| {get_spec(m).host} | " + " | ".join(cells) + " |")
-    helped = [m for m in models if tests[("iacn", "wide")][m].diff > 0 and tests[("iacn", "wide")][m].p_holm < alpha]
+    helped = [m for m in models if tests[("iacn", "wide")][m].diff_mean > 0 and p_holm[("iacn", "wide")][m] < alpha]
     family = sum(not math.isnan(t.p) for t in tests[("iacn", "wide")].values())
     verdict = (f"IaCN helps beyond width (IaCN above the width control, Holm-corrected p < {alpha} over the {family} "
                f"models tested): {', '.join(get_spec(m).host for m in helped) if helped else 'none'}.")
@@ -281,10 +258,10 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
     for host in ours:
         recbole_name = f"recbole.{host}_IaCN"
         if recbole_name in models:
-            t = paired(auc_by_seed(rows, host, OURS), auc_by_seed(rows, recbole_name, "itself"))
+            t = paired_test(auc_by_seed(rows, recbole_name, "itself"), auc_by_seed(rows, host, OURS))
             values = list(auc_by_seed(rows, host, OURS).values())
             text += (f"\nOur {get_spec(host).label} on the same rows: {fmt(statistics.fmean(values)) if values else 'n/a'} "
-                     f"(n={len(values)}); ours − RecBole's {fmt(t.diff, True)} ± {fmt(t.sd)} (p={fmt_p(t.p)}, n={t.n}).\n")
+                     f"(n={len(values)}); ours − RecBole's {fmt(t.diff_mean, True)} ± {fmt(t.diff_sd)} (p={fmt_p(t.p)}, n={t.n}).\n")
     return text
 
 

@@ -1,6 +1,6 @@
 """Statistics over seeds, and how each figure is written: mean ± sample SD, the paired t-test of two models
-on the seeds both finished, Friedman's test over several settings, a Bonferroni split of many p values, and
-the medians of a benchmark's figures over repeated rounds.
+on the seeds both finished, Friedman's test over several settings, a Bonferroni split or Holm's correction of
+many p values, and the medians of a benchmark's figures over repeated rounds.
 
 Numbers only come in and out of the tests here; the tables that show them are built by each benchmark's
 report module (``reproduce_report.py``, ``performance_report.py``, ``dain_ranking.py``, ``planted_interests.py``).
@@ -119,6 +119,23 @@ def bonferroni(tested: Sequence[tuple[str, Comparison]], alpha: float = 0.05):
     strong = [(label, c) for label, c in done if c.p < threshold]
     weak = [(label, c) for label, c in done if threshold <= c.p < alpha]
     return len(done), threshold, strong, weak
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm's step-down correction of a family of p values, in their order; NaN (untested) stays NaN and does
+    not count in the family. The k-th smallest of m is multiplied by m − k + 1, kept monotone, capped at 1.
+
+    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, math.nan])]  # 0.01·3, max(0.04·1, 0.06), max(0.03·2, 0.03)
+    [0.03, 0.06, 0.06, nan]
+    >>> holm([0.5, 0.6])
+    [1.0, 1.0]
+    """
+    ranked = sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
+    corrected, running = [math.nan] * len(ps), 0.0
+    for k, i in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - k) * ps[i]))
+        corrected[i] = running
+    return corrected
 
 
 def median_rows(rounds: Sequence[dict]) -> dict:

@@ -9,7 +9,11 @@ from outside, the command line and a δ × λ study through ``--tune``.
 
 from __future__ import annotations
 
+import csv
+import os
 import random
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from recbole_iacn import registry
 from recbole_iacn.errors import AttachmentError, ConfigError
 
 DATASET = "tiny"
+REPO = Path(__file__).resolve().parents[1]
 ATTACHED = registry.attached_names()
 #: RecBole 1.2.1's context-aware models with IaCN attached: all 18 but the declared exceptions
 EXPECTED = ["FM_IaCN", "FwFM_IaCN", "FNN_IaCN", "DeepFM_IaCN", "NFM_IaCN", "AFM_IaCN", "PNN_IaCN", "DCN_IaCN",
@@ -470,40 +475,39 @@ def test_a_delta_lambda_study_runs_through_tune(tiny_root, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ the screen (benchmarks/recbole_screen.py)
 def test_screen_plans_extends_and_corrects_for_the_number_of_models():
-    import math
-
-    from benchmarks import recbole_screen as screen
-
-    runs = screen.plan(["FM_IaCN", "recbole.WideDeep_IaCN"], "d", [1, 2], ours=["WideDeep"])
-    assert [(r.model, r.variant, r.seed) for r in runs[:4]] == [("FM_IaCN", "itself", 1), ("FM_IaCN", "wide", 1),
-                                                               ("FM_IaCN", "iacn", 1), ("recbole.WideDeep_IaCN", "itself", 1)]
-    assert runs[6] == screen.Run("d", "WideDeep", "ours", 1) and len(runs) == 14
-    assert runs[1].overrides() == {"seed": 1, "iacn_fields": "plain"} and runs[6].overrides() == {"seed": 1}
-    rows = [{"dataset": "d", "model": m, "variant": v, "seed": s, "test_auc": auc, "error": ""}
-            for m, gap in (("FM_IaCN", 0.001), ("DCN_IaCN", 0.02)) for s in (1, 2, 3)
-            for v, auc in (("itself", 0.7 + 0.001 * s), ("wide", 0.7 + 0.001 * s), ("iacn", 0.7 + 0.001 * s + gap))]
-    assert screen.to_extend(rows, ["FM_IaCN", "DCN_IaCN"], 0.005) == ["DCN_IaCN"]
-    tests = [screen.Paired(0, 0, 0, p, 3) for p in (0.01, 0.04, 0.03, math.nan)]
-    screen.holm(tests)  # 3 tested: 0.01·3, max(0.03·2, 0.03), max(0.04·1, 0.06)
-    assert [round(t.p_holm, 6) for t in tests[:3]] == [0.03, 0.06, 0.06] and math.isnan(tests[3].p_holm)
+    """recbole_screen.py's planning and seed extension, and the Holm correction of benchmarks/stats.py, by their
+    docstring examples (pytest's doctest runner, in a process of its own: no test imports benchmarks/)."""
+    examples = ["benchmarks/recbole_screen.py::benchmarks.recbole_screen.plan",
+                "benchmarks/recbole_screen.py::benchmarks.recbole_screen.to_extend",
+                "benchmarks/stats.py::benchmarks.stats.holm"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "--doctest-modules",
+                           *examples], cwd=REPO, capture_output=True, text=True, timeout=600)
+    outcomes = dict((m.group(2), m.group(1)) for m in re.finditer(r"^(PASSED|FAILED|ERROR) (\S+)", done.stdout, re.M))
+    assert outcomes == {e: "PASSED" for e in examples}, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-def test_screen_appends_each_run_and_resumes(tiny_root, tmp_path, capsys):
-    """One model × 3 variants × 1 seed on the tiny dataset; run again, nothing is trained twice."""
-    from benchmarks import recbole_screen as screen
+def test_screen_appends_each_run_and_resumes(tiny_root, tmp_path):
+    """One model × 3 variants × 1 seed on the tiny dataset, as a command; run again, nothing is trained twice."""
+    out = tmp_path / "screen"
+    command = [sys.executable, str(REPO / "benchmarks" / "recbole_screen.py"), "--dataset", DATASET, "--data_path",
+               str(tiny_root), "--models", "FM_IaCN", "--seeds", "1", "--extend-to", "1", "--epochs", "1",
+               "--stopping-step", "1", "--out", str(out), "--config_dict", "embedding_size=4", "MAX_ITEM_LIST_LENGTH=8",
+               "train_batch_size=128", "iacn_mlp_hidden_size=[8]"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
 
-    argv = ["--dataset", DATASET, "--data_path", tiny_root, "--models", "FM_IaCN", "--seeds", "1", "--extend-to", "1",
-            "--epochs", "1", "--stopping-step", "1", "--out", str(tmp_path / "screen"), "--config_dict",
-            "embedding_size=4", "MAX_ITEM_LIST_LENGTH=8", "train_batch_size=128", "iacn_mlp_hidden_size=[8]"]
-    result = screen.main(argv)
-    rows = screen.read_rows(result["csv"])
-    assert [(r["variant"], r["error"]) for r in rows] == [("itself", ""), ("wide", ""), ("iacn", "")]
-    assert all(0 <= r["test_auc"] <= 1 for r in rows) and [r["iacn_fields"] for r in rows] == ["none", "plain", "iacn"]
-    assert "IaCN helps beyond width" in result["markdown"].read_text(encoding="utf-8")
-    capsys.readouterr()
-    screen.main(argv)
-    assert "3 of 3 runs already in" in capsys.readouterr().out
-    assert len(screen.read_rows(result["csv"])) == 3
+    def rows():
+        with open(out / "runs.csv", encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [(r["variant"], r["error"]) for r in rows()] == [("itself", ""), ("wide", ""), ("iacn", "")]
+    assert all(0 <= float(r["test_auc"]) <= 1 for r in rows()) and [r["iacn_fields"] for r in rows()] == [
+        "none", "plain", "iacn"]
+    assert "IaCN helps beyond width" in (out / "screen.md").read_text(encoding="utf-8")
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "3 of 3 runs already in" in again.stdout, again.stderr[-3000:]
+    assert len(rows()) == 3
 
 
 def test_a_host_cannot_take_the_name_of_an_attached_models_variant(monkeypatch):
