@@ -290,7 +290,8 @@ def pick_categories(n_items: int, profiles: List[List[str]], weights: List[int],
     """``(category per item code, counts, rule)``: DIEN's leaf by :class:`CategoryTree` (``default_cat`` for
     items without entries or missing from the ``.item`` file)."""
     tree = CategoryTree(profiles, weights)
-    leaf = [sanitize_category(tree.leaf(p)) if p else DEFAULT_CATEGORY for p in profiles]
+    leaf = {p: sanitize_category(tree.leaf(profiles[p])) if profiles[p] else DEFAULT_CATEGORY
+            for p in set(item_profile.values())}  # the profiles of the items wanted, not of every row
     chosen = [DEFAULT_CATEGORY] * n_items
     for code, profile in item_profile.items():
         chosen[code] = leaf[profile]
