@@ -90,6 +90,7 @@ class CategoryTree:
         self._ancestors: Optional[Dict[str, set]] = None
         self._holders: Dict[str, set] = {}
         self._context: Dict[Tuple[str, str, str], bool] = {}
+        self._pairs: Dict[Tuple[str, str], int] = {}
         if not self.path_order:
             self._read_chains()
 
@@ -169,21 +170,20 @@ class CategoryTree:
             groups: List[Tuple[int, List[int]]] = []
             while heap:
                 negative, entry = heapq.heappop(heap)
-                if carried[entry] != -negative or not negative:
-                    continue  # a stale count
+                if carried[entry] != -negative:  # counts only fall: a stale one goes back with its count
+                    if carried[entry]:
+                        heapq.heappush(heap, (-carried[entry], entry))
+                    continue
                 group = [p for p in holding[entry] if not taken[p]]
                 for p in group:
                     taken[p] = True
                     index, left = active[p]
                     for other in left:
                         carried[other] -= weight[index]
-                        if other != entry and carried[other]:
-                            heapq.heappush(heap, (-carried[other], other))
-                carried[entry] = 0
                 groups.append((entry, group))
-            self.chain_nodes += len(groups)
-            if self.chain_nodes >= limit:
-                return  # several paths per item: the descent reads every item
+                self.chain_nodes += 1
+                if self.chain_nodes >= limit:
+                    return  # several paths per item: the descent reads every item
             del carried, holding, heap
             for entry, group in reversed(groups):
                 stack.append((entry, [(active[p][0], active[p][1] - {entry}) for p in group]))
@@ -221,12 +221,24 @@ class CategoryTree:
             chain.append(min(direct or below))
 
     def _below_in_context(self, entry: str, parent: str, current: str) -> bool:
+        """At least :data:`CONTEXT_SUPPORT` items carry ``entry`` and ``parent``, all of them carry ``current``,
+        and more items carry ``current`` and ``parent`` (profiles with positive weights: a strict superset)."""
         key = (entry, parent, current)
         if key not in self._context:
             holders = self._holders
             both = holders[entry] & holders[parent]
-            carried = sum(self.weights[i] for i in both)
-            self._context[key] = (carried >= CONTEXT_SUPPORT and both <= holders[current]
-                                  and sum(self.weights[i] for i in holders[current] & holders[parent])
-                                  > carried)
+            below = both <= holders[current]
+            if below:
+                carried = 0
+                for index in both:
+                    carried += self.weights[index]
+                    if carried >= CONTEXT_SUPPORT:
+                        break
+                below = carried >= CONTEXT_SUPPORT
+            if below:
+                pair = (current, parent)
+                if pair not in self._pairs:
+                    self._pairs[pair] = len(holders[current] & holders[parent])
+                below = self._pairs[pair] > len(both)
+            self._context[key] = below
         return self._context[key]
