@@ -222,9 +222,12 @@ def check_amazon_release(name: str) -> None:
             "--protocol dien` (see dataset/README.md).")
 
 
-def parse_entries(value: str) -> List[str]:
+def parse_entries(value: str, names: Optional[Dict[str, str]] = None) -> List[str]:
     """Raw entries of one ``categories`` value, in the order written: quoted strings (RecBole's Amazon
-    files), else space tokens; entries that sanitize to nothing or to ``default_cat`` are left out."""
+    files), else space tokens; entries that sanitize to nothing or to ``default_cat`` are left out.
+
+    ``names`` (optional, shared across calls): every entry kept, as one string object per distinct entry
+    (values repeat a small vocabulary), and ``""`` for each entry left out."""
     value = value.strip()
     if not value or value == EMPTY_SET_MARK:
         return []
@@ -234,7 +237,16 @@ def parse_entries(value: str) -> List[str]:
         entries.append(ast.literal_eval(text) if "\\" in text else text[1:-1])
     if not entries and "'" not in value and '"' not in value:
         entries = value.split()
-    return [e for e in entries if sanitize_category(e) != DEFAULT_CATEGORY]
+    if names is None:
+        return [e for e in entries if sanitize_category(e) != DEFAULT_CATEGORY]
+    kept = []
+    for entry in entries:
+        name = names.get(entry)
+        if name is None:
+            name = names[entry] = entry if sanitize_category(entry) != DEFAULT_CATEGORY else ""
+        if name:
+            kept.append(name)
+    return kept
 
 
 def parse_categories(value: str) -> List[str]:
@@ -273,16 +285,17 @@ def read_item_profiles(item_path: Path, item_field: str, wanted: Dict[str, int],
                 weights.extend([0] * (len(profile_of) - len(weights)))
                 for code in codes:
                     weights[code] += 1
-                wanted_codes = chunk[item_field].map(sanitize_token).map(wanted)
-                for row in np.flatnonzero(wanted_codes.notna().to_numpy()).tolist():
-                    item_profile.setdefault(int(wanted_codes.iloc[row]), codes[row])
+                wanted_codes = chunk[item_field].map(sanitize_token).map(wanted).to_numpy()
+                for row in np.flatnonzero(pd.notna(wanted_codes)).tolist():
+                    item_profile.setdefault(int(wanted_codes[row]), codes[row])
                 bar.update(handle.tell() - bar.n)
         except DataError:
             raise
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
             raise DataError(f"{item_path}: {exc} (line numbers count the header as line 1). Every row needs one "
                             f"tab-separated value per header column ({len(fields)}), in UTF-8.") from None
-    profiles = [parse_entries(value) for value in profile_of]
+    names: Dict[str, str] = {}  # one string per distinct entry, shared by every profile carrying it
+    profiles = [parse_entries(value, names) for value in profile_of]
     return profiles, weights, item_profile, counts, cat_field
 
 
@@ -290,7 +303,8 @@ def pick_categories(n_items: int, profiles: List[List[str]], weights: List[int],
     """``(category per item code, counts, rule)``: DIEN's leaf by :class:`CategoryTree` (``default_cat`` for
     items without entries or missing from the ``.item`` file)."""
     tree = CategoryTree(profiles, weights)
-    leaf = [sanitize_category(tree.leaf(p)) if p else DEFAULT_CATEGORY for p in profiles]
+    leaf = {p: sanitize_category(tree.leaf(profiles[p])) if profiles[p] else DEFAULT_CATEGORY
+            for p in set(item_profile.values())}  # the profiles of the items wanted, not of every row
     chosen = [DEFAULT_CATEGORY] * n_items
     for code, profile in item_profile.items():
         chosen[code] = leaf[profile]
