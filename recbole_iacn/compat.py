@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from recbole_iacn.errors import CompatibilityError  # noqa: F401  (importable here)
+from recbole_iacn.errors import CompatibilityError
 
 #: How RecBole is installed: without its stale pins (see README, "Installation").
 RECBOLE_INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -209,16 +209,3 @@ def patch_grad_scaler() -> None:
             GradScaler=functools.partial(torch.amp.GradScaler, "cuda"),
             autocast=functools.partial(torch.autocast, "cuda"),
         )
-
-
-#: Names that moved to :mod:`recbole_iacn.checkpoint`, still importable from here.
-_MOVED = ("CHECKPOINT_FORMAT", "to_plain", "config_to_plain", "load_checkpoint", "plain_other_parameters",
-          "SafeCheckpointMixin")
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        from recbole_iacn import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

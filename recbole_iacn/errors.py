@@ -91,13 +91,10 @@ class UnknownIdError(UserError, KeyError):
 
 
 class MissingExtraError(UserError, ImportError):
-    """An optional dependency (an extra such as ``plots``) is not installed."""
+    """An optional dependency is not installed: an extra such as ``plots`` (matplotlib), or Optuna for a study
+    whose space says ``search: optuna``. The message gives the install command; exit status 3."""
 
     exit_code = 3
-
-
-class OptionalDependencyError(UserError, ImportError):
-    """An optional extra (Optuna) is needed by the search space but not installed."""
 
 
 class CompatibilityError(ImportError):

@@ -86,7 +86,7 @@ def passed(examples: dict, *functions: str) -> None:
 
 
 def test_examples_in_the_benchmark_modules_pass(examples):
-    documented = ["stats.paired_test", "stats.fmt_mean_sd", "stats.median_rows", "reproduce_plan.row_key",
+    documented = ["stats.paired_test", "stats.holm", "stats.fmt_mean_sd", "stats.median_rows", "reproduce_plan.row_key",
                   "reproduce_plan.plan", "reproduce_runs.best_epoch", "reproduce_report.machines_sentence",
                   "reproduce_report.delta_markdown", "performance_measure.with_setting",
                   "performance_measure.split_model_spec", "performance_report.ratio_rows",
@@ -110,7 +110,9 @@ def report_only(folder: Path, rows: list, *args) -> str:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    written = (out / "runs.csv").read_bytes()
     bench("reproduce", "--report-only", "--device", "cpu", "--data_path", data, "--out", out, *args, cwd=folder)
+    assert (out / "runs.csv").read_bytes() == written  # the rows' own header (command, commit) is kept
     return (out / "results.md").read_text(encoding="utf-8")
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from recbole_iacn import compat
-from recbole_iacn.errors import CheckpointError
+from recbole_iacn import checkpoint, compat
+from recbole_iacn.errors import CheckpointError, CompatibilityError
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -80,7 +80,7 @@ def test_fill_nan_is_patched_into_recbole():
 
 
 def test_pandas_3_is_rejected_with_a_clear_message():
-    with pytest.raises(compat.CompatibilityError, match=r"pandas 3\.0\.0.*pandas>=2\.2,<3"):
+    with pytest.raises(CompatibilityError, match=r"pandas 3\.0\.0.*pandas>=2\.2,<3"):
         compat.check_pandas("3.0.0")
     compat.check_pandas("2.3.3")
 
@@ -94,12 +94,12 @@ def test_pickled_checkpoints_are_refused_with_a_clear_message(tmp_path):
     path = tmp_path / "recbole.pth"
     torch.save({"config": NotPlainData(), "state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="not a safe recbole-iacn checkpoint"):
-        compat.load_checkpoint(path)
+        checkpoint.load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
-        compat.load_checkpoint(tmp_path / "missing.pth")
+        checkpoint.load_checkpoint(tmp_path / "missing.pth")
     torch.save({"state_dict": {}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="recbole-iacn/1"):
-        compat.load_checkpoint(tmp_path / "other.pth")
+        checkpoint.load_checkpoint(tmp_path / "other.pth")
 
 
 def test_config_is_stored_as_plain_data():
@@ -108,7 +108,7 @@ def test_config_is_stored_as_plain_data():
     class Kind(Enum):
         A = 1
 
-    plain = compat.to_plain({"kind": Kind.A, "device": torch.device("cpu"), "n": np.int64(3), "xs": (1, 2.5)})
+    plain = checkpoint.to_plain({"kind": Kind.A, "device": torch.device("cpu"), "n": np.int64(3), "xs": (1, 2.5)})
     assert plain == {"kind": "A", "device": "cpu", "n": 3, "xs": [1, 2.5]}
 
 

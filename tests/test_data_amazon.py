@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from recbole_iacn.data.amazon import build_amazon, first_path_category
-from recbole_iacn.data.common import INTER_HEADER, MalformedLineError
-
+from recbole_iacn.data.common import INTER_HEADER
+from recbole_iacn.errors import MalformedLineError
 # Python-literal dicts (single quotes) like the 2014 dumps; one strict-JSON line; non-ASCII text;
 # a duplicate review (A2/B001/60), a single-review user (A3), an item missing from metadata (B004).
 REVIEW_LINES = [

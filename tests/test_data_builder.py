@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from recbole_iacn.data.builder import build_from_atomic, default_ml100k_source
-from recbole_iacn.data.common import INTER_HEADER, DataError, MissingFieldError, read_header
+from recbole_iacn.data.common import INTER_HEADER, read_header
 from recbole_iacn.data.ctr import draw_negatives
+from recbole_iacn.errors import DataFormatError, MissingFieldError
 from tests.conftest import configure_field_names
 
 HEADER = INTER_HEADER.split("\t")
@@ -128,7 +129,7 @@ def test_missing_field_error_names_file_and_field(tmp_path):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr", category_field="genre")
     with pytest.raises(FileNotFoundError, match="nothere.inter"):
         build_from_atomic(src, "nothere", tmp_path / "out", "ctr")
-    with pytest.raises(DataError, match="protocol"):
+    with pytest.raises(DataFormatError, match="protocol"):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr", protocol="weird")
 
 
@@ -164,11 +165,11 @@ def test_user_file_errors_name_the_file_and_line(tmp_path, monkeypatch):
     with pytest.raises(MissingFieldError, match=r"tiny\.user: required field 'user_id' is missing"):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
     user.write_text("user_id\tage:token\nu1\t20\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"tiny\.user, line 1: column 1 is headed 'user_id'"):
+    with pytest.raises(DataFormatError, match=r"tiny\.user, line 1: column 1 is headed 'user_id'"):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
     configure_field_names(tmp_path, monkeypatch, USER_ID_FIELD="uid")
     user.write_text("user_id:token\tuid:token\nu1\tx\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"tiny\.user, line 1: .*'uid'"):
+    with pytest.raises(DataFormatError, match=r"tiny\.user, line 1: .*'uid'"):
         build_from_atomic(src, "tiny", tmp_path / "out", "ctr")
 
 
@@ -183,7 +184,7 @@ def test_negative_sampling_distributions():
     neg = draw_negatives(positives, popularity, "uniform", rng)
     assert not np.any(neg == positives)
     assert set(np.unique(neg)) == {0, 2, 3}
-    with pytest.raises(DataError, match="distinct item"):
+    with pytest.raises(DataFormatError, match="distinct item"):
         draw_negatives(positives, np.array([0.0, 5.0]), "popularity", rng)
 
 

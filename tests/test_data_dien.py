@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from recbole_iacn.data.common import INTER_HEADER, MalformedLineError
+from recbole_iacn.data.common import INTER_HEADER
 from recbole_iacn.data.dien import build_from_dien
+from recbole_iacn.errors import MalformedLineError
 
 SEP = "\x02"
 TRAIN_LINES = [

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from recbole_iacn.data.common import MalformedLineError
 from recbole_iacn.data.movielens import build_movielens, import_movielens_dat
+from recbole_iacn.errors import MalformedLineError
 from tests.conftest import configure_field_names
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m-sample"

@@ -13,7 +13,7 @@ import pytest
 
 from recbole_iacn.data.amazon import first_path_category
 from recbole_iacn.data.builder import build_from_atomic
-from recbole_iacn.data.common import DataError, sanitize_category
+from recbole_iacn.data.common import sanitize_category
 from recbole_iacn.data.ctr import PROTOCOL_MAX_HISTORY, BuildOptions
 from recbole_iacn.data.recbole_amazon import (
     build_from_recbole_amazon,
@@ -24,6 +24,7 @@ from recbole_iacn.data.recbole_amazon import (
     pick_categories,
     read_item_profiles,
 )
+from recbole_iacn.errors import DataFormatError
 
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
@@ -81,13 +82,13 @@ def test_bad_rows_name_the_file_and_line(tmp_path):
     src.mkdir()
     path = src / "amazon-bad.inter"
     path.write_text(INTER_HEADER + "u1\ti1\t5.0\t10\nu1\ti2\t5.0\tlater\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"amazon-bad.inter:3: field 'timestamp' value 'later' is not a number"):
+    with pytest.raises(DataFormatError, match=r"amazon-bad.inter:3: field 'timestamp' value 'later' is not a number"):
         build_from_recbole_amazon(src, "amazon-bad", tmp_path / "out", "amazon-bad")
     path.write_text(INTER_HEADER + "u1\ti1\t5.0\t10\textra\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"amazon-bad.inter:2: 5 tab-separated values, but the header has 4"):
+    with pytest.raises(DataFormatError, match=r"amazon-bad.inter:2: 5 tab-separated values, but the header has 4"):
         build_from_recbole_amazon(src, "amazon-bad", tmp_path / "out", "amazon-bad")
     path.write_text(INTER_HEADER + "u1\ti1\t5.0\t10\n", encoding="utf-8")
-    with pytest.raises(DataError, match="5-core"):
+    with pytest.raises(DataFormatError, match="5-core"):
         build_from_recbole_amazon(src, "amazon-bad", tmp_path / "out", "amazon-bad")
 
 
@@ -175,6 +176,6 @@ def test_same_time_ratings_end_in_item_id_order(tmp_path):
 def test_2018_and_2023_releases_are_refused(tmp_path, name):
     src = _long_history_source(tmp_path)
     (src / "amazon-long.inter").rename(src / f"{name}.inter")
-    with pytest.raises(DataError, match="2014 files only"):
+    with pytest.raises(DataFormatError, match="2014 files only"):
         build_from_recbole_amazon(src, name, tmp_path / "out", name)
     check_amazon_release("amazon-books")  # 2014 names pass

@@ -80,7 +80,7 @@ def test_the_automatic_build_takes_the_source_the_table_names(tmp_path):
         summary = prepare.build_view((str(src), name), tmp_path / name / "ctr", name, dict(wanted))
         info = json.loads((tmp_path / name / "ctr" / f"{name}.build.json").read_text(encoding="utf-8"))
         assert summary["source"]["kind"] == info["source"]["kind"] == kind
-    with pytest.raises(data.DataError, match="2018"):
+    with pytest.raises(data.DataFormatError, match="2018"):
         for_raw_dataset("amazon-books-18").check_raw_name("amazon-books-18")
 
 

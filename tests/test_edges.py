@@ -749,7 +749,7 @@ def test_ctrl_c_of_a_multi_process_run_prints_an_interrupted_line(monkeypatch, c
     import signal
 
     from recbole_iacn import cli, pipeline
-    from recbole_iacn.distributed.launcher import LaunchInterrupted
+    from recbole_iacn.errors import LaunchInterrupted
 
     def stopped(*args, **kwargs):
         raise LaunchInterrupted(signal.SIGINT)

@@ -241,13 +241,15 @@ def test_study_flags_are_validated():
 
 
 def test_optuna_missing_names_the_install_command(tmp_path, monkeypatch):
-    from recbole_iacn.tune import OptionalDependencyError, load_space
+    from recbole_iacn.errors import MissingExtraError
+    from recbole_iacn.tune import load_space
     from recbole_iacn.tune.driver import require_search_backend
 
     space = load_space(Path(__file__).resolve().parents[1] / "properties" / "tune" / "optuna.yaml")
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
-    with pytest.raises(OptionalDependencyError, match=r"pip install optuna"):
+    with pytest.raises(MissingExtraError, match=r"pip install optuna") as raised:
         require_search_backend(space)
+    assert raised.value.exit_code == 3  # as a missing matplotlib: the environment, not the input
 
 
 @pytest.mark.parametrize("name", ["delta", "delta_lambda", "random", "optuna"])

@@ -25,9 +25,10 @@ from recbole_iacn.data.sources import exports as _source_exports
 _EXPORTS = {
     **_source_exports(),
     "format_summary": "ctr",
-    "DataError": "common",
-    "MalformedLineError": "common",
-    "MissingFieldError": "common",
+    # the errors a build raises (defined in recbole_iacn.errors, with every error of the package)
+    "DataFormatError": "recbole_iacn.errors",
+    "MalformedLineError": "recbole_iacn.errors",
+    "MissingFieldError": "recbole_iacn.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,7 +37,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     """Import the defining submodule on first access of a public name."""
     if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = _EXPORTS[name]
+        value = getattr(import_module(module if module.startswith("recbole_iacn.") else f".{module}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

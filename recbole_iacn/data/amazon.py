@@ -27,12 +27,12 @@ from .common import (
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
-    MalformedLineError,
     check_existing_file,
     iter_text_lines,
     sanitize_category,
     sanitize_token,
 )
+from recbole_iacn.errors import MalformedLineError
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")

@@ -21,8 +21,6 @@ from .common import (
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
     FIRST_DATA_LINE,
-    DataError,
-    MissingFieldError,
     check_existing_file,
     intern_tokens,
     no_wider_first_row,
@@ -30,6 +28,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
+from recbole_iacn.errors import DataFormatError, MissingFieldError
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 #: Field names tried, in order, when ``category_field`` is not given.
@@ -45,7 +44,7 @@ def default_ml100k_source() -> Tuple[str, str]:
     """
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("recbole is not installed, so its bundled ml-100k cannot be found; pip install recbole.")
+        raise DataFormatError("recbole is not installed, so its bundled ml-100k cannot be found; pip install recbole.")
     root = list(spec.submodule_search_locations)[0]
     directory = os.path.join(root, "dataset_example", BUNDLED_ML100K)
     check_existing_file(os.path.join(directory, f"{BUNDLED_ML100K}.inter"), "bundled ml-100k interactions")
@@ -70,13 +69,13 @@ def read_atomic_columns(path: Path, wanted: List[str], required: Optional[List[s
                 keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, encoding="utf-8", engine="c",
             )
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: {str(exc).strip()} (a row has more tab-separated fields than the header's "
+        raise DataFormatError(f"{path}: {str(exc).strip()} (a row has more tab-separated fields than the header's "
                         f"{len(names)}). Each row needs exactly one value per header field.") from None
     for field_name in wanted if required is None else required:  # a short row leaves its last fields empty
         empty = (frame[field_name] == "").to_numpy()
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{path}:{row + FIRST_DATA_LINE}: field '{field_name}' is empty (a short row, or a "
+            raise DataFormatError(f"{path}:{row + FIRST_DATA_LINE}: field '{field_name}' is empty (a short row, or a "
                             f"missing value). Each row needs one value per header field ({', '.join(names)}).")
     return frame[wanted]
 
@@ -87,7 +86,7 @@ def _parse_times(values: pd.Series, path: Path, field_name: str) -> np.ndarray:
     bad = np.flatnonzero(np.isnan(times))
     if bad.size:
         row = int(bad[0])
-        raise DataError(
+        raise DataFormatError(
             f"{path}:{row + FIRST_DATA_LINE}: field '{field_name}' value '{values.iloc[row]}' is not a number."
         )
     return times
@@ -118,7 +117,7 @@ def load_item_categories(item_path: Optional[Path], item_field: str, category_fi
     """Map sanitized item id -> category token from ``<source>.item`` (empty dict if unavailable)."""
     if item_path is None or not item_path.is_file():
         if category_field is not None:
-            raise DataError(f"category_field '{category_field}' given but there is no item file ({item_path}).")
+            raise DataFormatError(f"category_field '{category_field}' given but there is no item file ({item_path}).")
         return {}, None
     detected = detect_category_field(item_path, category_field)
     if detected is None:

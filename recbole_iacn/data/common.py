@@ -16,7 +16,7 @@ from typing import Iterator, Tuple
 import numpy as np
 import pandas as pd
 
-from recbole_iacn.errors import DataFormatError, MalformedLineError, MissingFieldError  # noqa: F401 (re-exported)
+from recbole_iacn.errors import DataFormatError, MalformedLineError, MissingFieldError
 
 # ---------------------------------------------------------------------------------------------
 # Defaults shared by every builder (see dataset/README.md for the contract they implement).
@@ -66,11 +66,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 BUILD_FORMAT_VERSION = 1
 
 _WHITESPACE_RUN = re.compile(r"\s+")
-
-
-#: Any problem with the input data or the build parameters (the CLI turns it into exit code 2): the package's
-#: :class:`~recbole_iacn.errors.DataFormatError`, under the name the converters have always used.
-DataError = DataFormatError
 
 
 def field_names() -> dict:
@@ -227,14 +222,14 @@ def intern_tokens(values, path="<input>", what="id") -> Tuple[np.ndarray, np.nda
 
     Ids are sanitized (:func:`sanitize_token`) before interning, so two raw ids differing only in
     whitespace share one code. Returns ``(codes, tokens)`` with ``tokens[codes[i]]`` the sanitized
-    id of ``values[i]``. An empty id raises :class:`DataError`.
+    id of ``values[i]``. An empty id raises :class:`DataFormatError`.
     """
     raw_codes, raw_uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
     cleaned = np.array([sanitize_token(str(v)) for v in raw_uniques], dtype=object)
     empty = np.flatnonzero(cleaned == "")
     if empty.size:
         first_row = int(np.flatnonzero(raw_codes == empty[0])[0])
-        raise DataError(
+        raise DataFormatError(
             f"{path}: empty {what} in data row {first_row + 1}; every row needs a non-empty {what}."
         )
     merged_codes, tokens = pd.factorize(cleaned, sort=False)
@@ -255,7 +250,7 @@ def check_existing_file(path, what: str) -> Path:
     """Return ``path`` as a Path, raising :class:`FileNotFoundError` with a clear message if absent."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{what} {path} is a folder, not a file; pass the file inside it.")
+        raise DataFormatError(f"{what} {path} is a folder, not a file; pass the file inside it.")
     if not path.exists():  # a character device such as /dev/null reads as an empty file
         raise FileNotFoundError(f"{what} not found: {path} (check the path; no such file).")
     return path
@@ -267,7 +262,7 @@ def open_binary_maybe_gzip(path) -> io.BufferedIOBase:
     with open(path, "rb") as probe:
         magic = probe.read(4)
     if magic.startswith(ZIP_MAGICS):
-        raise DataError(f"{path} is a zip archive, not a text or .gz file: unzip it and pass the file inside "
+        raise DataFormatError(f"{path} is a zip archive, not a text or .gz file: unzip it and pass the file inside "
                         "(e.g. reviews_Books_5.json).")
     if magic[:len(GZIP_MAGIC)] == GZIP_MAGIC:
         return gzip.open(path, "rb")
@@ -279,7 +274,7 @@ def iter_text_lines(path) -> Iterator[Tuple[int, str]]:
 
     Gzip or plain files are detected by magic bytes (a zip archive is refused); text is decoded as UTF-8
     (a byte-order mark on line 1 is dropped) and an undecodable line raises :class:`MalformedLineError`
-    naming the file and line; truncated or corrupt gzip data raises :class:`DataError`.
+    naming the file and line; truncated or corrupt gzip data raises :class:`DataFormatError`.
     """
     with open_binary_maybe_gzip(path) as handle:
         line_no = 0
@@ -296,7 +291,7 @@ def iter_text_lines(path) -> Iterator[Tuple[int, str]]:
                     raise MalformedLineError(path, line_no, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 yield line_no, text
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # raised while decompressing
-            raise DataError(
+            raise DataFormatError(
                 f"{path}:{line_no + 1}: the gzip data is truncated or corrupt ({exc}). The file is damaged (an "
                 "interrupted download?): fetch it again; --skip-malformed cannot skip damage inside the "
                 "compressed data."
@@ -307,14 +302,14 @@ def check_ratio(value: float, name: str) -> float:
     """Validate a split ratio in [0, 1)."""
     value = float(value)
     if not 0.0 <= value < 1.0:
-        raise DataError(f"{name} must be in [0, 1), got {value}.")
+        raise DataFormatError(f"{name} must be in [0, 1), got {value}.")
     return value
 
 
 def check_choice(value: str, choices, name: str) -> str:
     """Validate that ``value`` is one of ``choices``."""
     if value not in choices:
-        raise DataError(f"{name} must be one of {', '.join(choices)}; got '{value}'.")
+        raise DataFormatError(f"{name} must be one of {', '.join(choices)}; got '{value}'.")
     return value
 
 
@@ -324,5 +319,5 @@ def check_max_history(value) -> int | None:
         return None
     value = int(value)
     if value < 0:
-        raise DataError(f"max_history must be positive (or 0 for unlimited), got {value}.")
+        raise DataFormatError(f"max_history must be positive (or 0 for unlimited), got {value}.")
     return value

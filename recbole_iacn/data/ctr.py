@@ -24,7 +24,6 @@ from recbole_iacn.checkpoint import atomic_write
 from .common import (
     BUILD_FORMAT_VERSION,
     DEFAULT_CATEGORY,
-    DataError,
     NEG_SAMPLINGS,
     PROTOCOLS,
     SEQ_SEPARATOR,
@@ -39,6 +38,7 @@ from .common import (
     resolve_field_names,
     user_header,
 )
+from recbole_iacn.errors import DataFormatError
 
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 #: ``max_history`` meaning "the protocol's default" (a function default, or ``ctr_max_history: auto``).
@@ -97,7 +97,7 @@ class BuildOptions:
     fields: Optional[dict] = None
 
     def validated(self) -> "BuildOptions":
-        """Return a checked copy (raises :class:`DataError` on a bad value)."""
+        """Return a checked copy (raises :class:`DataFormatError` on a bad value)."""
         return BuildOptions(
             protocol=check_choice(self.protocol, PROTOCOLS, "protocol"),
             seed=int(self.seed),
@@ -158,7 +158,7 @@ def draw_negatives(positives: np.ndarray, item_popularity: np.ndarray, how: str,
     n_items = item_popularity.shape[0]
     candidates = int(np.count_nonzero(item_popularity)) if how == "popularity" else n_items
     if candidates < MIN_ITEMS_FOR_NEGATIVES:
-        raise DataError(
+        raise DataFormatError(
             f"cannot sample negatives: only {candidates} distinct item(s) in the data; "
             f"at least {MIN_ITEMS_FOR_NEGATIVES} are needed."
         )
@@ -377,14 +377,14 @@ def build_ctr_dataset(
     """
     opts = opts.validated()
     if inter.user.size == 0:
-        raise DataError(f"no interactions to build '{name}' from ({source}).")
+        raise DataFormatError(f"no interactions to build '{name}' from ({source}).")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(opts.seed) if rng is None else rng
     sorted_idx = sort_interactions(inter)
     samples = select_samples(inter, sorted_idx, opts, rng)
     if samples.position.size == 0:
-        raise DataError(f"'{name}': no user has two or more interactions, so no sample has a history.")
+        raise DataFormatError(f"'{name}': no user has two or more interactions, so no sample has a history.")
 
     lines = {split: _sample_lines(inter, sorted_idx, samples, np.flatnonzero(samples.split == SPLIT_CODES[split]))
              for split in SPLITS}

@@ -18,8 +18,6 @@ import numpy as np
 from .common import (
     DEFAULT_SEED,
     DEFAULT_VALID_RATIO,
-    DataError,
-    MalformedLineError,
     SEQ_SEPARATOR,
     check_existing_file,
     check_max_history,
@@ -30,6 +28,7 @@ from .common import (
     sanitize_category,
     sanitize_token,
 )
+from recbole_iacn.errors import DataFormatError, MalformedLineError
 from .ctr import AUTO_MAX_HISTORY, finalize_build, resolve_max_history, write_item_file, write_split_files
 
 DIEN_LIST_SEPARATOR = "\x02"
@@ -133,7 +132,7 @@ def build_from_dien(train_path, test_path, out_dir, name: str, *, item_info=None
     train_rows = order_rows(_read_prepared(train_path, max_history, counts, row_categories))
     test_rows = order_rows(_read_prepared(test_path, max_history, counts, row_categories))
     if not train_rows:
-        raise DataError(f"{train_path} holds no training row with a non-empty history ({counts['lines']} lines "
+        raise DataFormatError(f"{train_path} holds no training row with a non-empty history ({counts['lines']} lines "
                         "read in both files); a model cannot be trained on it. Pass DIEN's local_train_splitByUser.")
     valid_users = carve_valid_users(train_rows, valid_ratio, rng)
     split_rows = {

@@ -17,12 +17,11 @@ from .common import (
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
-    MalformedLineError,
-    MissingFieldError,
     check_existing_file,
     iter_text_lines,
     sanitize_token,
 )
+from recbole_iacn.errors import MalformedLineError, MissingFieldError
 from .ctr import AUTO_MAX_HISTORY
 
 DAT_SEPARATOR = "::"

@@ -45,8 +45,6 @@ from .common import (
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
-    DataError,
-    MissingFieldError,
     check_existing_file,
     first_bad_width,
     no_wider_first_row,
@@ -55,6 +53,7 @@ from .common import (
     sanitize_token,
     wrong_width_error,
 )
+from recbole_iacn.errors import DataFormatError, MissingFieldError
 from .category_tree import CategoryTree
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
@@ -96,7 +95,7 @@ class TokenTable:
         empty = np.flatnonzero((uniques == "").to_numpy())
         if empty.size:
             row = int(np.flatnonzero(raw_codes == empty[0])[0])
-            raise DataError(f"{self.path}:{first_line + row}: empty {self.what}; every row needs a non-empty "
+            raise DataFormatError(f"{self.path}:{first_line + row}: empty {self.what}; every row needs a non-empty "
                             f"{self.what}.")
         table = self.codes
         mapped = np.fromiter((table.setdefault(u, len(table)) for u in uniques.tolist()), dtype=np.int32,
@@ -147,20 +146,20 @@ def read_ratings(path: Path, user_field: str, item_field: str, time_field: str, 
                 bad = np.flatnonzero(np.isnan(times))
                 if bad.size:
                     row = int(bad[0])
-                    raise DataError(f"{path}:{line + row}: field '{time_field}' value "
+                    raise DataFormatError(f"{path}:{line + row}: field '{time_field}' value "
                                     f"'{chunk[time_field].iloc[row]}' is not a number.")
                 user_parts.append(users.intern(chunk[user_field], line))
                 item_parts.append(items.intern(chunk[item_field], line))
                 time_parts.append(times)
                 line += len(chunk)
                 bar.update(handle.tell() - bar.n)
-        except DataError:
+        except DataFormatError:
             raise
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
             where = first_bad_width(path, len(names))
             if where is not None:
                 raise wrong_width_error(path, len(names), where) from None
-            raise DataError(f"{path}: {exc} (line numbers count the header as line 1). Every row of a RecBole "
+            raise DataFormatError(f"{path}: {exc} (line numbers count the header as line 1). Every row of a RecBole "
                             f"atomic file needs one tab-separated value per header column ({len(names)}), in "
                             "UTF-8.") from None
     user = np.concatenate(user_parts) if user_parts else np.zeros(0, dtype=np.int32)
@@ -206,13 +205,13 @@ def check_amazon_release(name: str) -> None:
     """Refuse the ``amazon-*`` names of RecBole's url.yaml that are not the 2014 review files (``amazon-*-18``,
     ``amazon-*-23``, ``amazon-m2``) with a clear error."""
     if name == SESSION_DATASET:
-        raise DataError(
+        raise DataFormatError(
             f"Dataset {name!r} is Amazon-M2, a session dataset (KDD Cup 2023), not Amazon's reviews: the "
             "DIEN-protocol builder of amazon-* does not apply. Build a CTR view from its atomic files with the "
             f"generic builder: `python -m recbole_iacn.data recbole --source-dir DIR --source-name {name} "
             f"--name {name}` (see dataset/README.md).")
     if _UNCHECKED_RELEASE.match(name):
-        raise DataError(
+        raise DataFormatError(
             f"Dataset {name!r} is RecBole's conversion of the Amazon {'2018' if name.endswith('18') else '2023'} "
             "reviews. RecBole's conversion code (RecSysDatasets conversion_tools) has converters for the 2014 "
             "files only, so the layout of this archive (its .item columns and how `categories` is written) is "
@@ -289,10 +288,10 @@ def read_item_profiles(item_path: Path, item_field: str, wanted: Dict[str, int],
                 for row in np.flatnonzero(pd.notna(wanted_codes)).tolist():
                     item_profile.setdefault(int(wanted_codes[row]), codes[row])
                 bar.update(handle.tell() - bar.n)
-        except DataError:
+        except DataFormatError:
             raise
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-            raise DataError(f"{item_path}: {exc} (line numbers count the header as line 1). Every row needs one "
+            raise DataFormatError(f"{item_path}: {exc} (line numbers count the header as line 1). Every row needs one "
                             f"tab-separated value per header column ({len(fields)}), in UTF-8.") from None
     names: Dict[str, str] = {}  # one string per distinct entry, shared by every profile carrying it
     profiles = [parse_entries(value, names) for value in profile_of]
@@ -379,7 +378,7 @@ def _build(inter_path, source_dir, source_name, out_dir, name, opts, k, user_fie
     counts["items_dropped_by_k_core"] = int(item_tokens.size - kept_items.size)
     user_tokens, item_tokens = user_tokens[kept_users], item_tokens[kept_items]
     if user.size == 0:
-        raise DataError(f"{inter_path}: no user and item keep {k} ratings each after the {k}-core filter "
+        raise DataFormatError(f"{inter_path}: no user and item keep {k} ratings each after the {k}-core filter "
                         f"({counts['ratings_in_source']} ratings read); nothing to build '{name}' from.")
     steps.update(1)
 

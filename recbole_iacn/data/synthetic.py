@@ -31,8 +31,8 @@ from .common import (
     DEFAULT_SEED,
     DEFAULT_TEST_RATIO,
     DEFAULT_VALID_RATIO,
-    DataError,
 )
+from recbole_iacn.errors import DataFormatError
 from .ctr import AUTO_MAX_HISTORY, BuildOptions, Interactions, build_ctr_dataset
 
 DEFAULT_SYNTHETIC_NAME = "synthetic-books"
@@ -56,7 +56,7 @@ PLANTED_BEHAVIOURS = (8, 20)
 def scaled_sizes(scale: float):
     """``(users, items, categories)`` for ``scale`` (at least 2 users, 2 items, 1 category)."""
     if not scale > 0:
-        raise DataError(f"scale must be positive, got {scale}.")
+        raise DataFormatError(f"scale must be positive, got {scale}.")
     users = max(2, int(round(FULL_USERS * scale)))
     items = max(2, int(round(FULL_ITEMS * scale)))
     cats = max(1, min(items, int(round(FULL_CATEGORIES * scale))))
@@ -119,11 +119,11 @@ def generate_planted(
     """
     low, high = interests
     if not 1 <= low <= high <= n_categories:
-        raise DataError(f"interests per user must satisfy 1 <= min <= max <= categories ({n_categories}), got {interests}.")
+        raise DataFormatError(f"interests per user must satisfy 1 <= min <= max <= categories ({n_categories}), got {interests}.")
     if not 1 <= behaviours[0] <= behaviours[1]:
-        raise DataError(f"behaviours per user must satisfy 1 <= min <= max, got {behaviours}.")
+        raise DataFormatError(f"behaviours per user must satisfy 1 <= min <= max, got {behaviours}.")
     if n_users < 1 or n_items < n_categories:
-        raise DataError(f"need at least one user and one item per category, got {n_users} users, {n_items} items.")
+        raise DataFormatError(f"need at least one user and one item per category, got {n_users} users, {n_items} items.")
     item_cat = rng.permutation(np.arange(n_items) % n_categories)
     n_interests = rng.integers(low, high + 1, size=n_users)
     # the first `high` of a random permutation of the categories: distinct categories per user

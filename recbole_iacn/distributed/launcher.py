@@ -27,7 +27,7 @@ from typing import List, Optional
 
 from recbole_iacn.distributed.processes import children_die_with_this_process, set_parent_death_signal
 from recbole_iacn.distributed.settings import DistributedSettings, join_process_group, process_group
-from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError  # noqa: F401  (importable here)
+from recbole_iacn.errors import LaunchInterrupted, RankFailedError, UserError
 
 #: Seconds a rank has to exit after SIGTERM before it gets SIGKILL.
 STOP_GRACE_S = 5.0

@@ -10,7 +10,6 @@ from torch import nn
 from recbole_iacn import settings
 from recbole_iacn.model.embedding import FeatureEmbedder, FieldEmbedding, ItemEmbedding, init_embedding_
 from recbole_iacn.model.schema import FeatureSchema
-from recbole_iacn.settings import HISTORY_POOLINGS  # noqa: F401  (how the hosts pool the behaviours)
 
 
 class CTRModel(AbstractRecommender):

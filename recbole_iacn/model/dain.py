@@ -8,8 +8,6 @@ from torch import nn
 from recbole_iacn.model.base import CTRModel
 from recbole_iacn.model.layers import MLP
 
-from recbole_iacn.settings import LOSS_TYPES  # noqa: F401
-
 
 class DAIN(CTRModel):
     """User and item embeddings with the context field embeddings, concatenated, through a

@@ -10,9 +10,9 @@ from recbole_iacn.errors import ConfigError
 from recbole_iacn.model.base import CTRModel
 from recbole_iacn.model.layers import MLP, LocalActivationUnit
 
-#: DIEN's auxiliary classifier of (state h_t, behaviour e): the DIEN authors' code scores ``[h_t, e]`` with
-#: an MLP (``mlp``); the paper (eq. 2) with the inner product ``σ(h_tᵀ e)`` (``inner_product``).
-from recbole_iacn.settings import AUX_CLASSIFIERS, GRU_TYPES  # noqa: F401,E402
+# DIEN's auxiliary classifier of (state h_t, behaviour e), ``aux_classifier`` (its choices are declared in
+# recbole_iacn.settings): the DIEN authors' code scores ``[h_t, e]`` with an MLP (``mlp``); the paper (eq. 2)
+# with the inner product ``σ(h_tᵀ e)`` (``inner_product``).
 
 
 def last_state_gru(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor, return_outputs: bool = False):

@@ -29,8 +29,6 @@ from recbole_iacn.model.iacn_fused import (
 )
 from recbole_iacn.model.layers import MLP, length_mask, masked_softmax
 
-from recbole_iacn.settings import NEGATIVE_SAMPLERS  # noqa: F401
-
 
 # ---------------------------------------------------------------------------- gradient mixing
 class _ScaleGradient(torch.autograd.Function):

@@ -7,11 +7,10 @@ when a study runs, never by ``import recbole_iacn``.
 """
 
 from recbole_iacn.tune.cli import pop_study_options, run_study_from_cli
-from recbole_iacn.tune.driver import OptionalDependencyError, StudyOptions, StudyResult, run_study
+from recbole_iacn.tune.driver import StudyOptions, StudyResult, run_study
 from recbole_iacn.tune.space import StudySpace, load_space
 
 __all__ = [
-    "OptionalDependencyError",
     "StudyOptions",
     "StudyResult",
     "StudySpace",

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.checkpoint import atomic_write, check_output_folder
-from recbole_iacn.errors import ConfigError, OptionalDependencyError, UserError
+from recbole_iacn.errors import ConfigError, MissingExtraError, UserError
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import Param, StudySpace, check_params, load_space, plain
@@ -37,9 +37,7 @@ PATH_KEYS = ("data_path", "checkpoint_dir")
 LOGGING_KEYS = ("state", "show_progress")  # may differ when a study is resumed
 CONTENTS_KEY = "config_file_contents"
 SPACE_FILE_KEY = "space_file"
-#: entries added to study.yaml later: a study stored without them is resumed without comparing them
 DEFAULTS_KEY = "default_file_contents"
-NEWER_KEYS = (CONTENTS_KEY, SPACE_FILE_KEY, DEFAULTS_KEY)
 
 
 @dataclass
@@ -97,7 +95,7 @@ def require_search_backend(space: StudySpace) -> None:
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise OptionalDependencyError(
+        raise MissingExtraError(
             f"Search-space file {space.path!r} uses search: optuna, but Optuna is not installed. "
             f"Install it with `{OPTUNA_INSTALL}`, or use search: random."
         ) from None
@@ -310,7 +308,6 @@ def check_resumable(study_dir: Path, definition: dict) -> None:
     if not stored_path.is_file():
         return
     stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
-    definition = {k: v for k, v in definition.items() if k in stored or k not in NEWER_KEYS}
     changed = _differences(stored, definition)
     if changed:
         details = "; ".join(_describe(key, stored, definition) for key in changed)
