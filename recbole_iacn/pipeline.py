@@ -243,31 +243,19 @@ def run_one_process(model: str, dataset: str, config_file_list=None, config_dict
     return train(prepared, saved, epoch_callback)
 
 
-def run(
-    model: str,
-    dataset: str,
-    config_file_list: Optional[Sequence[str]] = None,
-    config_dict: Optional[dict] = None,
-    saved: bool = True,
-    epoch_callback: Optional[Callable] = None,
-    prepared: Optional[Prepared] = None,
-    nproc: Optional[int] = None,
-    world_size: Optional[int] = None,
-    ip: Optional[str] = None,
-    port: Optional[int] = None,
-    group_offset: Optional[int] = None,
-) -> Optional[dict]:
+def run(model: str, dataset: str, config_file_list: Optional[Sequence[str]] = None, config_dict: Optional[dict] = None,
+        saved: bool = True, epoch_callback: Optional[Callable] = None, prepared: Optional[Prepared] = None,
+        **multi_process) -> Optional[dict]:
     """:func:`recbole_iacn.quick_start.run` without its check of the user's settings (the callers checked
-    them, or are the package's own): the multi-process settings are taken out of ``config_dict`` and
-    checked, then the run trains in this process or in ranks (:func:`launch_ranks`). With ``prepared``,
-    in this process."""
+    them, or are the package's own): the multi-process settings (``multi_process``: ``nproc``,
+    ``world_size``, ``ip``, ``port``, ``group_offset``, as quick_start.run takes them) are taken out of
+    ``config_dict`` and checked, then the run trains in this process or in ranks (:func:`launch_ranks`).
+    With ``prepared``, in this process."""
     if prepared is not None:
         return run_one_process(model, dataset, config_file_list, config_dict, saved, epoch_callback, prepared)
     from recbole_iacn.distributed import pop_settings
 
-    settings, config_dict = pop_settings(
-        config_dict, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset
-    )
+    settings, config_dict = pop_settings(config_dict, **multi_process)
     if not settings.enabled:
         return run_one_process(model, dataset, config_file_list, config_dict, saved, epoch_callback)
     if epoch_callback is not None:

@@ -70,6 +70,9 @@ def pop_settings(config_dict: dict | None, **explicit) -> tuple:
     """``(settings, rest)``: the settings from keyword arguments (when not None) or else from
     ``config_dict``, checked (their one check in a run: :func:`recbole_iacn.settings.check_overrides` leaves
     them to this), and a copy of ``config_dict`` without them."""
+    unknown = sorted(set(explicit) - set(SETTING_KEYS))
+    if unknown:
+        raise TypeError(f"unexpected multi-process setting(s) {', '.join(unknown)}; they are {', '.join(SETTING_KEYS)}")
     rest = dict(config_dict or {})
     values = {}
     for key in SETTING_KEYS:
