@@ -26,7 +26,8 @@ def wide_item_size(host: str, dataset: str, base_config: dict) -> int:
     from recbole_iacn.pipeline import make_config
 
     config, _, _ = make_config(host + IACN_SUFFIX, dataset, config_dict=base_config)
-    return int(config["item_embedding_size"] or config["embedding_size"]) + int(config["iacn_embedding_size"])
+    d = int(config["item_embedding_size"] or config["embedding_size"])
+    return d + int(config["iacn_embedding_size"] or config["embedding_size"])  # h null: as wide as embedding_size
 
 
 def train_once(spec: RunSpec, base_config: dict, checkpoint_dir: str, commit: Optional[str] = None) -> dict:
