@@ -7,7 +7,8 @@ was (or nothing), never new split files beside an old ``.item`` and ``build.json
 
 Beside ``out_dir`` a build names its folders ``.<folder>.<kind>-HOST-PID-<random>`` (this machine's name and
 the building process's id, so that :func:`remove_stale_staging` can tell a killed build's folder from one
-being written): ``building`` while it builds, and, for the moment of the swap, ``old`` (the earlier folder,
+being written): ``building`` while it builds (``download`` while a download of the raw files into the
+folder runs), and, for the moment of the swap, ``old`` (the earlier folder,
 whose other entries are carried over) or ``replaced`` (the earlier folder, replaced as a whole).
 """
 
@@ -28,6 +29,8 @@ from recbole_iacn.checkpoint import LEGACY_TEMP_AGE, follow_umask, process_alive
 from .common import SPLITS
 
 BUILDING, OLD, REPLACED = "building", "old", "replaced"
+#: the kind of a download's staging folder (:func:`recbole_iacn.data.download.download_into`)
+DOWNLOAD = "download"
 #: a swap that keeps losing the race to builds of the same folder running at once gives up after this
 SWAP_TRIES = 20
 
@@ -65,7 +68,7 @@ def build_in_place(out_dir, name: str, build: Callable[[Path], dict], *, carry_o
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out_dir, logger=logger, earlier_prefixes=earlier_prefixes)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_prefix(out_dir, BUILDING)}{_owner()}", dir=out_dir.parent))
+    staging = new_staging(out_dir)
     try:
         summary = build(staging)
         follow_umask(staging, folder=True)  # mkdtemp made it 0700
@@ -75,6 +78,13 @@ def build_in_place(out_dir, name: str, build: Callable[[Path], dict], *, carry_o
         shutil.rmtree(staging, ignore_errors=True)
     summary["out_dir"] = str(out_dir)
     return summary
+
+
+def new_staging(out_dir, kind: str = BUILDING) -> Path:
+    """A new, empty ``.<folder>.<kind>-HOST-PID-<random>`` beside ``out_dir`` (mode 0700, as ``mkdtemp``
+    makes it), which :func:`remove_stale_staging` removes once this process is gone."""
+    out_dir = Path(out_dir)
+    return Path(tempfile.mkdtemp(prefix=f"{_prefix(out_dir, kind)}{_owner()}", dir=out_dir.parent))
 
 
 def _prefix(out_dir: Path, kind: str) -> str:
@@ -90,14 +100,14 @@ def remove_stale_staging(out_dir, logger=None, earlier_prefixes: Iterable[str] =
     whose process is gone, and ones without a process id (older versions) older than
     :data:`~recbole_iacn.checkpoint.LEGACY_TEMP_AGE`. Returns their paths.
 
-    A ``building`` folder (and one named by a prefix in ``earlier_prefixes``: the staging folders of
+    A ``building`` or ``download`` folder (and one named by a prefix in ``earlier_prefixes``: the staging folders of
     earlier versions) is removed. An earlier folder set aside by a swap that was killed (``old`` or
     ``replaced``) is put back when ``out_dir`` is missing (the kill came between the two renames); else the
     swap is finished: an ``old`` folder's entries that ``out_dir`` lacks are carried over, then it is
     removed. A live process's folders, and other machines', are left alone. Each one handled is logged to
     ``logger`` (info) when given."""
     out_dir = Path(out_dir)
-    kinds = [(_prefix(out_dir, kind), kind) for kind in (BUILDING, OLD, REPLACED)]
+    kinds = [(_prefix(out_dir, kind), kind) for kind in (BUILDING, DOWNLOAD, OLD, REPLACED)]
     kinds += [(prefix, BUILDING) for prefix in earlier_prefixes]
     host = socket.gethostname()
     handled = []
@@ -115,12 +125,14 @@ def remove_stale_staging(out_dir, logger=None, earlier_prefixes: Iterable[str] =
             if owner is not None:
                 stale = owner.isdigit() and int(owner) != os.getpid() and not process_alive(int(owner))
             else:  # older versions named them without a process id (never an aside folder)
-                stale = kind == BUILDING and "-" not in rest and path.stat().st_mtime < time.time() - LEGACY_TEMP_AGE
+                stale = kind in (BUILDING, DOWNLOAD) and "-" not in rest and \
+                    path.stat().st_mtime < time.time() - LEGACY_TEMP_AGE
             if not stale:
                 continue
-            if kind == BUILDING:
+            if kind in (BUILDING, DOWNLOAD):
                 shutil.rmtree(path, ignore_errors=True)
-                done = f"Removed {path}, the staging folder of a build that was killed."
+                done = f"Removed {path}, the staging folder of a {'download' if kind == DOWNLOAD else 'build'} " \
+                       "that was killed."
             elif not out_dir.exists():
                 os.rename(path, out_dir)
                 done = f"Put {path} back as {out_dir}: a build was killed while swapping its new folder in."
