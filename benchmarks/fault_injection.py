@@ -43,6 +43,9 @@ DATASET = "faults"
 QUIET_RUN = ["--show_progress=false", "--embedding_size=8", "--iacn_embedding_size=8", "--MAX_ITEM_LIST_LENGTH=10",
              "--train_batch_size=256", "--eval_batch_size=2048", "--reproducibility=false"]
 SPACE = "search: grid\nscheduler: fifo\nmax_concurrent_trials: 1\nparams:\n  iacn_delta: {grid_search: [0.1, 0.5, 0.9]}\n"
+#: the hidden folders a build of the CTR view (ctr/) makes beside it (recbole_iacn.data.staging): while
+#: building, the earlier view set aside during the swap, and the staging folders of earlier versions
+VIEW_STAGING = (".ctr.building-", ".ctr.old-", ".ctr.replaced-", ".ctr-")
 ATTEMPTS = 4  # tries per kill when the process ends before the signal is sent
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 
@@ -81,15 +84,15 @@ def check_folder(folder, data_root) -> list:
         except UserError as exc:
             problems.append(f"checkpoint {path}: {exc}")
     for info in sorted(Path(data_root).rglob("*.build.json")):
-        if any(part.startswith(".ctr-") for part in info.parts):
-            continue  # a staging folder of a killed build: never read, removed by the next run
+        if any(part.startswith(VIEW_STAGING) for part in info.parts):
+            continue  # a staging (or set-aside) folder of a killed build: never read, handled by the next run
         name = info.name[: -len(".build.json")]
         problems += [f"dataset {info.parent}: {p}" for p in verify_build(info.parent, name)]
     return problems
 
 
 def staging_folders(data_root) -> list:
-    return sorted(str(p) for p in Path(data_root).rglob(".ctr-*") if p.is_dir())
+    return sorted(str(p) for p in Path(data_root).rglob(".ctr*") if p.is_dir() and p.name.startswith(VIEW_STAGING))
 
 
 # ------------------------------------------------------------------------------ one kill
@@ -293,7 +296,9 @@ def _check_saved(root, saved):
 
 def _check_converted(out):
     def check(outcome, err):
-        building = sorted(p.name for p in Path(out).glob(".converted.building-*")) if Path(out).exists() else []
+        kinds = (".converted.building-", ".converted.old-", ".converted.replaced-")
+        building = sorted(p.name for p in Path(out).glob(".converted.*") if p.name.startswith(kinds)) \
+            if Path(out).exists() else []
         outcome["staging"] = len(building)
         if len(building) > 1:  # the killed build's own is removed by the next build
             outcome["problems"].append(f"staging folders of earlier builds left: {building}")

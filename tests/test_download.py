@@ -10,6 +10,11 @@ import contextlib
 import http.server
 import io
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -215,12 +220,19 @@ def test_a_download_cut_off_half_way_leaves_nothing_and_the_rerun_starts_clean(t
     with pytest.raises(DatasetNotFoundError, match=rf"stopped after {len(body) // 2} of {len(body)} bytes"):
         resolve_ctr_dataset(run_config(tmp_path, download=True))
     assert leftovers(tmp_path) == []
-    # a process killed mid-download leaves its hidden staging folder: never taken for data, removed
-    stale = tmp_path / f".{NAME}.download-killed"
-    stale.mkdir()
-    (stale / ARCHIVE).write_bytes(body[:100])
+    # a process killed mid-download leaves its hidden staging folder: never taken for data, removed; that of
+    # a download still running (here: the parent process) is left alone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".{NAME}.download-{socket.gethostname()}-{dead.pid}-killed"
+    running = tmp_path / f".{NAME}.download-{socket.gethostname()}-{os.getppid()}-running"
+    for folder in (stale, running):
+        folder.mkdir()
+        (folder / ARCHIVE).write_bytes(body[:100])
     server[f"/{ARCHIVE}"] = (body, "ok")
     resolve_ctr_dataset(run_config(tmp_path, download=True))
+    assert not stale.exists() and running.exists()
+    shutil.rmtree(running)
     check_built(tmp_path)
 
 

@@ -744,6 +744,34 @@ def test_the_converter_removes_staging_folders_of_killed_builds(tmp_path, capsys
     assert status == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
+@pytest.mark.parametrize("moment", ["between the renames", "after the swap"])
+def test_the_converter_finishes_a_swap_that_was_killed(tmp_path, capsys, moment):
+    """kill -9 during the converter's swap, which carries over what the build does not own (raw files, a
+    ``ctr/`` cache): between its two renames the earlier folder, set aside as ``.NAME.old-HOST-PID-*``, is put
+    back; after them, what it still holds and the new folder lacks is carried over. Nothing is lost."""
+    import socket
+
+    from recbole_iacn.data.staging import remove_stale_staging
+
+    status, _ = _convert(capsys, "synthetic", "--scale", "0.001", "--out", str(tmp_path), "--name", "x")
+    assert status == 0
+    folder = tmp_path / "x"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    aside = tmp_path / f".x.old-{socket.gethostname()}-{dead.pid}-abcd1234"
+    if moment == "between the renames":
+        (folder / "x.inter").write_text("raw", encoding="utf-8")
+        before = sorted(p.name for p in folder.iterdir())
+        os.rename(folder, aside)
+    else:
+        aside.mkdir()
+        (aside / "x.inter").write_text("raw", encoding="utf-8")
+        before = sorted([p.name for p in folder.iterdir()] + ["x.inter"])
+    assert remove_stale_staging(folder) == [aside]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"] and sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "x.inter").read_text(encoding="utf-8") == "raw"
+
+
 def test_ctrl_c_of_a_multi_process_run_prints_an_interrupted_line(monkeypatch, capsys):
     """Found by the fault injection: a SIGINT'd --nproc=2 run ended with 'error: Stopped by SIGINT: ...'."""
     import signal

@@ -340,23 +340,133 @@ def test_a_changed_prepared_dataset_is_refused_with_the_fix(tmp_path):
     assert "python -m recbole_iacn.data" in str(error.value)
 
 
-def test_stale_staging_folders_are_removed(tmp_path):
+def test_stale_staging_folders_are_removed(tmp_path, caplog):
+    """A killed view build's staging folder is removed by the next run (and logged); a live process's and
+    a recent one without a process id are kept. Also the names earlier versions used (``.ctr-*``)."""
+    import logging
+
     from recbole_iacn.data.prepare import resolve_ctr_dataset
 
     _raw_dataset(tmp_path / "raw")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = socket.gethostname()
-    stale = tmp_path / "raw" / f".ctr-{host}-{dead.pid}-abcd"
-    alive = tmp_path / "raw" / f".ctr-{host}-{os.getppid()}-efgh"
-    legacy = tmp_path / "raw" / ".ctr-zz9y"
-    for folder in (stale, alive, legacy):
+    raw = tmp_path / "raw"
+    stale = [raw / f".ctr.building-{host}-{dead.pid}-abcd", raw / f".ctr-{host}-{dead.pid}-abcd"]
+    alive = [raw / f".ctr.building-{host}-{os.getppid()}-efgh", raw / f".ctr-{host}-{os.getppid()}-efgh"]
+    legacy = [raw / ".ctr.building-zz9y", raw / ".ctr-zz9y"]
+    recent = raw / ".ctr.building-yy8x"
+    for folder in stale + alive + legacy + [recent]:
         folder.mkdir(parents=True)
         (folder / "raw.train.inter").write_text("x", encoding="utf-8")
-    old = time.time() - 3600
-    os.utime(legacy, (old, old))
-    resolve_ctr_dataset(_view_config(tmp_path))
-    assert not stale.exists() and not legacy.exists() and alive.exists()
+    old = time.time() - 2 * 3600
+    for folder in legacy:
+        os.utime(folder, (old, old))
+    with caplog.at_level(logging.INFO):
+        resolve_ctr_dataset(_view_config(tmp_path), logger=logging.getLogger("test-staging"))
+    assert not any(p.exists() for p in stale + legacy) and all(p.exists() for p in alive) and recent.exists()
+    removed = [r.getMessage() for r in caplog.records if "the staging folder of a build that was killed" in r.message]
+    assert sorted(removed) == sorted(f"Removed {p}, the staging folder of a build that was killed." for p in
+                                     stale + legacy)
+
+
+def _hidden(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _contents(folder: Path) -> dict:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in sorted(folder.iterdir())}
+
+
+def test_a_rebuilt_view_keeps_no_file_of_the_previous_one(tmp_path):
+    """The view is a cache the package owns: a rebuild replaces it as a whole (the converter's folders carry
+    over what the build does not own; the view must not, or a stale file would outlive its build)."""
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    (view / "stray.txt").write_text("from the previous view", encoding="utf-8")
+    (view / "raw.old-split.inter").write_text("x", encoding="utf-8")
+    (view / "sub").mkdir()
+    written = set(_contents(view)) - {"stray.txt", "raw.old-split.inter", "sub"}
+    rebuilt = Path(resolve_ctr_dataset({**_view_config(tmp_path), "ctr_seed": 7}))
+    assert rebuilt == view and set(_contents(view)) == written
+    assert _hidden(tmp_path / "raw") == []
+
+
+def test_the_old_view_stays_whole_until_the_new_one_is_in_place(tmp_path, monkeypatch):
+    """During the swap: the earlier view is renamed aside whole and only emptied once the complete new one
+    is in place; there is no moment with a half-written view under ``ctr/``."""
+    from recbole_iacn.data import staging
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    before = _contents(view)
+    seen = []
+    settle = staging._settle_aside
+
+    def watched(aside, out_dir, owned):
+        seen.append((_contents(aside) == before, sorted(_contents(out_dir)) == sorted(before),
+                     '"seed": 7' in (out_dir / "raw.build.json").read_text(encoding="utf-8"), owned))
+        settle(aside, out_dir, owned)
+
+    monkeypatch.setattr(staging, "_settle_aside", watched)
+    resolve_ctr_dataset({**_view_config(tmp_path), "ctr_seed": 7})
+    assert seen == [(True, True, True, None)] and _hidden(tmp_path / "raw") == []
+
+
+@pytest.mark.parametrize("where", ["build", "swap"])
+def test_a_view_build_that_fails_leaves_the_old_view_untouched(tmp_path, monkeypatch, where):
+    """A build that fails midway (or whose rename into place fails) leaves the earlier view exactly as it
+    was, and no staging folder."""
+    from recbole_iacn.data import prepare
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    before = _contents(view)
+    if where == "build":  # the split files are written, the build fails before it is complete
+        def fail(folder, name):
+            assert (Path(folder) / "raw.train.inter").is_file() and Path(folder).name.startswith(".ctr.building-")
+            raise RuntimeError("failed midway")
+
+        monkeypatch.setattr(prepare, "record_verified", fail)
+    else:  # the earlier view is set aside, then the new one cannot be renamed in: the earlier one goes back
+        rename = os.rename
+
+        def fail(src, dst, *args, **kwargs):
+            if Path(src).name.startswith(".ctr.building-"):
+                raise RuntimeError("failed midway")
+            return rename(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "rename", fail)
+    with pytest.raises(RuntimeError, match="failed midway"):
+        resolve_ctr_dataset({**_view_config(tmp_path), "ctr_seed": 7})
+    assert _contents(view) == before and _hidden(tmp_path / "raw") == []
+
+
+@pytest.mark.parametrize("moment", ["between the renames", "after the swap"])
+def test_a_swap_killed_midway_is_finished_by_the_next_run(tmp_path, monkeypatch, moment):
+    """kill -9 during the swap: between its two renames the view is set aside (``.ctr.replaced-HOST-PID-*``)
+    and ``ctr/`` is missing: the next run puts it back (and uses it, no rebuild); after them, the next run
+    removes the earlier view set aside."""
+    from recbole_iacn.data.prepare import resolve_ctr_dataset
+
+    _raw_dataset(tmp_path / "raw")
+    view = Path(resolve_ctr_dataset(_view_config(tmp_path)))
+    before = _contents(view)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    aside = tmp_path / "raw" / f".ctr.replaced-{socket.gethostname()}-{dead.pid}-abcd"
+    if moment == "between the renames":
+        os.rename(view, aside)
+    else:
+        aside.mkdir()
+        (aside / "stray.txt").write_text("from the previous view", encoding="utf-8")
+    _no_rebuild(monkeypatch)
+    assert Path(resolve_ctr_dataset(_view_config(tmp_path))) == view
+    assert _contents(view) == before and _hidden(tmp_path / "raw") == []
 
 
 #: The config keys naming the columns the CTR view writes (ITEM_LIST_LENGTH_FIELD is computed at load).

@@ -9,9 +9,11 @@ RecBole's y/N question, or without one when ``download: true`` (``--download=tru
 
 Nothing half-done is ever left where a later run would take it for data: the archive is downloaded,
 checked (size against the server's Content-Length, every member's CRC) and extracted in a hidden
-temporary sibling folder ``ROOT/.NAME.download-<random>``; only then are the atomic files moved into
-``ROOT/NAME/``, the ``.inter`` file last (its presence means the download is complete). Any failure
-or Ctrl-C removes the temporary folder; one left by a killed process is removed by the next download.
+temporary sibling folder ``ROOT/.NAME.download-HOST-PID-<random>``
+(:func:`recbole_iacn.data.staging.new_staging`); only then are the atomic files moved into ``ROOT/NAME/``,
+the ``.inter`` file last (its presence means the download is complete). Any failure or Ctrl-C removes the
+temporary folder; one left by a killed process is removed by the next download
+(:func:`recbole_iacn.data.staging.remove_stale_staging`), one of a download still running is left alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -32,6 +33,7 @@ from typing import Optional
 
 import yaml
 
+from recbole_iacn.data.staging import DOWNLOAD, new_staging, remove_stale_staging
 from recbole_iacn.errors import DatasetNotFoundError
 
 #: RecBole's table of downloadable datasets, relative to the recbole package.
@@ -40,7 +42,6 @@ URL_TABLE = os.path.join("properties", "dataset", "url.yaml")
 HEAD_TIMEOUT = 15
 #: Bytes read at a time while downloading.
 DOWNLOAD_CHUNK = 1 << 20
-STAGING_PREFIX = ".{name}.download-"
 ATOMIC_SUFFIXES = (".inter", ".item", ".user", ".kg", ".link", ".net")
 #: The ``download`` setting's values that mean "download without asking".
 YES_VALUES = (True, "true", "yes", "y", "1")
@@ -150,14 +151,6 @@ def fetch_known_dataset(name: str, folder, download=None, logger=None) -> bool:
     return True
 
 
-def _clear_stale_staging(root: Path, name: str, logger) -> None:
-    """Remove temporary download folders that a killed earlier run left behind."""
-    for stale in root.glob(STAGING_PREFIX.format(name=name) + "*"):
-        if stale.is_dir():
-            logger.info(f"Removing {stale}, left by an interrupted download.")
-            shutil.rmtree(stale, ignore_errors=True)
-
-
 def download_into(name: str, url: str, folder, logger=None) -> Path:
     """Download, check and extract ``url`` beside ``folder``, then move its atomic files into ``folder``."""
     from recbole.utils.url import extract_zip, rename_atomic_files
@@ -166,8 +159,8 @@ def download_into(name: str, url: str, folder, logger=None) -> Path:
     folder = Path(folder)
     root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
-    _clear_stale_staging(root, name, logger)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX.format(name=name), dir=root))
+    remove_stale_staging(folder, logger=logger)
+    staging = new_staging(folder, DOWNLOAD)
     try:
         expected = remote_size(url)
         logger.info(f"Downloading dataset [{name}] from [{url}] ({describe_size(expected)}) into {staging}.")
@@ -252,7 +245,12 @@ def _atomic_folder(extracted: Path) -> Path:
 
 
 def _move_into_place(atomic_dir: Path, folder: Path) -> None:
-    """Move the files into ``folder``, the ``.inter`` files last (each move is an atomic rename)."""
+    """Move the files into ``folder``, the ``.inter`` files last (each move is an atomic rename).
+
+    Not :func:`~recbole_iacn.checkpoint.atomic_write` (the files are complete already, extracted in a staging
+    folder on the same file system: renaming them is what it would do, after copying gigabytes once more)
+    nor :func:`~recbole_iacn.data.staging.build_in_place` (``folder`` is the user's dataset folder, which may
+    hold other files and a ``ctr/`` view: the download only adds files to it, the ``.inter`` last)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = sorted((p for p in atomic_dir.iterdir() if p.is_file()), key=lambda p: (p.suffix == ".inter", p.name))
     for path in files:

@@ -26,15 +26,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import socket
-import tempfile
-import time
 from pathlib import Path
 
-from recbole_iacn.checkpoint import atomic_write, follow_umask, process_alive
+from recbole_iacn.checkpoint import atomic_write
 from recbole_iacn.data.common import SPLITS
 from recbole_iacn.data.sources import for_raw_dataset
+from recbole_iacn.data.staging import build_in_place, remove_stale_staging
 from recbole_iacn.errors import DataFormatError, DatasetNotFoundError
 
 VIEW_FOLDER = "ctr"
@@ -42,8 +39,9 @@ BUNDLED = "ml-100k"
 AUTO = "auto"
 #: records sizes and modification times of files whose sums matched build.json (see verify_build)
 VERIFIED_SUFFIX = ".verified.json"
-#: staging folders without a host and process id (older versions) are removed when older than this (s)
-LEGACY_STAGING_AGE = 600
+#: how earlier versions named the staging folders of the view (``.ctr-HOST-PID-*``, ``.ctr-<random>``):
+#: a killed build's is removed as :func:`~recbole_iacn.data.staging.remove_stale_staging` removes its own
+EARLIER_STAGING_PREFIXES = (f".{VIEW_FOLDER}-",)
 #: ctr_* config key -> build parameter recorded in <name>.build.json
 BUILD_SETTINGS = {
     "ctr_protocol": "protocol",
@@ -182,41 +180,6 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         pass
 
 
-def staging_prefix() -> str:
-    """Prefix of this process's staging folders: ``.ctr-HOST-PID-``."""
-    return f".{VIEW_FOLDER}-{socket.gethostname()}-{os.getpid()}-"
-
-
-def remove_stale_staging(parent, started: float | None = None, logger=None) -> list[Path]:
-    """Remove the ``.ctr-*`` staging folders of killed builds in ``parent``: this host's whose process is
-    gone, and unnamed ones (older versions) older than the running build by :data:`LEGACY_STAGING_AGE`."""
-    parent = Path(parent)
-    started = time.time() if started is None else started
-    host_prefix = f".{VIEW_FOLDER}-{socket.gethostname()}-"
-    removed = []
-    try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(f".{VIEW_FOLDER}-") and p.is_dir()]
-    except OSError:
-        return removed
-    for path in candidates:
-        rest = path.name[len(host_prefix):] if path.name.startswith(host_prefix) else None
-        if rest is not None:
-            pid = rest.split("-", 1)[0]
-            stale = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
-        else:
-            legacy = "-" not in path.name[len(VIEW_FOLDER) + 2:]
-            try:
-                stale = legacy and path.stat().st_mtime < started - LEGACY_STAGING_AGE
-            except OSError:
-                stale = False
-        if stale:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-            if logger is not None:
-                logger.info(f"Removed {path}, the staging folder of a build that was killed.")
-    return removed
-
-
 def view_is_current(view, name, wanted: dict) -> bool:
     """Whether the CTR view in ``view`` exists and its build.json records the parameters ``wanted``
     (:func:`wanted_build`); a view whose build.json lacks one (e.g. ``fields``, recorded since the field
@@ -234,24 +197,20 @@ def view_is_current(view, name, wanted: dict) -> bool:
 
 def build_view(source, view, name, wanted: dict, logger=None, progress: bool = False) -> dict:
     """Build the CTR view into a temporary folder beside ``view`` with the source of raw ``name``
-    (:func:`~recbole_iacn.data.sources.for_raw_dataset`), then move it in place."""
+    (:func:`~recbole_iacn.data.sources.for_raw_dataset`), then swap it in as a whole
+    (:func:`~recbole_iacn.data.staging.build_in_place`: no file of an earlier view survives, and the earlier
+    view stays whole until the new one is in place)."""
     builder = for_raw_dataset(name)
-    view = Path(view)
-    view.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(view.parent, logger=logger)
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=view.parent))
-    try:
-        shown = {"progress": progress} if builder.progress else {}
+    shown = {"progress": progress} if builder.progress else {}
+
+    def build(staging: Path) -> dict:
         summary = builder.function()(source_dir=source[0], source_name=source[1], out_dir=staging, name=name,
                                      **wanted, **shown)
-        record_verified(staging, name)
-        follow_umask(staging, folder=True)  # mkdtemp made it 0700
-        if view.exists():
-            shutil.rmtree(view)
-        os.replace(staging, view)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        record_verified(staging, name)  # inside the staging folder: in place with the view, never after it
+        return summary
+
+    summary = build_in_place(view, name, build, carry_over=False, logger=logger,
+                             earlier_prefixes=EARLIER_STAGING_PREFIXES)
     if logger is not None:
         logger.info(
             f"Built the CTR view of {name} ({wanted['protocol']} protocol) in {view}: "
@@ -278,7 +237,7 @@ def resolve_ctr_dataset(config, logger=None) -> str:
     view = os.path.join(folder, VIEW_FOLDER)
     wanted = wanted_build(config)
     if os.path.isdir(folder):
-        remove_stale_staging(folder, logger=logger)
+        remove_stale_staging(view, logger=logger, earlier_prefixes=EARLIER_STAGING_PREFIXES)
     current = view_is_current(view, name, wanted)
     if current:
         problems = verify_build(view, name)
