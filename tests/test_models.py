@@ -240,34 +240,6 @@ def test_local_activation_unit_equals_concatenation_form():
     assert torch.allclose(unit.scores(q, k, mask), expected, atol=1e-6)
 
 
-def test_readme_fifth_host_gets_iacn_in_one_line(ml100k, data_root):
-    """The example of docs/adding-a-host.md: a new CTRModel host and its IaCN variant via with_iacn."""
-    from torch import nn
-
-    from recbole_iacn.model.base import CTRModel
-    from recbole_iacn.model.variants import with_iacn
-
-    class MeanPool(CTRModel):
-        def __init__(self, config, dataset):
-            super().__init__(config, dataset)
-            self.out = nn.Linear(2 * self.embedder.sequence_dim + self.embedder.side_dim, 1)
-
-        def forward(self, interaction):
-            f = self.embedder(interaction)
-            x = torch.cat([f.target, f.history_pooled(), f.user, f.item_extra, f.context], -1)
-            return self.out(x).squeeze(-1)
-
-    MeanPool_IaCN = with_iacn(MeanPool)
-    config, _ = model_config("DIN_IaCN", data_root)
-    host = MeanPool(config, ml100k.train_data._dataset)
-    variant = MeanPool_IaCN(config, ml100k.train_data._dataset)
-    assert variant.out.in_features == host.out.in_features + 2 * config["iacn_embedding_size"]
-    main, auxiliary = variant.calculate_loss(sample_batch(ml100k, 64))
-    (main + auxiliary).backward()
-    assert variant.iacn.aux_item_embedding.weight.grad.abs().sum() > 0
-    assert MeanPool_IaCN.__name__ == "MeanPool_IaCN"
-
-
 @pytest.mark.parametrize("fused, learner", [(True, "adam"), (True, "adamw"), (False, "adam"), (True, "sgd")])
 def test_trainer_builds_fused_adam_when_configured(fused, learner, data_root, ml100k):
     from recbole_iacn.trainer import trainer_class

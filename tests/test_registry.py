@@ -90,6 +90,27 @@ def test_the_docs_example_host_and_its_variant_train_one_epoch(clean_registry, d
     assert type(loaded.model) is cls and loaded.model.iacn.weight > 0
 
 
+def test_the_docs_example_variant_reads_two_interest_vectors_more_and_trains_e_aux(clean_registry, ml100k, data_root):
+    """The example host of docs/adding-a-host.md, registered by its module: the ``MeanPool_IaCN`` that
+    registry.register derived from it reads 2·h more inputs than the host (the candidate's and the behaviours'
+    E_aux vectors) and its auxiliary loss reaches E_aux."""
+    import torch
+
+    from tests.conftest import model_config, sample_batch
+
+    registry.import_plugin(str(EXAMPLE / "my_models.py"))
+    host_class, variant_class = registry.get_spec("MeanPool").load(), registry.get_spec("MeanPool_IaCN").load()
+    assert variant_class.__name__ == "MeanPool_IaCN" and issubclass(variant_class, host_class)
+    config, _ = model_config("DIN_IaCN", data_root)
+    torch.manual_seed(0)
+    host = host_class(config, ml100k.train_data._dataset)
+    variant = variant_class(config, ml100k.train_data._dataset)
+    assert variant.out.in_features == host.out.in_features + 2 * config["iacn_embedding_size"]
+    main, auxiliary = variant.calculate_loss(sample_batch(ml100k, 64))
+    auxiliary.backward()
+    assert variant.iacn.aux_item_embedding.weight.grad.abs().sum() > 0
+
+
 def test_a_process_started_later_finds_the_registered_host(clean_registry):
     """The ranks of a multi-process run and a study's trials are new processes: they import the plugin
     modules listed in RECBOLE_IACN_PLUGINS when they look up a model they do not know."""
