@@ -853,13 +853,13 @@ def test_ctrl_c_that_lands_in_a_finaliser_still_exits_130(command, monkeypatch, 
         monkeypatch.setattr(converter, "run", built)
         main, argv = converter.main, ["synthetic", "--out", "out"]
     else:
-        from recbole_iacn import cli, quick_start
+        from recbole_iacn import cli, pipeline
 
         def trained(*args, **kwargs):
             _ctrl_c_in_a_finaliser()
             return {"best_valid_result": {"auc": 0.5}, "test_result": {"auc": 0.5}, "model_file": "m.pth"}
 
-        monkeypatch.setattr(quick_start, "run", trained)
+        monkeypatch.setattr(pipeline, "run", trained)  # what the command line calls, after its settings check
         main, argv = cli.main, ["--model=DIN", "--dataset=ml-100k", "--epochs=1"]
     assert main(argv) == 130
     printed = capsys.readouterr()
