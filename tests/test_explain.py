@@ -34,7 +34,8 @@ PLANTED_FIT = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH
 def planted(tmp_path_factory):
     """``(checkpoint, data root, prepared data, loaded model)`` of a WideDeep_IaCN fitted to planted data."""
     from recbole_iacn.data.synthetic import build_planted
-    from recbole_iacn.quick_start import load_model, prepare, run
+    from recbole_iacn.pipeline import prepare, run
+    from recbole_iacn.quick_start import load_model
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("planted")
@@ -197,7 +198,7 @@ def test_command_line_writes_json_and_pictures(planted, tmp_path, capsys):
 
 
 def _non_iacn_checkpoint(planted, path):
-    from recbole_iacn.compat import CHECKPOINT_FORMAT
+    from recbole_iacn.checkpoint import CHECKPOINT_FORMAT
     from recbole_iacn.model.widedeep import WideDeep
 
     loaded = planted[3]
