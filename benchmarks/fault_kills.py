@@ -194,8 +194,8 @@ def kill_study_once(root, dataset, storage, space_file, sig, delay: float, timeo
         "checkpoints": len(list(Path(storage).rglob("*.pth"))), "staging": len(staging_folders(root)),
         "problems": check_folder(storage, root),
     }
-    if sig == signal.SIGINT and killed and code == 0:
-        outcome["problems"].append("an interrupted study exited 0")
+    if sig == signal.SIGINT and killed and code != 130:  # as every other command: 130 and one line
+        outcome["problems"].append(f"an interrupted study exited {code}, not 130")
     return outcome
 
 
