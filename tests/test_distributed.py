@@ -59,6 +59,15 @@ def processes_with_token(token: str) -> list:
     return processes_with_env(TOKEN_ENV, token)
 
 
+def stop_everything(launcher, token: str) -> None:
+    """Kill ``launcher`` and every process holding ``token``: never leave anything behind, even when failing."""
+    if launcher.poll() is None:
+        launcher.kill()
+        launcher.wait(10)
+    for pid in processes_with_token(token):
+        os.kill(pid, signal.SIGKILL)
+
+
 def wait_until(predicate, timeout_s: float, step_s: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -145,11 +154,7 @@ def test_a_killed_launcher_takes_its_ranks_with_it(tmp_path, syn_root):
         launcher.wait(10)
         assert wait_until(lambda: not processes_with_token(token), 15), processes_with_token(token)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait(10)
-        for pid in processes_with_token(token):  # never leave anything behind, even when failing
-            os.kill(pid, signal.SIGKILL)
+        stop_everything(launcher, token)
 
 
 def test_port_in_use_is_a_clear_error(tmp_path, syn_root, capsys):

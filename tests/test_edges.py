@@ -621,7 +621,8 @@ def test_ranks_never_outlive_a_launcher_killed_while_they_start(tmp_path, syn_ro
     once it had imported torch, so ranks of a launcher killed before lived on, with parent 1, until then (for
     good on a machine out of memory). ``slow_start``: the ranks' start-up takes 60 s (tests/fixtures/rank_fault
     sleeps in them before any import), as importing torch can on a loaded machine."""
-    from tests.test_distributed import RANK_FAULT, cli_command, cli_env, free_port, processes_with_token, wait_until
+    from tests.test_distributed import (RANK_FAULT, cli_command, cli_env, free_port, processes_with_token,
+                                        stop_everything, wait_until)
 
     token = uuid.uuid4().hex
     extra = {"PYTHONPATH": os.pathsep.join([str(RANK_FAULT), str(REPO)]),
@@ -638,11 +639,7 @@ def test_ranks_never_outlive_a_launcher_killed_while_they_start(tmp_path, syn_ro
         launcher.wait(10)
         assert wait_until(lambda: not processes_with_token(token), 5), _described(processes_with_token(token))
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait(10)
-        for pid in processes_with_token(token):  # never leave anything behind, even when failing
-            os.kill(pid, signal.SIGKILL)
+        stop_everything(launcher, token)
 
 
 # ------------------------------------------------------------------------------ case 4: DDP best valid
