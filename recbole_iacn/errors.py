@@ -145,14 +145,53 @@ class Interrupted(KeyboardInterrupt):
         return "interrupted; no checkpoint was written yet (the first validation had not finished)"
 
 
-_COMMAND = {"process": False}  # true where this process ends with the command (run_command)
+#: "process": this process ends with the command (run_command); "skip_teardown": see skip_native_teardown
+_COMMAND = {"process": False, "skip_teardown": False}
 
 
 def run_command(main: Callable[[], int]) -> NoReturn:
     """``sys.exit(main())`` for a ``python -m``/script entry point whose main runs inside :class:`CtrlC`: once
-    main has returned, Ctrl-C no longer changes the exit status (the work and its one line are done)."""
+    main has returned, Ctrl-C no longer changes the exit status (the work and its one line are done). After
+    :func:`skip_native_teardown`, the process ends by :func:`exit_skipping_teardown` instead."""
     _COMMAND["process"] = True
-    sys.exit(main())
+    status = main()
+    if _COMMAND["skip_teardown"]:
+        exit_skipping_teardown(status)
+    sys.exit(status)
+
+
+def skip_native_teardown() -> None:
+    """Have :func:`run_command` end this process without the interpreter's teardown, once its command has
+    returned. Called before a library with threads of its own in native code is started (Ray): a study whose
+    Ctrl-C landed while ``ray.init`` finished printed its 'interrupted' line and then died in that teardown with
+    a segmentation fault (status -11 instead of 130, 3 times in 28 tries), after faulthandler had stopped
+    listening, that is in Ray's native destructors. Nothing the command wrote is skipped: the exit handlers
+    (``atexit``: logging, temporary folders, Ray's own shutdown) still run. Without effect where no command
+    ends the process (the Python API)."""
+    _COMMAND["skip_teardown"] = True
+
+
+def exit_skipping_teardown(status) -> NoReturn:
+    """End the process with ``status`` (an exit status, ``None`` for 0) as ``sys.exit`` would, but by
+    ``os._exit`` once the exit handlers have run and the standard streams are flushed: no module teardown, no
+    native destructors."""
+    import atexit
+    import os
+
+    code = 0 if status is None else status if isinstance(status, int) else 1
+    if not isinstance(status, (int, type(None))):
+        print(status, file=sys.stderr)  # as sys.exit("message") does
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the status is decided: a Ctrl-C now changes nothing
+    try:
+        atexit._run_exitfuncs()  # (what the interpreter runs first at exit; each handler's error is printed)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+                pass
+        os._exit(code)
 
 
 class CtrlC:

@@ -938,6 +938,89 @@ def test_ctrl_c_while_a_finished_command_shuts_down_keeps_its_status(tmp_path):
     assert printed == ["done", "True"] and "KeyboardInterrupt" in err  # (raised in the atexit callback)
 
 
+def test_a_command_that_started_native_threads_ends_without_the_teardown(tmp_path):
+    """Issue 31: a study whose Ctrl-C landed as ``ray.init`` finished printed 'interrupted' and then died with
+    status -11 in the interpreter's teardown (3 times in 28 tries, after faulthandler had stopped: in Ray's
+    native destructors). After skip_native_teardown, run_command ends the process once the exit handlers have
+    run and the streams are flushed, skipping that teardown. Here the teardown's crash is planted: a module-level
+    object whose finaliser raises SIGSEGV, run when the interpreter clears the modules (after atexit)."""
+    (tmp_path / "native_teardown.py").write_text(textwrap.dedent("""\
+        import atexit
+        import os
+        import signal
+        import sys
+
+        from recbole_iacn.errors import CtrlC, run_command, skip_native_teardown
+
+
+        class CrashesInTeardown:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGSEGV)
+
+
+        crash = CrashesInTeardown()
+        atexit.register(lambda: open(sys.argv[3], "w").write("atexit ran"))
+
+
+        def main():
+            with CtrlC():
+                if sys.argv[2] == "skip":
+                    skip_native_teardown()
+                sys.stdout.write("unflushed output")  # no newline, no flush: exit must flush it
+                return int(sys.argv[1])
+
+
+        run_command(main)
+        """), encoding="utf-8")
+
+    def run(status, mode):
+        marker = tmp_path / f"atexit-{status}-{mode}"
+        done = subprocess.run([sys.executable, "-m", "native_teardown", str(status), mode, str(marker)],
+                              cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                              text=True, timeout=60)
+        return done.returncode, done.stdout, marker.is_file()
+
+    assert run(0, "teardown") == (-signal.SIGSEGV, "unflushed output", True)  # the crash is real without it
+    assert run(0, "skip") == (0, "unflushed output", True)
+    assert run(130, "skip") == (130, "unflushed output", True)
+
+
+def test_a_study_shuts_ray_down_when_ctrl_c_lands_in_ray_init(monkeypatch):
+    """The study's Ray is shut down whatever ends it, a Ctrl-C inside ``ray.init`` included (Ray is then half
+    started), with Ctrl-C ignored while it shuts down; and the command is marked to end without the teardown."""
+    ray = pytest.importorskip("ray")
+    from recbole_iacn import errors
+    from recbole_iacn.tune import driver
+
+    calls, state = [], {"up": False}
+
+    def interrupted_init(**kwargs):
+        state["up"] = True  # half started: the node's processes run, the driver is not connected
+        raise KeyboardInterrupt
+
+    def shutdown():
+        calls.append(signal.getsignal(signal.SIGINT))
+        state["up"] = False
+
+    monkeypatch.setattr(ray, "init", interrupted_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    monkeypatch.setitem(errors._COMMAND, "skip_teardown", False)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with driver.ray_session(None):
+            raise AssertionError("the study must not start")
+    assert calls == [signal.SIG_IGN] and not state["up"]  # shut down once, Ctrl-C ignored meanwhile
+    assert signal.getsignal(signal.SIGINT) is before
+    assert errors._COMMAND["skip_teardown"]
+
+    calls.clear()
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # a Ray the caller started is left running
+    with driver.ray_session(None):
+        pass
+    assert calls == []
+
+
 def test_ctrl_c_at_any_moment_of_explain_exits_130(iacn_checkpoint, tmp_path):
     """Ctrl-C at several moments of `python -m recbole_iacn.explain`, from 0.05 s to 4 s after the package
     recbole_iacn.explain was imported (`-X importtime` reports it): main's imports of numpy, pandas and torch,

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import yaml
 
 from recbole_iacn.checkpoint import atomic_write, check_output_folder
-from recbole_iacn.errors import ConfigError, MissingExtraError, UserError
+from recbole_iacn.errors import ConfigError, MissingExtraError, UserError, skip_native_teardown
 from recbole_iacn.tune.cluster import check_shared_folders
 from recbole_iacn.tune.report import StudyReport, write_report
 from recbole_iacn.tune.space import Param, StudySpace, check_params, load_space, plain
@@ -370,11 +370,43 @@ def start_ray(address: Optional[str]) -> bool:
     os.environ.setdefault(SNAPSHOT_WARNING_ENV, "0")
     if ray.is_initialized():
         return False
+    skip_native_teardown()  # a command that started Ray ends without the teardown its destructors crashed
     if address:
         ray.init(address=address)
     else:
         ray.init(include_dashboard=False)
     return True
+
+
+def stop_ray() -> None:
+    """``ray.shutdown()``, not cut short by a Ctrl-C: one pressed meanwhile is ignored (the study is ending)."""
+    import signal
+    import threading
+
+    import ray
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        ray.shutdown()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def ray_session(address: Optional[str]):
+    """Ray for one study: started (or connected to ``address``) here unless it runs already, and then shut down
+    on the way out, whatever ends the study, a Ctrl-C during ``ray.init`` included."""
+    import ray
+
+    owned = not ray.is_initialized()
+    try:
+        start_ray(address)
+        yield
+    finally:
+        if owned:
+            stop_ray()
 
 
 # ------------------------------------------------------------------------------ the study
@@ -431,8 +463,7 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
     resumed = tune.Tuner.can_restore(str(study_dir))
     if resumed:
         check_resumable(study_dir, definition)
-    started = start_ray(options.address)
-    try:
+    with ray_session(options.address):
         data_folder = os.path.join(setup.overrides["data_path"], setup.dataset)
         check_shared_folders(str(study_dir.parent), options.storage_path is not None, data_folder, options.address)
         trainable = make_trainable(setup, space)
@@ -444,11 +475,6 @@ def _fit(setup, space, config, metric, mode, study_dir: Path, definition, option
         write_definition(study_dir, definition)
         with _watch_interrupt() as interrupt:
             results = tuner.fit()
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     study = {"name": study_dir.name, "model": setup.model, "dataset": setup.dataset}
     report = write_report(results, {k: p.kind for k, p in space.tuned().items()}, space.fixed(), metric, mode, study, study_dir)
     expected = expected_trials(space)
