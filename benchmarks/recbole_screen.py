@@ -20,6 +20,9 @@ helps beyond width (``iacn`` above ``wide`` at a corrected p < ``--alpha``), if 
 
 Every finished run is appended to ``runs.csv`` at once (one line, flushed); the same command run again skips
 the runs already there (failed ones run again), so the screen survives a stop and can be spread over sessions.
+``--report-only`` writes ``screen.md`` from the rows there without training (a screen run in parts, or read
+while it runs). A run that reached ``--epochs`` was never stopped early: ``screen.md`` counts them per model and
+names the models that had not converged.
 
     python benchmarks/recbole_screen.py --dataset ml-1m-sample --out benchmarks/results/<date>/recbole-screen
     python benchmarks/recbole_screen.py --dataset ml-100k --models DeepFM_IaCN --seeds 1 --extend-to 1 --epochs 2
@@ -160,6 +163,22 @@ def to_extend(rows: Sequence[dict], models: Sequence[str], above: float) -> list
     return extend
 
 
+def at_cap(rows: Sequence[dict], model: str) -> tuple:
+    """``(runs that reached the epoch cap, runs)`` of ``model``'s three variants. A run that reached
+    ``max_epochs`` was never stopped early: its validation AUC still rose within its last ``stopping_step``
+    epochs, so it had not converged, and its test AUC says how fast it learns as much as how well.
+
+    >>> rows = [{"model": "AFM_IaCN", "variant": "itself", "epochs_run": "100", "max_epochs": "100", "error": ""},
+    ...         {"model": "AFM_IaCN", "variant": "wide", "epochs_run": "41", "max_epochs": "100", "error": ""},
+    ...         {"model": "AFM_IaCN", "variant": "iacn", "epochs_run": "", "max_epochs": "", "error": "ValueError"}]
+    >>> at_cap(rows, "AFM_IaCN")
+    (1, 2)
+    """
+    runs = [r for r in rows if not r.get("error") and r["model"] == model and r["variant"] in VARIANTS]
+    capped = sum(int(r["epochs_run"]) >= int(r["max_epochs"]) for r in runs if r.get("max_epochs") not in (None, ""))
+    return capped, len(runs)
+
+
 # ------------------------------------------------------------------------------ running
 def train_once(run: Run, base_config: dict, checkpoint_dir: str, commit: str) -> dict:
     """Train ``run`` to its best epoch, test it; its row (``error`` set if it failed)."""
@@ -237,7 +256,7 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
              for c in COMPARISONS}
     p_holm = {c: dict(zip(models, holm([tests[c][m].p for m in models]))) for c in COMPARISONS}
     lines = ["| model | itself | wide (plain table) | + IaCN | IaCN − wide (Holm p) | IaCN − itself (Holm p) | "
-             "wide − itself (Holm p) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "wide − itself (Holm p) | runs at the epoch cap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in models:
         cells = []
         for v in VARIANTS:
@@ -249,11 +268,18 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
             t = tests[c][m]
             spread = "" if math.isnan(t.diff_sd) else f" ± {fmt(t.diff_sd)}"
             cells.append(f"{fmt(t.diff_mean, True)}{spread} (p={fmt_p(t.p)}, Holm {fmt_p(p_holm[c][m])}, n={t.n})")
+        capped, runs = at_cap(rows, m)
+        cells.append(f"{capped} of {runs}")
         lines.append(f"| {get_spec(m).host} | " + " | ".join(cells) + " |")
     helped = [m for m in models if tests[("iacn", "wide")][m].diff_mean > 0 and p_holm[("iacn", "wide")][m] < alpha]
     family = sum(not math.isnan(t.p) for t in tests[("iacn", "wide")].values())
     verdict = (f"IaCN helps beyond width (IaCN above the width control, Holm-corrected p < {alpha} over the {family} "
                f"models tested): {', '.join(get_spec(m).host for m in helped) if helped else 'none'}.")
+    unconverged = [f"{get_spec(m).host} ({at_cap(rows, m)[0]} of {at_cap(rows, m)[1]} runs)" for m in models
+                   if at_cap(rows, m)[0]]
+    if unconverged:
+        verdict += (" Not at convergence: " + ", ".join(unconverged) + " reached the epoch cap, their validation AUC "
+                    "still rising (a higher --epochs would tell more); read their rows as speed as much as quality.")
     text = "\n".join(lines) + "\n\n" + verdict + "\n"
     for host in ours:
         recbole_name = f"recbole.{host}_IaCN"
@@ -278,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="most epochs of a run")
     p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP)
+    p.add_argument("--report-only", action="store_true", help="write screen.md from the rows in runs.csv; train nothing")
     common.add_common_arguments(p, "recbole-screen", seeds=DEFAULT_SEEDS, threads=1)
     return p
 
@@ -304,8 +331,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             "stopping_step": args.stopping_step, **common.parse_overrides(args.config_dict)}
     seeds = common.seed_list(args)
     ours = [h for h in args.ours if f"recbole.{h}_IaCN" in models]  # beside RecBole's own, when it is screened
-    rows = run_all(plan(models, args.dataset, seeds, ours), base, path, header)
-    extend = to_extend(rows, models, args.extend_above) if args.extend_to > len(seeds) else []
+    if args.report_only:
+        rows = read_rows(path)
+        extend = []
+    else:
+        rows = run_all(plan(models, args.dataset, seeds, ours), base, path, header)
+        extend = to_extend(rows, models, args.extend_above) if args.extend_to > len(seeds) else []
     if extend:
         more = [args.first_seed + i for i in range(len(seeds), args.extend_to)]
         print(f"seeds {more} for {', '.join(extend)} (a mean difference above {args.extend_above})")

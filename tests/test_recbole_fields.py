@@ -479,6 +479,7 @@ def test_screen_plans_extends_and_corrects_for_the_number_of_models():
     docstring examples (pytest's doctest runner, in a process of its own: no test imports benchmarks/)."""
     examples = ["benchmarks/recbole_screen.py::benchmarks.recbole_screen.plan",
                 "benchmarks/recbole_screen.py::benchmarks.recbole_screen.to_extend",
+                "benchmarks/recbole_screen.py::benchmarks.recbole_screen.at_cap",
                 "benchmarks/stats.py::benchmarks.stats.holm"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "--doctest-modules",
                            *examples], cwd=REPO, capture_output=True, text=True, timeout=600)
