@@ -363,6 +363,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     checks = next(({k: int(r[k]) for k in CHECK_KEYS} for r in rows if r.get("users") not in (None, "")), {})
     header = common.header_lines(command, info)
     machine = {"cpu": info["cpu"], "device": info["device"]}  # in every row: a resumed folder may mix machines
+    planned = [(m, seed) for seed in args.seed_list for m in (*args.baselines, *args.dain_models)]
+    if all(run in done for run in planned):  # nothing left to train: the report alone, without building the data
+        paths = write_outputs(rows, out, args, command, info, checks)
+        print(paths["markdown"].read_text(encoding="utf-8"))
+        return paths
     scratch = Path(tempfile.mkdtemp(prefix="iacn-rank-"))
     try:
         root = recbole_source_root(Path(args.data_path), scratch / "recbole")
