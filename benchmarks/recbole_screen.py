@@ -255,6 +255,7 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
     tests = {c: {m: paired_test(auc_by_seed(rows, m, c[1]), auc_by_seed(rows, m, c[0])) for m in models}
              for c in COMPARISONS}
     p_holm = {c: dict(zip(models, holm([tests[c][m].p for m in models]))) for c in COMPARISONS}
+    caps = {m: at_cap(rows, m) for m in models}
     lines = ["| model | itself | wide (plain table) | + IaCN | IaCN − wide (Holm p) | IaCN − itself (Holm p) | "
              "wide − itself (Holm p) | runs at the epoch cap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in models:
@@ -268,15 +269,13 @@ def summary(rows: Sequence[dict], models: Sequence[str], ours: Sequence[str], al
             t = tests[c][m]
             spread = "" if math.isnan(t.diff_sd) else f" ± {fmt(t.diff_sd)}"
             cells.append(f"{fmt(t.diff_mean, True)}{spread} (p={fmt_p(t.p)}, Holm {fmt_p(p_holm[c][m])}, n={t.n})")
-        capped, runs = at_cap(rows, m)
-        cells.append(f"{capped} of {runs}")
+        cells.append(f"{caps[m][0]} of {caps[m][1]}")
         lines.append(f"| {get_spec(m).host} | " + " | ".join(cells) + " |")
     helped = [m for m in models if tests[("iacn", "wide")][m].diff_mean > 0 and p_holm[("iacn", "wide")][m] < alpha]
     family = sum(not math.isnan(t.p) for t in tests[("iacn", "wide")].values())
     verdict = (f"IaCN helps beyond width (IaCN above the width control, Holm-corrected p < {alpha} over the {family} "
                f"models tested): {', '.join(get_spec(m).host for m in helped) if helped else 'none'}.")
-    unconverged = [f"{get_spec(m).host} ({at_cap(rows, m)[0]} of {at_cap(rows, m)[1]} runs)" for m in models
-                   if at_cap(rows, m)[0]]
+    unconverged = [f"{get_spec(m).host} ({caps[m][0]} of {caps[m][1]} runs)" for m in models if caps[m][0]]
     if unconverged:
         verdict += (" Not at convergence: " + ", ".join(unconverged) + " reached the epoch cap, their validation AUC "
                     "still rising (a higher --epochs would tell more); read their rows as speed as much as quality.")

@@ -363,19 +363,15 @@ def write_definition(study_dir: Path, definition: dict) -> None:
 
 
 # ------------------------------------------------------------------------------ Ray
-def start_ray(address: Optional[str]) -> bool:
-    """Connect to ``address`` (``auto``, ``ray://host:10001``) or start a local Ray; True if started here."""
+def start_ray(address: Optional[str]) -> None:
+    """Connect to ``address`` (``auto``, ``ray://host:10001``) or start a local Ray (:func:`ray_session`)."""
     import ray
 
-    os.environ.setdefault(SNAPSHOT_WARNING_ENV, "0")
-    if ray.is_initialized():
-        return False
     skip_native_teardown()  # a command that started Ray ends without the teardown its destructors crashed
     if address:
         ray.init(address=address)
     else:
         ray.init(include_dashboard=False)
-    return True
 
 
 def stop_ray() -> None:
@@ -400,9 +396,11 @@ def ray_session(address: Optional[str]):
     on the way out, whatever ends the study, a Ctrl-C during ``ray.init`` included."""
     import ray
 
+    os.environ.setdefault(SNAPSHOT_WARNING_ENV, "0")
     owned = not ray.is_initialized()
     try:
-        start_ray(address)
+        if owned:
+            start_ray(address)
         yield
     finally:
         if owned:
