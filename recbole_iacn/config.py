@@ -76,6 +76,9 @@ class PluginConfig(Config):
             # RecBole points ml-100k at its bundled raw files; plugin models read the CTR view
             # under data_path (recbole_iacn.data.prepare builds it on first use).
             self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
+        elif self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
+            # RecBole reads its bundled ml-100k whatever data_path says: a data_path the user gave is obeyed.
+            self.final_config_dict["data_path"] = os.path.join(self.external_config_dict["data_path"], self.dataset)
 
 
 def rank_device(values) -> None:

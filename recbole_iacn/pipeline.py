@@ -119,6 +119,35 @@ def _check_raw_dataset(config) -> None:
             f"Dataset {config['dataset']!r} not found for RecBole model {config['model']}: missing "
             f"{', '.join(missing)}. Put the RecBole atomic files there, or set --data_path."
         )
+    _check_time_field(config, files[0])
+
+
+def _check_time_field(config, inter_file: str) -> None:
+    """RecBole's sequential models order each user's interactions by ``TIME_FIELD``: without it loaded,
+    RecBole fails deep in its dataset ("[timestamp] is not exist in interaction"). Say so before."""
+    from recbole.utils import ModelType
+
+    if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+        return
+    time_field = config["TIME_FIELD"]
+    with open(inter_file, encoding="utf-8-sig") as lines:
+        columns = lines.readline().rstrip("\r\n").split(config["field_separator"])
+    header = [column.split(":", 1)[0] for column in columns]
+    if time_field not in header:
+        raise ConfigError(
+            f"RecBole's {config['model']} is a sequential model: it orders each user's interactions by "
+            f"TIME_FIELD {time_field!r}, which {inter_file}, line 1 (the header: {', '.join(header)}) does not "
+            f"have. Add a {time_field} column to the file, or name the column that holds the time with "
+            f"--TIME_FIELD=<column>."
+        )
+    load_col = config["load_col"]
+    loaded = None if load_col is None else load_col.get("inter")
+    if loaded is not None and time_field not in loaded:
+        raise ConfigError(
+            f"RecBole's {config['model']} is a sequential model: it orders each user's interactions by "
+            f"TIME_FIELD {time_field!r}, which load_col does not load (inter: {', '.join(loaded)}). Add it, "
+            f"e.g. --load_col=\"{{'inter': [{', '.join(repr(c) for c in [*loaded, time_field])}]}}\"."
+        )
 
 
 def build_loaders(config, dataset, plugin: bool) -> tuple:

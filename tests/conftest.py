@@ -64,6 +64,16 @@ def data_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def syn_root(tmp_path_factory) -> str:
+    """A data_path holding the tiny SYNTHETIC CTR dataset ``syn`` (no download, ~2,400 training samples)."""
+    from recbole_iacn.data import build_synthetic
+
+    root = tmp_path_factory.mktemp("syn-data")
+    build_synthetic(root / SYN_DATASET, name=SYN_DATASET, scale=0.002, max_history=10)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
 def ml100k(data_root, tmp_path_factory):
     """The loaded ml-100k CTR dataset and its dataloaders (shared by the model tests)."""
     from recbole_iacn.pipeline import prepare
