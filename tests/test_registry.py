@@ -14,7 +14,7 @@ import pytest
 
 from recbole_iacn import registry, settings
 from recbole_iacn.errors import ConfigError, RegistrationError
-from tests.conftest import FAST
+from tests.conftest import FAST, SYN_DATASET
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "tests" / "fixtures" / "my_host"
@@ -61,15 +61,15 @@ def test_the_docs_example_is_the_tested_module():
     assert ("yaml", (EXAMPLE / "MeanPool.yaml").read_text(encoding="utf-8")) in blocks
 
 
-def test_the_docs_example_host_and_its_variant_train_one_epoch(clean_registry, data_root, tmp_path, capsys):
+def test_the_docs_example_host_and_its_variant_train_one_epoch(clean_registry, syn_root, tmp_path, capsys):
     """--import of the example's file registers MeanPool and MeanPool_IaCN; the command line trains the
     host, the Python API the variant, one epoch each, and the variant's checkpoint loads back."""
     from recbole_iacn import cli
     from recbole_iacn.quick_start import load_model, run
 
     settings_args = [f"--{k}={v}" for k, v in {**FAST, "checkpoint_dir": str(tmp_path / "saved")}.items()]
-    status = cli.main([f"--import={EXAMPLE / 'my_models.py'}", "--model=MeanPool", "--dataset=ml-100k",
-                       f"--data_path={data_root}", *settings_args])
+    status = cli.main([f"--import={EXAMPLE / 'my_models.py'}", "--model=MeanPool", f"--dataset={SYN_DATASET}",
+                       f"--data_path={syn_root}", *settings_args])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "best valid: auc :" in out and "test result: auc :" in out
@@ -83,8 +83,8 @@ def test_the_docs_example_host_and_its_variant_train_one_epoch(clean_registry, d
     assert pickle.loads(pickle.dumps(cls)) is cls  # found again as recbole_iacn.model.variants.MeanPool_IaCN
     assert str(EXAMPLE / "my_models.py") in os.environ[registry.PLUGINS_ENV].split(os.pathsep)
 
-    result = run("MeanPool_IaCN", "ml-100k", config_dict={**FAST, "data_path": data_root,
-                                                          "checkpoint_dir": str(tmp_path / "saved")})
+    result = run("MeanPool_IaCN", SYN_DATASET, config_dict={**FAST, "data_path": syn_root,
+                                                            "checkpoint_dir": str(tmp_path / "saved")})
     assert result["epochs_run"] == 1 and 0.5 < result["test_result"]["auc"] <= 1
     loaded = load_model(result["model_file"])
     assert type(loaded.model) is cls and loaded.model.iacn.weight > 0
