@@ -264,6 +264,8 @@ SETTINGS = _declare(
 del S
 
 #: settings read by the models (validated when a plugin model's config is built); :func:`declare` adds the
+#: groups of settings that every plugin model reads (the others: only the models of that group)
+SHARED_GROUPS = ("training", "data", "model")
 #: group of each registered host that declares settings of its own
 MODEL_GROUPS = ("training", "data", "model", "DIN", "DIEN", "DAIN", "IaCN", "RecBole")
 
@@ -419,10 +421,19 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def unknown_key_warnings(keys: Iterable[str], known: Optional[set] = None) -> list:
     """One warning line per key that no YAML file and no declaration knows (RecBole would silently
-    accept it and use the default instead)."""
+    accept it and use the default instead), and per key declared for other models only (``iacn_lambda`` given
+    to DIN, ``iacn_fields`` to DIN_IaCN): ``keys`` are those the model's defaults lack."""
     known = known_keys() if known is None else known
-    return [f"{key} is not a known setting{did_you_mean(key, known)}; RecBole accepts it but nothing reads it."
-            for key in keys if key not in known]
+    lines = []
+    for key in keys:
+        group = getattr(SETTINGS.get(key), "group", None)
+        if group in MODEL_GROUPS and group not in SHARED_GROUPS:  # declared, for other models than this one
+            lines.append(f"{key} is a setting of {GROUPS[group]}, which this model does not read: it has no effect "
+                         f"here.")
+        elif key not in known:
+            lines.append(f"{key} is not a known setting{did_you_mean(key, known)}; RecBole accepts it but nothing "
+                         f"reads it.")
+    return lines
 
 
 # ------------------------------------------------------------------------------ the user's settings

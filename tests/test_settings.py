@@ -39,8 +39,30 @@ def test_check_accepts_declared_values_and_folds_case():
 def test_unknown_keys_get_a_did_you_mean_warning():
     known = settings.known_keys()
     assert {"iacn_delta", "epochs", "gpu_id", "aux_classifier"} <= known
-    [line] = settings.unknown_key_warnings(["iacn_detla", "iacn_delta"], known)
+    [line] = settings.unknown_key_warnings(["iacn_detla", "epochs"], known)
     assert "did you mean 'iacn_delta'" in line
+
+
+@pytest.mark.parametrize("model, key, value, group, readers", [
+    # our host's width control is not this
+    ("DIN_IaCN", "iacn_fields", "plain", "RecBole's context-aware models", ("DeepFM_IaCN", "recbole.WideDeep_IaCN")),
+    ("DIN", "iacn_lambda", 0.3, "IaCN (X_IaCN models)", ("DIN_IaCN", "DeepFM_IaCN")),  # DIN_IaCN was meant
+    ("DeepFM_IaCN", "gru_hidden_size", 8, "DIEN", ("DIEN", "DIEN_IaCN")),
+])
+def test_a_setting_of_other_models_only_is_said_to_have_no_effect(model, key, value, group, readers, capsys):
+    """Declared settings that this model does not read were accepted in silence: --iacn_fields=plain on DIN_IaCN
+    trained IaCN, not a width control. Now a warning says so, on the command line and in the Python API."""
+    from recbole_iacn import cli
+    from recbole_iacn.quick_start import check_settings
+
+    [line] = check_settings(model, "ml-100k", None, {key: value})
+    assert line == f"config_dict: {key} is a setting of {settings.GROUPS[settings.SETTINGS[key].group]}, which " \
+                   "this model does not read: it has no effect here."
+    assert group in line
+    assert cli.build_overrides({key: str(value)}, model, "ml-100k") == {key: value}
+    assert capsys.readouterr().err == f"warning: --{line.split(': ', 1)[1]}\n"
+    for reader in readers:
+        assert check_settings(reader, "ml-100k", None, {key: value}) == []
 
 
 def test_help_lists_a_models_settings_with_their_yaml_defaults(capsys):
