@@ -223,6 +223,9 @@ class CTRRanker:
         self.row_of_user = torch.full((ctr_dataset.user_num,), -1, dtype=torch.long)
         self.row_of_user[self.test_rows[uid]] = torch.arange(len(positive))
         self.n_items = len(self.item_map)
+        # every ranked item with its item-side features, joined once: RecBole's Interaction indexes through a
+        # Python list (index.tolist()), so joining users × items rows chunk by chunk took most of the scoring
+        self.candidates = ctr_dataset.join(type(self.test_rows)({iid: self.item_map}))
 
     def test_item(self, rb_users):
         """DAIN's test item (in RecBole ids via tokens) per RecBole user; -1 where it has none."""
@@ -246,10 +249,10 @@ class CTRRanker:
             valid = torch.nonzero(chunk >= 0).squeeze(1)
             if len(valid) == 0:
                 continue
-            base = self.test_rows[chunk[valid]]
+            base = self.ctr.join(self.test_rows[chunk[valid]])  # the user-side features of these users' rows
             batch = base.repeat_interleave(self.n_items)
-            batch.update(type(base)({self.iid_field: self.item_map.repeat(len(valid))}))
-            batch = self.ctr.join(batch).to(self.device)
+            batch.update(self.candidates.repeat(len(valid)))  # the candidate and its features replace the test item
+            batch = batch.to(self.device)
             with torch.no_grad():
                 out = self.model.predict(batch).view(len(valid), self.n_items).float().cpu()
             out[:, self.item_map == 0] = -math.inf  # [PAD] and items DAIN never saw
