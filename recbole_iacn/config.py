@@ -77,8 +77,13 @@ class PluginConfig(Config):
             # under data_path (recbole_iacn.data.prepare builds it on first use).
             self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
         elif self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
-            # RecBole reads its bundled ml-100k whatever data_path says: a data_path the user gave is obeyed.
-            self.final_config_dict["data_path"] = os.path.join(self.external_config_dict["data_path"], self.dataset)
+            # RecBole reads its bundled ml-100k whatever data_path says: a copy under the data_path the user
+            # gave is read instead (the bundled files still when that folder has none, as for plugin models).
+            folder = os.path.join(self.external_config_dict["data_path"], self.dataset)
+            benchmark = self.final_config_dict.get("benchmark_filename")
+            names = [f"{self.dataset}.{b}.inter" for b in benchmark] if benchmark else [f"{self.dataset}.inter"]
+            if all(os.path.isfile(os.path.join(folder, n)) for n in names):
+                self.final_config_dict["data_path"] = folder
 
 
 def rank_device(values) -> None:

@@ -110,12 +110,17 @@ def test_recbole_din_saves_and_reloads_a_safe_checkpoint(tmp_path, capsys):
 
 
 def test_a_recbole_model_on_ml100k_reads_the_data_path_it_is_given(tmp_path):
-    """RecBole reads its bundled ml-100k whatever data_path says; given one, its models now read that one (the
-    bundled files still when none is given)."""
+    """RecBole reads its bundled ml-100k whatever data_path says; given one that holds ml-100k/ml-100k.inter, its
+    models now read that copy (the bundled files still when none is given, or the folder has no copy: the
+    package's default data_path holds only the CTR view, ml-100k/ctr/)."""
     from recbole_iacn.pipeline import make_config, prepare
 
+    bundled = Path(default_ml100k_source()[0]).resolve()
     config, _, _ = make_config("BPR", "ml-100k")
-    assert Path(config["data_path"]).resolve() == Path(default_ml100k_source()[0]).resolve()
+    assert Path(config["data_path"]).resolve() == bundled
+    (tmp_path / "empty" / "ml-100k" / "ctr").mkdir(parents=True)
+    config, _, _ = make_config("BPR", "ml-100k", config_dict={"data_path": str(tmp_path / "empty")})
+    assert Path(config["data_path"]).resolve() == bundled
     root = small_ml100k(tmp_path / "atomic", ratings=500)
     prepared = prepare("BPR", "ml-100k", config_dict={"data_path": str(root), "state": "WARNING"})
     assert prepared.config["data_path"] == str(root / "ml-100k")
