@@ -76,7 +76,9 @@ class PluginConfig(Config):
             # RecBole points ml-100k at its bundled raw files; plugin models read the CTR view
             # under data_path (recbole_iacn.data.prepare builds it on first use).
             self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
-        elif self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
+        else:
+            self._read_byte_order_marks()
+        if not self._plugin and self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
             # RecBole reads its bundled ml-100k whatever data_path says: a copy under the data_path the user
             # gave is read instead (the bundled files still when that folder has none, as for plugin models).
             folder = os.path.join(self.external_config_dict["data_path"], self.dataset)
@@ -84,6 +86,14 @@ class PluginConfig(Config):
             names = [f"{self.dataset}.{b}.inter" for b in benchmark] if benchmark else [f"{self.dataset}.inter"]
             if all(os.path.isfile(os.path.join(folder, n)) for n in names):
                 self.final_config_dict["data_path"] = folder
+
+    def _read_byte_order_marks(self):
+        """RecBole's models read the atomic files with ``encoding`` (unset: the locale's, UTF-8 here), so a UTF-8 byte-order
+        mark (editors on Windows write one) became part of the first column's name ("\\ufeffuser_id") and the run
+        died in pandas with KeyError: 'user_id'. UTF-8 with an optional mark reads every UTF-8 file as before."""
+        encoding = self.final_config_dict.get("encoding")
+        if encoding is None or str(encoding).lower().replace("_", "-") in ("utf-8", "utf8"):
+            self.final_config_dict["encoding"] = "utf-8-sig"
 
 
 def rank_device(values) -> None:

@@ -144,3 +144,15 @@ def test_a_recbole_sequential_model_without_its_time_field_is_told_how_to_load_i
     assert cli.main([*argv, hint.replace('"', "")]) == 2
     err = capsys.readouterr().err
     assert f"{header}, line 1" in err and "--TIME_FIELD=<column>" in err
+
+
+def test_a_recbole_model_reads_atomic_files_with_a_byte_order_mark(tmp_path, capsys):
+    """RecBole read a UTF-8 byte-order mark as part of the first column's name ('\\ufeffuser_id') and died in pandas
+    with KeyError: 'user_id'; RecBole's models run through this package now read such files as they read any."""
+    root = small_ml100k(tmp_path / "atomic", "mine", ratings=500)
+    inter = root / "mine" / "mine.inter"
+    inter.write_bytes(b"\xef\xbb\xbf" + inter.read_bytes())
+    argv = ["--model=BPR", "--dataset=mine", f"--data_path={root}", "--epochs=1", "--state=WARNING",
+            "--show_progress=false"]
+    assert cli.main(argv) == 0
+    assert "test result:" in capsys.readouterr().out
