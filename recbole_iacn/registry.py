@@ -30,7 +30,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Tuple, Union
+from typing import Iterable, Optional, Tuple, Union
 
 from recbole_iacn.errors import AttachmentError, ConfigError, RegistrationError, UnknownModelError
 
@@ -466,6 +466,26 @@ def _unknown_message(name: str) -> str:
     )
 
 
+def _not_context_aware_message(name: str, get_model) -> Optional[str]:
+    """For ``<Name>_IaCN`` where RecBole's ``Name`` exists but is not a context-aware model (BPR, SASRec, RecBole's
+    DIN): why IaCN does not attach to it, and what does; None otherwise."""
+    if not name.endswith(IACN_SUFFIX):
+        return None
+    base = name[: -len(IACN_SUFFIX)]
+    base = base[len(RECBOLE_PREFIX):] if base.startswith(RECBOLE_PREFIX) else base
+    try:
+        model_class = get_model(base)
+    except (ValueError, ImportError):
+        return None
+    kind = getattr(getattr(model_class, "type", None), "name", "other").lower()
+    ours = f" This package's own {base}_IaCN is '{base}_IaCN'." if f"{base}_IaCN" in MODELS else ""
+    return (
+        f"{name}: IaCN attaches to RecBole's context-aware models, through their item fields; RecBole's {base} is a "
+        f"{kind} model, without such fields to feed. With IaCN: {', '.join(n for n in MODELS if n.endswith(IACN_SUFFIX))}."
+        f"{ours}"
+    )
+
+
 def resolve(name: str):
     """Return ``(spec, cls)``: ``spec`` is the plugin ModelSpec, or None for a RecBole model."""
     if not isinstance(name, str) or not name:
@@ -486,12 +506,12 @@ def resolve(name: str):
     try:
         return None, get_model(recbole_name)
     except ValueError:
-        raise UnknownModelError(_unknown_message(name)) from None
+        raise UnknownModelError(_not_context_aware_message(name, get_model) or _unknown_message(name)) from None
     except ImportError as exc:
         # RecBole imports its LightGBM/XGBoost wrappers last, only for names it found nowhere else
         if recbole_name.lower() in RECBOLE_OPTIONAL_MODELS:
             raise UnknownModelError(f"RecBole's {recbole_name} needs an extra package: {exc}. Install it with pip.") from None
-        raise UnknownModelError(_unknown_message(name)) from None
+        raise UnknownModelError(_not_context_aware_message(name, get_model) or _unknown_message(name)) from None
 
 
 # ------------------------------------------------------------------------------ the package's hosts

@@ -78,6 +78,21 @@ def test_unknown_model_lists_the_known_ones(capsys):
         assert name in err
 
 
+@pytest.mark.parametrize("name, base, kind", [("BPR_IaCN", "BPR", "general"), ("SASRec_IaCN", "SASRec", "sequential"),
+                                              ("recbole.DIN_IaCN", "DIN", "sequential")])
+def test_iacn_on_a_recbole_model_that_is_not_context_aware_says_why_not(name, base, kind, capsys):
+    """BPR_IaCN was an 'Unknown model' with spelling suggestions (PNN_IaCN?); it is a real RecBole model that IaCN
+    does not attach to, and the error now says so, with what does."""
+    from recbole_iacn import registry
+
+    assert cli.main([f"--model={name}", "--dataset=ml-100k"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {name}: IaCN attaches to RecBole's context-aware models") and "Traceback" not in err
+    assert f"RecBole's {base} is a {kind} model" in err and "Unknown model" not in err
+    assert all(n in err for n in registry.attached_names())
+    assert ("This package's own DIN_IaCN is 'DIN_IaCN'" in err) == (base == "DIN")
+
+
 def test_unknown_dataset_names_the_files_looked_for(capsys, tmp_path):
     assert cli.main(["--model=DIN", "--dataset=nosuch", f"--data_path={tmp_path}"]) == 2
     err = capsys.readouterr().err
