@@ -36,6 +36,8 @@ FAST = {
     "train_batch_size": 2048,
     "reproducibility": True,
 }
+#: FAST for a host without IaCN (which would warn that the IaCN settings have no effect on it)
+FAST_HOST = {k: v for k, v in FAST.items() if not k.startswith("iacn_")}
 
 
 @pytest.fixture(autouse=True, scope="session")

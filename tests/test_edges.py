@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError, DatasetNotFoundError
-from tests.conftest import FAST
+from tests.conftest import FAST, FAST_HOST
 from tests.test_dataset import write_dataset
 from tests.test_distributed import syn_root  # noqa: F401 (a fixture)
 
@@ -68,7 +68,7 @@ def profile_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("edges")
     folder = write_dataset(root)
     (folder / "tiny.user").write_text("user_id:token\tage:token\nu1\t49\nu2\t23\n", encoding="utf-8")
-    result = run("DIN", "tiny", config_dict={**FAST, "data_path": str(root), "checkpoint_dir": str(root / "saved")})
+    result = run("DIN", "tiny", config_dict={**FAST_HOST, "data_path": str(root), "checkpoint_dir": str(root / "saved")})
     return Path(result["model_file"])
 
 
@@ -583,7 +583,7 @@ def test_more_cpu_processes_than_cores_are_refused_before_spawning(tmp_path, mon
     write_dataset(tmp_path)
     cores = available_cores()
     with pytest.raises(ConfigError, match=rf"--nproc={cores + 1}.*{cores} CPU core"):
-        run("DIN", "tiny", config_dict={**FAST, "data_path": str(tmp_path), "nproc": cores + 1, "use_gpu": False})
+        run("DIN", "tiny", config_dict={**FAST_HOST, "data_path": str(tmp_path), "nproc": cores + 1, "use_gpu": False})
 
 
 def _ranks(token: str) -> list:

@@ -18,7 +18,7 @@ import pytest
 
 from recbole_iacn import cli
 from recbole_iacn.errors import CheckpointError, ConfigError, DataFormatError
-from tests.conftest import FAST
+from tests.conftest import FAST, FAST_HOST
 from tests.test_dataset import HEADER, ROWS, load, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     write_dataset(root)
     saved = root / "saved"
-    result = run("DIN", "tiny", config_dict={**FAST, "data_path": str(root), "checkpoint_dir": str(saved)})
+    result = run("DIN", "tiny", config_dict={**FAST_HOST, "data_path": str(root), "checkpoint_dir": str(saved)})
     return root, result["model_file"]
 
 
