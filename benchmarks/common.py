@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import os
@@ -387,3 +388,19 @@ def evaluate_full_sort(ranker, test_loader, config, result_keys: Sequence[str]) 
         collector.eval_batch_collect(scores, interaction, positive_u.cpu(), positive_i.cpu())
     result = evaluator.evaluate(collector.get_data_struct())
     return {k: float(result[k]) for k in result_keys}, users, mismatched
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path):
+    """Hold ``folder/.lock`` for the length of a benchmark: a second run into the same folder stops at
+    once with a clear message instead of interleaving its rows with the first's."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"Another benchmark is writing to {folder} (it holds {folder / '.lock'}). Wait for it "
+                             "to finish, or pass a different --out.") from None
+        yield

@@ -18,7 +18,8 @@ paired t-test over the seeds both sides finished (``scipy.stats.ttest_rel``); th
 across the models are Holm-corrected (family: the models screened), and ``screen.md`` states which models IaCN
 helps beyond width (``iacn`` above ``wide`` at a corrected p < ``--alpha``), if any.
 
-Every finished run is appended to ``runs.csv`` at once (one line, flushed); the same command run again skips
+Every finished run is added to ``runs.csv`` at once (the file rewritten under a temporary name and renamed into
+place); one screen at a time writes to a folder (a second stops at once); the same command run again skips
 the runs already there (failed ones run again), so the screen survives a stop and can be spread over sessions.
 ``--report-only`` writes ``screen.md`` from the rows there without training (a screen run in parts, or read
 while it runs). A run that reached ``--epochs`` was never stopped early: ``screen.md`` counts them per model and
@@ -100,20 +101,27 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def append_row(path: Path, row: dict, header: Sequence[str] = ()) -> None:
-    """Append one run's row to ``runs.csv`` (the header first when the file is new), flushed to disk."""
+    """Add one run's row to ``runs.csv`` (the header first when the file is new): the file with the row is written
+    under a temporary name, flushed to disk and renamed into place, so that a kill at any moment leaves either the
+    old file or the new one, never a half-written row."""
+    import io
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8", newline="") as f:
-        if new:
-            for line in header:
-                f.write(f"# {line}\n")
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: common._plain(row.get(k)) for k in COLUMNS})
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    text = io.StringIO()
+    if not old:
+        text.write("".join(f"# {line}\n" for line in header))
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerow({k: common._plain(row.get(k)) for k in COLUMNS})
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(partial, "w", encoding="utf-8", newline="") as f:
+        f.write(old + text.getvalue())
         f.flush()
         os.fsync(f.fileno())
+    os.replace(partial, path)
 
 
 def done_keys(rows: Sequence[dict]) -> set:
@@ -330,6 +338,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             "stopping_step": args.stopping_step, **common.parse_overrides(args.config_dict)}
     seeds = common.seed_list(args)
     ours = [h for h in args.ours if f"recbole.{h}_IaCN" in models]  # beside RecBole's own, when it is screened
+    with common.exclusive(out):  # a second screen into the same folder stops at once, before it trains anything
+        return _screen(args, models, ours, seeds, base, out, path, header, command, info)
+
+
+def _screen(args, models, ours, seeds, base, out: Path, path: Path, header, command: str, info: dict) -> dict:
+    """Train what ``runs.csv`` lacks (then the extended seeds), or nothing with ``--report-only``; write screen.md."""
     if args.report_only:
         rows = read_rows(path)
         extend = []

@@ -45,7 +45,7 @@ from benchmarks.reproduce_plan import (DEFAULT_DATASETS, DEFAULT_DELTA_HOST, DEF
 from benchmarks.reproduce_plots import plot_results  # noqa: E402
 from benchmarks.reproduce_report import (delta_markdown, hosts_markdown, machines_sentence,  # noqa: E402
                                          table1_markdown, table2_markdown)
-from benchmarks.reproduce_runs import exclusive, read_rows, run_all, write_rows  # noqa: E402
+from benchmarks.reproduce_runs import read_rows, run_all, write_rows  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ output
@@ -145,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 args.length_models, args.deltas, args.delta_model, args.variants)
     print(f"{len(runs)} runs on {info['device']}; results in {out}", flush=True)
     header = common.header_lines(command, info)
-    with exclusive(out):
+    with common.exclusive(out):
         done = read_rows(out / "runs.csv")
         if args.report_only:
             rows = done

@@ -5,7 +5,6 @@ every run (a temporary file renamed into place), under a lock on the output fold
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
@@ -180,17 +179,3 @@ def write_rows(path: Path, rows: Sequence[dict], header: list[str]) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def exclusive(folder: Path):
-    """Hold ``folder/.lock`` for the length of a benchmark: a second run into the same folder stops at
-    once with a clear message instead of interleaving its rows with the first's."""
-    import fcntl
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit(f"Another benchmark is writing to {folder} (it holds {folder / '.lock'}). Wait for it "
-                             "to finish, or pass a different --out.") from None
-        yield

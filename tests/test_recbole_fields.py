@@ -10,6 +10,7 @@ from outside, the command line and a δ × λ study through ``--tune``.
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import random
 import re
@@ -509,6 +510,12 @@ def test_screen_appends_each_run_and_resumes(tiny_root, tmp_path):
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "3 of 3 runs already in" in again.stdout, again.stderr[-3000:]
     assert len(rows()) == 3
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "runs.csv", "screen.md"]  # no partial file left
+    with open(out / ".lock", "w", encoding="utf-8") as lock:  # a screen is writing to the folder: a second stops
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and f"Another benchmark is writing to {out}" in refused.stderr
+    assert len(rows()) == 3 and "Traceback" not in refused.stderr
 
 
 def test_a_host_cannot_take_the_name_of_an_attached_models_variant(monkeypatch):
