@@ -102,9 +102,11 @@ def read_rows(path: Path) -> list[dict]:
 
 def append_row(path: Path, row: dict, header: Sequence[str] = ()) -> None:
     """Add one run's row to ``runs.csv`` (the header first when the file is new): the file with the row is written
-    under a temporary name, flushed to disk and renamed into place, so that a kill at any moment leaves either the
-    old file or the new one, never a half-written row."""
+    by :func:`recbole_iacn.checkpoint.atomic_write` (durably, under a temporary name renamed into place), so that a
+    kill at any moment leaves either the old file or the new one, never a half-written row."""
     import io
+
+    from recbole_iacn.checkpoint import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,12 +118,9 @@ def append_row(path: Path, row: dict, header: Sequence[str] = ()) -> None:
     if not old:
         writer.writeheader()
     writer.writerow({k: common._plain(row.get(k)) for k in COLUMNS})
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(partial, "w", encoding="utf-8", newline="") as f:
-        f.write(old + text.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    with atomic_write(path, fsync=True) as staging:
+        with open(staging, "w", encoding="utf-8", newline="") as f:
+            f.write(old + text.getvalue())
 
 
 def done_keys(rows: Sequence[dict]) -> set:

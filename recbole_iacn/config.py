@@ -78,14 +78,18 @@ class PluginConfig(Config):
             self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
         else:
             self._read_byte_order_marks()
-        if not self._plugin and self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
-            # RecBole reads its bundled ml-100k whatever data_path says: a copy under the data_path the user
-            # gave is read instead (the bundled files still when that folder has none, as for plugin models).
-            folder = os.path.join(self.external_config_dict["data_path"], self.dataset)
-            benchmark = self.final_config_dict.get("benchmark_filename")
-            names = [f"{self.dataset}.{b}.inter" for b in benchmark] if benchmark else [f"{self.dataset}.inter"]
-            if all(os.path.isfile(os.path.join(folder, n)) for n in names):
-                self.final_config_dict["data_path"] = folder
+            self._read_a_given_ml100k()
+
+    def _read_a_given_ml100k(self):
+        """RecBole reads its bundled ml-100k whatever data_path says: a copy under the data_path the user gave is
+        read instead (the bundled files still when that folder has none, as for plugin models)."""
+        if self.dataset != "ml-100k" or "data_path" not in self.external_config_dict:
+            return
+        folder = os.path.join(self.external_config_dict["data_path"], self.dataset)
+        benchmark = self.final_config_dict.get("benchmark_filename")
+        names = [f"{self.dataset}.{b}.inter" for b in benchmark] if benchmark else [f"{self.dataset}.inter"]
+        if all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            self.final_config_dict["data_path"] = folder
 
     def _read_byte_order_marks(self):
         """RecBole's models read the atomic files with ``encoding`` (unset: the locale's, UTF-8 here), so a UTF-8 byte-order

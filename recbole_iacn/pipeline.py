@@ -129,10 +129,10 @@ def _check_time_field(config, inter_file: str) -> None:
 
     if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
         return
+    from recbole_iacn.data.common import read_header
+
     time_field = config["TIME_FIELD"]
-    with open(inter_file, encoding="utf-8-sig") as lines:
-        columns = lines.readline().rstrip("\r\n").split(config["field_separator"])
-    header = [column.split(":", 1)[0] for column in columns]
+    header = [field for field, _ in read_header(inter_file, config["field_separator"])]
     if time_field not in header:
         raise ConfigError(
             f"RecBole's {config['model']} is a sequential model: it orders each user's interactions by "

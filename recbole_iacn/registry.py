@@ -446,13 +446,19 @@ def _alias(name: str) -> str:
     return name
 
 
+def _iacn_base(name: str) -> Optional[str]:
+    """``Name`` of ``Name_IaCN`` or ``recbole.Name_IaCN``; None for a name without the suffix."""
+    if not isinstance(name, str) or not name.endswith(IACN_SUFFIX):
+        return None
+    base = name[: -len(IACN_SUFFIX)]
+    return base[len(RECBOLE_PREFIX):] if base.startswith(RECBOLE_PREFIX) else base
+
+
 def _refuse_exception(name: str) -> None:
     """A clear error for ``<Name>_IaCN`` of a RecBole model IaCN cannot attach to."""
-    if isinstance(name, str) and name.endswith(IACN_SUFFIX):
-        base = name[: -len(IACN_SUFFIX)]
-        base = base[len(RECBOLE_PREFIX):] if base.startswith(RECBOLE_PREFIX) else base
-        if base in RECBOLE_EXCEPTIONS:
-            raise AttachmentError(not_attachable_message(base))
+    base = _iacn_base(name)
+    if base in RECBOLE_EXCEPTIONS:
+        raise AttachmentError(not_attachable_message(base))
 
 
 def _unknown_message(name: str) -> str:
@@ -469,10 +475,9 @@ def _unknown_message(name: str) -> str:
 def _not_context_aware_message(name: str, get_model) -> Optional[str]:
     """For ``<Name>_IaCN`` where RecBole's ``Name`` exists but is not a context-aware model (BPR, SASRec, RecBole's
     DIN): why IaCN does not attach to it, and what does; None otherwise."""
-    if not name.endswith(IACN_SUFFIX):
+    base = _iacn_base(name)
+    if base is None:
         return None
-    base = name[: -len(IACN_SUFFIX)]
-    base = base[len(RECBOLE_PREFIX):] if base.startswith(RECBOLE_PREFIX) else base
     try:
         model_class = get_model(base)
     except (ValueError, ImportError):
