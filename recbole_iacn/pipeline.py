@@ -236,6 +236,8 @@ def train(prepared: Prepared, saved: bool = True, epoch_callback: Optional[Calla
             raise
         path = trainer.saved_model_file if saved else None
         raise Interrupted(path if path and os.path.isfile(path) else None) from None
+    finally:
+        close_tensorboard(trainer)
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {format_metrics(_plain_metrics(best_valid_result))}")
     logger.info(set_color("test result", "yellow") + f": {format_metrics(_plain_metrics(test_result))}")
@@ -249,6 +251,15 @@ def train(prepared: Prepared, saved: bool = True, epoch_callback: Optional[Calla
         "fit_seconds": fit_seconds,
         "epochs_run": len(trainer.train_loss_dict),
     }
+
+
+def close_tensorboard(trainer) -> None:
+    """Close the ``SummaryWriter`` RecBole's trainer opens (``trainer.tensorboard``) and never closes: each run
+    would leave its writer thread and open event file behind, one more per run in a long-lived process (a
+    notebook, the trials of a study, the benchmarks that train run after run)."""
+    writer = getattr(trainer, "tensorboard", None)
+    if writer is not None:
+        writer.close()
 
 
 def format_metrics(values: dict) -> str:

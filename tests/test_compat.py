@@ -126,6 +126,22 @@ def test_recbole_quick_start_imports_ray_but_this_package_does_not():
     assert shows_problem.stdout.strip() in ("True", "") or shows_problem.returncode != 0
 
 
+# --------------------------------------------------------------------------- SINE's anomaly mode
+ANOMALY_STATE = "import torch; print(torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())"
+
+
+@pytest.mark.parametrize("before, fixed, expected", [
+    ("", False, "True True"),  # RecBole alone: importing its DIN turns anomaly mode on (the problem)
+    ("", True, "False True"),  # after compat.apply(), off as it was (check_nan: torch's default)
+    ("import torch; torch.set_anomaly_enabled(True, False); ", True, "True False"),  # a user's own choice is kept
+])
+def test_recbole_sequential_models_leave_anomaly_mode_as_it_was(before, fixed, expected):
+    apply = "import recbole_iacn.compat as c; c.apply(); " if fixed else ""
+    result = run_python(f"{before}{apply}from recbole.utils import get_model; get_model('DIN'); {ANOMALY_STATE}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == expected.split()
+
+
 def test_ray_is_current_not_recboles_pin():
     try:
         version = importlib.metadata.version("ray")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import itertools
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from recbole_iacn import cli
 from recbole_iacn.data import default_ml100k_source
@@ -44,11 +46,18 @@ def test_a_model_runs_on_the_embedded_ml100k_with_no_setup(capsys, tmp_path):
     assert (tmp_path / "dataset" / "ml-100k" / "ctr" / "ml-100k.train.inter").is_file()
 
 
+def writer_threads() -> int:
+    """Live threads of tensorboard's event writers (RecBole's trainer opens one per run)."""
+    return sum(type(t).__module__.startswith("tensorboard") for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("model", host_model_names())
 def test_every_model_runs_through_the_command_line(model, syn_root, capsys):
     argv = [f"--model={model}", f"--dataset={SYN_DATASET}", f"--data_path={syn_root}", *FAST_ARGS]
+    writers = writer_threads()
     assert cli.main(argv) == 0
     check_printed_result(capsys.readouterr().out)
+    assert writer_threads() == writers  # the run's tensorboard writer is closed, its thread gone
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,7 @@ def test_recbole_din_saves_and_reloads_a_safe_checkpoint(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "test result:" in out and "checkpoint:" in out
+    assert not torch.is_anomaly_enabled()  # RecBole's sequential models imported, anomaly mode still off
 
 
 def test_a_recbole_model_on_ml100k_reads_the_data_path_it_is_given(tmp_path):
