@@ -31,8 +31,8 @@ Importing any RecBole sequential       :func:`keep_anomaly_mode` imports that pa
 model imports SINE, whose module runs  :func:`apply`, and puts autograd's anomaly mode back as it
 ``set_detect_anomaly(True)``: the      was (the numbers are the same either way, only slower).
 whole process then trains in anomaly
-mode (RecBole's DIN: 1.45x the CPU
-time per epoch)
+mode (RecBole's DIN and DIEN: about
+half their training speed)
 RecBole dispatches models by name      :mod:`recbole_iacn.registry` maps names to classes and
 (``get_model``, ``create_dataset``,    :class:`recbole_iacn.config.IaCNConfig` builds the config
 the DIN/DIEN special cases)            from the class, never through RecBole's name lookups.
@@ -228,9 +228,10 @@ def keep_anomaly_mode() -> None:
     ``recbole/model/sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at module
     level, and the package's ``__init__`` imports it with every other sequential model: RecBole's ``get_model("DIN")``
     and any ``import recbole.model.sequential_recommender`` leave the whole process, every later model included,
-    in anomaly mode. Training then gives the same numbers, slower (RecBole's DIN on ml-100k: 239 CPU s per epoch
-    instead of 165, the same loss). Imported here first, the package is not run again by later imports. Where it was
-    imported before this runs, the mode it left is kept: it cannot be told from a user's own choice."""
+    in anomaly mode. Training then gives the same numbers, slower: RecBole's DIN and DIEN on ml-100k train 2.0x and
+    2.2x the samples per second without it (``benchmarks/results/2026-12-06/recbole-anomaly-mode``). Imported here
+    first, the package is not run again by later imports. Where it was imported before this runs, the mode it left
+    is kept: it cannot be told from a user's own choice."""
     import sys
 
     import torch
