@@ -31,7 +31,8 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(settings, "GROUPS", dict(settings.GROUPS))
     monkeypatch.setattr(settings, "MODEL_GROUPS", settings.MODEL_GROUPS)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delenv(registry.PLUGINS_ENV, raising=False)
+    monkeypatch.setenv(registry.PLUGINS_ENV, "")  # recorded as it was (set or not), so that it is restored...
+    monkeypatch.delenv(registry.PLUGINS_ENV)  # ...also when unset: a test's registration must not outlive it
     yield
     sys.modules.pop("my_models", None)  # imported from the example's file: imported afresh next time
 
