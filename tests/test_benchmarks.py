@@ -475,7 +475,7 @@ def test_dain_ranking_smoke(tmp_path):
     out = tmp_path / "out"
     argv = ["--baselines", "BPR", "--dain-models", "DAIN", "--seeds", "1", "--epochs", "2", "--stopping-step", "1",
             "--threads", "1", "--device", "cpu", "--data_path", tmp_path / "data",
-            "--out", out, "--config_dict", "embedding_size=8"]
+            "--out", out, "--config_dict", "embedding_size=8", "mlp_hidden_size=[8]"]  # DAIN scores every item
     bench("dain_ranking", *argv, cwd=tmp_path)
     table = pd.read_csv(out / "dain_ranking.csv", comment="#")
     text = (out / "dain_ranking.md").read_text(encoding="utf-8")
