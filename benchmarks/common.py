@@ -311,16 +311,16 @@ def write_csv(path: Path, rows: list[dict], header: list[str], columns: Sequence
     mid-write leaves the previous file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from recbole_iacn.checkpoint import atomic_write
+
     columns = list(columns or _union_keys(rows))
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf-8", newline="") as f:
+    with atomic_write(path) as staging, open(staging, "w", encoding="utf-8", newline="") as f:
         for line in header:
             f.write(f"# {line}\n")
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _plain(row.get(k)) for k in columns})
-    os.replace(partial, path)
     return path
 
 
@@ -328,9 +328,10 @@ def write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to a temporary name and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    from recbole_iacn.checkpoint import atomic_write
+
+    with atomic_write(path) as staging:
+        Path(staging).write_text(text, encoding="utf-8")
     return path
 
 

@@ -170,12 +170,7 @@ def _parse_cell(key: str, value):
 
 
 def write_rows(path: Path, rows: Sequence[dict], header: list[str]) -> Path:
-    """Write ``runs.csv`` to a temporary sibling and rename it into place: a stop never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    common.write_csv(partial, list(rows), header)
-    os.replace(partial, path)
-    return path
+    """Write ``runs.csv`` (:func:`benchmarks.common.write_csv`: a stop never leaves half a file)."""
+    return common.write_csv(path, list(rows), header)
 
 
