@@ -231,12 +231,18 @@ def keep_anomaly_mode() -> None:
     in anomaly mode. Training then gives the same numbers, slower: RecBole's DIN and DIEN on ml-100k train 2.0x and
     2.2x the samples per second without it (``benchmarks/results/2026-12-06/recbole-anomaly-mode``). Imported here
     first, the package is not run again by later imports. Where it was imported before this runs, the mode it left
-    is kept: it cannot be told from a user's own choice."""
+    is kept (it cannot be told from a user's own choice), with a warning that says how to turn it off."""
     import sys
+    import warnings
 
     import torch
 
     if RECBOLE_SEQUENTIAL in sys.modules:
+        if torch.is_anomaly_enabled():
+            warnings.warn("autograd's anomaly mode is on: RecBole's sequential models were imported before "
+                          "recbole_iacn, and RecBole's SINE module turns it on at import. Training gives the same "
+                          "numbers about half as fast; call torch.autograd.set_detect_anomaly(False) unless you want "
+                          "it on.", RuntimeWarning, stacklevel=2)
         return
     enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
     try:

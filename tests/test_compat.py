@@ -134,12 +134,15 @@ ANOMALY_STATE = "import torch; print(torch.is_anomaly_enabled(), torch.is_anomal
     ("", False, "True True"),  # RecBole alone: importing its DIN turns anomaly mode on (the problem)
     ("", True, "False True"),  # after compat.apply(), off as it was (check_nan: torch's default)
     ("import torch; torch.set_anomaly_enabled(True, False); ", True, "True False"),  # a user's own choice is kept
+    ("import recbole.model.sequential_recommender; ", True, "True True"),  # imported first: kept, with a warning
 ])
 def test_recbole_sequential_models_leave_anomaly_mode_as_it_was(before, fixed, expected):
     apply = "import recbole_iacn.compat as c; c.apply(); " if fixed else ""
     result = run_python(f"{before}{apply}from recbole.utils import get_model; get_model('DIN'); {ANOMALY_STATE}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == expected.split()
+    warned = "RecBole's sequential models were imported before recbole_iacn" in result.stderr
+    assert warned == before.startswith("import recbole")
 
 
 def test_ray_is_current_not_recboles_pin():
