@@ -108,7 +108,7 @@ def compare(ours, theirs, batch) -> list[list]:
 
 def train_curve(model, prepared, epochs: int) -> list[float]:
     """Test AUC after each epoch, trained by the package's trainer (RecBole's evaluator)."""
-    from recbole_iacn.pipeline import build_trainer
+    from recbole_iacn.pipeline import build_trainer, close_tensorboard
 
     prepared.config["epochs"] = epochs
     aucs = []
@@ -117,7 +117,10 @@ def train_curve(model, prepared, epochs: int) -> list[float]:
         aucs.append(trainer.evaluate(prepared.test_data, load_best_model=False, show_progress=False)["auc"])
 
     trainer = build_trainer(prepared, model, epoch_callback=record)
-    trainer.fit(prepared.train_data, prepared.valid_data, saved=False, show_progress=False)
+    try:
+        trainer.fit(prepared.train_data, prepared.valid_data, saved=False, show_progress=False)
+    finally:
+        close_tensorboard(trainer)
     return aucs
 
 

@@ -236,7 +236,7 @@ def measure(model_name: str, dataset: str, args) -> list[dict]:
     import torch
 
     from recbole_iacn import compat
-    from recbole_iacn.pipeline import build_model, build_trainer, prepare, run
+    from recbole_iacn.pipeline import build_model, build_trainer, close_tensorboard, prepare, run
 
     compat.apply()
     import recbole.data  # noqa: F401  (imported before the baseline RSS: both sides pay the same imports)
@@ -263,6 +263,7 @@ def measure(model_name: str, dataset: str, args) -> list[dict]:
     trainer = build_trainer(prepared, net)
     optimizer = trainer.optimizer
     loss_fn = trainer.training_loss()  # compiled with compile_loss: true
+    close_tensorboard(trainer)  # only its optimizer and loss are used; its writer would stay open to the end
     result = {
         "model": model_name, "dataset": dataset, "device": common.device_name(device),
         "threads": torch.get_num_threads(), "train_batch_size": prepared.config["train_batch_size"],
