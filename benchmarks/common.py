@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import datetime as _dt
@@ -12,7 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_PATH = REPO_ROOT / "dataset"
@@ -291,6 +292,76 @@ def prepare_ml1m_sample(data_path: Path | str = DEFAULT_DATA_PATH, shared: Path 
     import_movielens_dat(ratings, source, ML1M_NAME, merged if merged.is_file() else None)
     build_from_atomic(str(source), ML1M_NAME, folder, ML1M_NAME, protocol="dense")
     return folder
+
+
+# ------------------------------------------------------------------------------ reading
+def read_runs_csv(path: Path, required: Sequence[str] = (), parse: Optional[Callable[[dict], dict]] = None) -> list[dict]:
+    """The rows of a benchmark's ``runs.csv`` written by :func:`write_csv` (or appended to it), or none if the file
+    does not exist: ``#`` comment lines and blank lines skipped, a byte-order mark allowed. ``parse`` turns each row's
+    cells into values (a ``ValueError`` it raises is reported with the row's line).
+
+    Raises :class:`~recbole_iacn.errors.MissingFieldError` for a column of ``required`` missing from the header and
+    :class:`~recbole_iacn.errors.MalformedLineError` (file and line) for a file that is not UTF-8, a row with more
+    or fewer cells than the header, or a cell ``parse`` cannot read: the file was edited or damaged by hand (the
+    scripts write it whole, by rename), and a row read wrongly would be counted as a finished run.
+    """
+    from recbole_iacn.errors import MalformedLineError, MissingFieldError
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    hint = "Mend or remove that row (the run is trained again), or move the file away to start over."
+    line_no = 0
+
+    def data_lines(f):
+        nonlocal line_no
+        for line_no, line in enumerate(f, 1):
+            if line.strip() and not line.startswith("#"):
+                yield line
+
+    rows = []
+    raw = path.read_bytes()
+    try:
+        reader = csv.reader(data_lines(_decoded_lines(raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8)
+                                                      else raw)))
+        columns = next(reader, None)
+        if columns is None:
+            return []
+        for field in required:
+            if field not in columns:
+                raise MissingFieldError(path, field, columns, "Is this a runs.csv written by this benchmark?")
+        for cells in reader:
+            if len(cells) != len(columns):
+                raise MalformedLineError(path, line_no, f"{len(cells)} cells where the header has {len(columns)}",
+                                         hint)
+            row = dict(zip(columns, cells))
+            try:
+                rows.append(parse(row) if parse else row)
+            except ValueError as exc:
+                raise MalformedLineError(path, line_no, str(exc), hint) from None
+    except UnicodeDecodeError as exc:
+        raise MalformedLineError(path, line_no + 1, f"not UTF-8 text ({exc.reason})", hint) from None
+    except csv.Error as exc:
+        raise MalformedLineError(path, line_no, str(exc), hint) from None
+    return rows
+
+
+def _decoded_lines(raw: bytes):
+    """``raw``'s lines, each decoded as UTF-8 when it is reached (so that an error is at its own line)."""
+    for line in raw.splitlines(keepends=True):
+        yield line.decode("utf-8")
+
+
+def run_main(main: Callable[[], object]) -> None:
+    """Run a benchmark's ``main()`` from the command line: a :class:`~recbole_iacn.errors.UserError` (bad input,
+    explained) is printed as one line, without a traceback, and exits with its status (2)."""
+    from recbole_iacn.errors import UserError
+
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
 
 
 # ------------------------------------------------------------------------------ writing

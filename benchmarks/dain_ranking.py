@@ -419,4 +419,4 @@ def _timed(model: str, seed: int, fn, machine: dict) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

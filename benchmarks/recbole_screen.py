@@ -90,16 +90,22 @@ class Run:
 
 # ------------------------------------------------------------------------------ the rows
 def read_rows(path: Path) -> list[dict]:
-    """The rows of ``runs.csv`` (comment lines skipped), numbers parsed back."""
-    if not Path(path).is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    for row in rows:
+    """The rows of ``runs.csv`` (comment lines skipped), numbers parsed back; a damaged row is an error naming its
+    line (:func:`benchmarks.common.read_runs_csv`)."""
+    return common.read_runs_csv(path, required=("dataset", "model", "variant", "seed", "test_auc"), parse=_parse_row)
+
+
+def _parse_row(row: dict) -> dict:
+    try:
         row["seed"] = int(row["seed"])
-        for key in ("test_auc", "test_logloss", "valid_auc"):
+    except ValueError:
+        raise ValueError(f"seed {row['seed']!r} is not a whole number") from None
+    for key in ("test_auc", "test_logloss", "valid_auc"):
+        try:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
-    return rows
+        except ValueError:
+            raise ValueError(f"{key} {row[key]!r} is not a number") from None
+    return row
 
 
 def append_row(path: Path, row: dict, header: Sequence[str] = ()) -> None:
@@ -367,4 +373,4 @@ def _screen(args, models, ours, seeds, base, out: Path, path: Path, header, comm
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -5,7 +5,6 @@ every run (a temporary file renamed into place), under a lock on the output fold
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -137,16 +136,9 @@ def run_all(runs: Sequence[RunSpec], base_config: dict, on_row: Callable[[list],
 
 # ------------------------------------------------------------------------------ runs.csv
 def read_rows(path: Path) -> list[dict]:
-    """The rows of an earlier ``runs.csv`` (numbers parsed back), or none."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    for row in rows:
-        for key, value in list(row.items()):
-            row[key] = _parse_cell(key, value)
-    return rows
+    """The rows of an earlier ``runs.csv`` (numbers parsed back), or none; a damaged row is an error naming its
+    line (:func:`benchmarks.common.read_runs_csv`)."""
+    return common.read_runs_csv(path, parse=lambda row: {key: _parse_cell(key, value) for key, value in row.items()})
 
 
 _INT_COLUMNS = ("seed", "max_len", "best_epoch", "epochs_run", "max_epochs", "stopping_step", "max_len_used",

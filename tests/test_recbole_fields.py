@@ -9,6 +9,7 @@ from outside, the command line and a δ × λ study through ``--tune``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import fcntl
 import os
@@ -516,6 +517,25 @@ def test_screen_appends_each_run_and_resumes(tiny_root, tmp_path):
         refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 1 and f"Another benchmark is writing to {out}" in refused.stderr
     assert len(rows()) == 3 and "Traceback" not in refused.stderr
+
+    runs = out / "runs.csv"
+    written = runs.read_bytes()
+    runs.write_bytes(codecs.BOM_UTF8 + written)  # saved by a spreadsheet: the same rows, nothing trained again
+    bom = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert bom.returncode == 0 and "3 of 3 runs already in" in bom.stdout, bom.stderr[-3000:]
+    lines = written.splitlines(keepends=True)
+    last = len(lines)  # the iacn row, the file's last line
+    damaged = {"a seed that is not a number": (lines[-1].replace(b",iacn,2020,", b",iacn,20x0,"),
+                                               "seed '20x0' is not a whole number"),
+               "a row cut short": (lines[-1][:30] + b"\n", "cells where the header has"),
+               "bytes that are not UTF-8": (b"\xff\xfe" + lines[-1], "not UTF-8 text")}
+    for case, (row, reason) in damaged.items():
+        assert row != lines[-1], case
+        runs.write_bytes(b"".join(lines[:-1]) + row)
+        bad = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert bad.returncode == 2 and f"{runs}:{last}: malformed line: " in bad.stderr, (case, bad.stderr[-3000:])
+        assert reason in bad.stderr and "Traceback" not in bad.stderr, (case, bad.stderr[-3000:])
+        assert runs.read_bytes() == b"".join(lines[:-1]) + row, case  # left as it was, nothing trained or appended
 
 
 def test_a_host_cannot_take_the_name_of_an_attached_models_variant(monkeypatch):
