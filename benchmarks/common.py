@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import contextlib
 import csv
@@ -144,19 +145,41 @@ def host_labels() -> dict:
     return {host: get_spec(host).label for host in host_names()}
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 1 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse ``type``: a number between 0 and 1, both excluded (a significance level)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
+
+
 def add_common_arguments(parser, name: str, *, data: bool = True, device: bool = True, overrides: bool = True,
                          seeds: Optional[int] = None, threads: Optional[int] = None):
     """The options every benchmark script shares, declared once: ``--data_path``, ``--device``,
     ``--threads``, ``--out`` (default ``benchmarks/results/<date>/<name>``), ``--config_dict`` and, with
     ``seeds``, ``--seeds``/``--first-seed``. Returns ``parser``."""
     if seeds is not None:
-        parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
+        parser.add_argument("--seeds", type=positive_int, default=seeds, help="number of seeds")
         parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="seeds are first-seed, first-seed+1, ...")
     if data:
         parser.add_argument("--data_path", default=str(DEFAULT_DATA_PATH))
     if device:
         parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--threads", type=int, default=threads,
+    parser.add_argument("--threads", type=positive_int, default=threads,
                         help="torch.set_num_threads" + ("" if threads is not None else " (default: torch's)"))
     parser.add_argument("--out", default=None, help=f"output folder (default benchmarks/results/<date>/{name})")
     if overrides:
@@ -168,7 +191,9 @@ def add_common_arguments(parser, name: str, *, data: bool = True, device: bool =
 def seed_list(args) -> list[int]:
     """``--seeds`` seeds from ``--first-seed`` (a clear error below 1)."""
     if args.seeds < 1:
-        raise SystemExit("--seeds must be at least 1.")
+        from recbole_iacn.errors import ConfigError
+
+        raise ConfigError("--seeds must be at least 1.")
     return [args.first_seed + i for i in range(args.seeds)]
 
 
@@ -182,7 +207,9 @@ def parse_overrides(items: Iterable[str] | None) -> dict:
         key, sep, value = item.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
-            raise ValueError(f"--config_dict takes key=value pairs, got {item!r}.")
+            from recbole_iacn.errors import ConfigError
+
+            raise ConfigError(f"--config_dict takes key=value pairs (learning_rate=0.0001), got {item!r}.")
         overrides[key] = parse_override(key, value)
     return overrides
 

@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), help="RecBole models")
     p.add_argument("--dain-models", nargs="*", default=list(DAIN_MODELS), help="plugin models ranked (DAIN, DAIN_IaCN)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="maximum epochs per run")
-    p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
+    p.add_argument("--epochs", type=common.positive_int, default=DEFAULT_EPOCHS, help="maximum epochs per run")
+    p.add_argument("--stopping-step", type=common.positive_int, default=DEFAULT_STOPPING_STEP,
                    help="stop after this many epochs without a better validation metric")
     p.add_argument("--dain-negatives", choices=NEG_SAMPLINGS, default="uniform",
                    help="how the CTR view DAIN trains on draws its negatives (the baselines': uniform)")

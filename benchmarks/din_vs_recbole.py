@@ -210,4 +210,4 @@ def _run(args, config, torch, on_ctr_view, prepare):
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

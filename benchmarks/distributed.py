@@ -125,4 +125,4 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -273,4 +273,4 @@ def _progress(model: str, dataset: str, r: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -314,12 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a CTR dataset name (built under --data_path)")
     p.add_argument("--models", nargs="*", default=None, help="registered <Name>_IaCN models; none given: every one")
     p.add_argument("--ours", nargs="*", default=["WideDeep"], help="our hosts trained beside (variant 'ours')")
-    p.add_argument("--extend-to", type=int, default=DEFAULT_EXTEND_TO, help="seeds of a model with a large difference")
+    p.add_argument("--extend-to", type=common.positive_int, default=DEFAULT_EXTEND_TO, help="seeds of a model with a large difference")
     p.add_argument("--extend-above", type=float, default=DEFAULT_EXTEND_ABOVE,
                    help="a mean paired difference above this (absolute) extends the model's seeds")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the Holm-corrected tests")
-    p.add_argument("--epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="most epochs of a run")
-    p.add_argument("--stopping-step", type=int, default=DEFAULT_STOPPING_STEP,
+    p.add_argument("--alpha", type=common.share, default=0.05, help="significance level of the Holm-corrected tests")
+    p.add_argument("--epochs", type=common.positive_int, default=DEFAULT_MAX_EPOCHS, help="most epochs of a run")
+    p.add_argument("--stopping-step", type=common.positive_int, default=DEFAULT_STOPPING_STEP,
                    help="stop after this many epochs without a better validation AUC")
     p.add_argument("--report-only", action="store_true", help="write screen.md from the rows in runs.csv; train nothing")
     common.add_common_arguments(p, "recbole-screen", seeds=DEFAULT_SEEDS, threads=1)

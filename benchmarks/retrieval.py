@@ -259,4 +259,4 @@ def _timed(dataset: str, model: str, fn) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

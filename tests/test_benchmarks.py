@@ -215,8 +215,9 @@ def test_overrides_and_ratios(examples, report, tmp_path):
     # --config_dict values are read as YAML
     assert "overrides {'epochs': 2, 'learning_rate': 0.0001, 'mlp_hidden_size': [8, 4]}." in report
     refused = bench("reproduce", "--report-only", "--out", tmp_path / "out", "--config_dict", "epochs", cwd=tmp_path,
-                    expect=1)
-    assert "--config_dict takes key=value pairs, got 'epochs'." in refused.stderr
+                    expect=2)
+    assert "error: --config_dict takes key=value pairs (learning_rate=0.0001), got 'epochs'." in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_loader_ratios(examples):

@@ -536,6 +536,11 @@ def test_screen_appends_each_run_and_resumes(tiny_root, tmp_path):
         assert bad.returncode == 2 and f"{runs}:{last}: malformed line: " in bad.stderr, (case, bad.stderr[-3000:])
         assert reason in bad.stderr and "Traceback" not in bad.stderr, (case, bad.stderr[-3000:])
         assert runs.read_bytes() == b"".join(lines[:-1]) + row, case  # left as it was, nothing trained or appended
+    for option, value, reason in (("--epochs", "0", "0 is below 1"), ("--seeds", "two", "'two' is not a whole number"),
+                                  ("--alpha", "1.5", "1.5 is not between 0 and 1")):
+        usage = subprocess.run([*command, option, value], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=600)
+        assert usage.returncode == 2 and f"argument {option}: {reason}" in usage.stderr, usage.stderr[-3000:]
 
 
 def test_a_host_cannot_take_the_name_of_an_attached_models_variant(monkeypatch):
