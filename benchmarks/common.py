@@ -347,10 +347,8 @@ def read_runs_csv(path: Path, required: Sequence[str] = (), parse: Optional[Call
                 yield line
 
     rows = []
-    raw = path.read_bytes()
     try:
-        reader = csv.reader(data_lines(_decoded_lines(raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8)
-                                                      else raw)))
+        reader = csv.reader(data_lines(_decoded_lines(path.read_bytes().removeprefix(codecs.BOM_UTF8))))
         columns = next(reader, None)
         if columns is None:
             return []

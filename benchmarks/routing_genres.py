@@ -18,7 +18,6 @@ once and skipped on a rerun.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import sys
 import tempfile
@@ -92,10 +91,9 @@ def train_and_measure(model: str, form: str, seed: int, data_path, checkpoint_di
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+    """The rows of an earlier routing_genres.csv (cells as text), or none; a damaged row is an error naming its line
+    (:func:`benchmarks.common.read_runs_csv`)."""
+    return common.read_runs_csv(path, required=("model", "form", "seed"))
 
 
 def report(rows: list[dict], command: str, info: dict) -> str:
